@@ -1,0 +1,203 @@
+//! Stores and the backends behind them. A backend knows how to address and fetch a value in
+//! one kind of store, and nothing of names, policies or identities: it is only ever handed a
+//! location that was already authorized.
+//!
+//! Adding a backend: a file here with its options struct and `impl Backend`, a variant of
+//! [`BackendConfig`], and its keys in [`RawStore`].
+
+pub mod env;
+pub mod gopass;
+pub mod process;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::name::{check_store_path, checked_string};
+use crate::secret::SecretValue;
+
+/// What every backend does.
+pub trait Backend: Send + Sync {
+    /// Where a ref's `path` lives, given the store's `root`. Called for every ref when the
+    /// config loads, so a path a backend cannot address is a config error, not a late surprise.
+    fn locate(&self, root: &str, path: &str) -> Result<String, String>;
+
+    /// The value at `location`, within `timeout`.
+    fn fetch(&self, location: &str, timeout: Duration) -> Result<SecretValue, FetchError>;
+}
+
+/// How a fetch fails. Messages come from the backend's stderr or our own words, never from
+/// its stdout (which may hold the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    NotFound(String),
+    Failed(String),
+    TimedOut,
+}
+
+/// The failure of a program that exited non-zero, with its own message.
+pub(crate) fn program_failed(program: &str, finished: &process::Finished) -> FetchError {
+    let status = match finished.status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    };
+    let message = match finished.stderr.as_str() {
+        "" => String::new(),
+        stderr => format!(": {stderr}"),
+    };
+    FetchError::Failed(format!("`{program}` {status}{message}"))
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
+
+/// A configured store: a backend with its options, a root, and a timeout.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawStore")]
+pub struct SecretStore {
+    pub root: String,
+    pub timeout: Duration,
+    pub backend: BackendConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    Gopass(gopass::Gopass),
+    Env(env::Env),
+}
+
+impl BackendConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendConfig::Gopass(_) => "gopass",
+            BackendConfig::Env(_) => "env",
+        }
+    }
+
+    pub fn as_backend(&self) -> &dyn Backend {
+        match self {
+            BackendConfig::Gopass(b) => b,
+            BackendConfig::Env(b) => b,
+        }
+    }
+}
+
+/// The `backend:` word; an unknown one is refused with the known ones listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BackendKind {
+    Gopass,
+    Env,
+}
+
+impl SecretStore {
+    pub fn locate(&self, path: &str) -> Result<String, String> {
+        self.backend.as_backend().locate(&self.root, path)
+    }
+
+    pub fn fetch(&self, location: &str) -> Result<SecretValue, FetchError> {
+        self.backend.as_backend().fetch(location, self.timeout)
+    }
+
+    /// The launcher variable a location reads, for backends that read one.
+    pub fn source_variable<'a>(&self, location: &'a str) -> Option<&'a str> {
+        matches!(self.backend, BackendConfig::Env(_)).then_some(location)
+    }
+}
+
+/// Every key any backend takes; [`SecretStore::try_from`] refuses the ones that are not
+/// its backend's, so unknown keys are errors at load time either way. Each field checks
+/// itself, so its errors point at its own line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    backend: BackendKind,
+    root: Root,
+    timeout: Option<Timeout>,
+    binary: Option<Program>,
+}
+
+impl TryFrom<RawStore> for SecretStore {
+    type Error = String;
+
+    fn try_from(raw: RawStore) -> Result<Self, String> {
+        let given = [("binary", raw.binary.is_some())];
+        let (backend, options): (BackendConfig, &[&str]) = match raw.backend {
+            BackendKind::Gopass => (
+                BackendConfig::Gopass(gopass::Gopass {
+                    binary: raw.binary.map_or_else(|| "gopass".to_owned(), |p| p.0),
+                }),
+                &["binary"],
+            ),
+            BackendKind::Env => (BackendConfig::Env(env::Env), &[]),
+        };
+        if let Some((key, _)) = given
+            .iter()
+            .find(|(key, set)| *set && !options.contains(key))
+        {
+            return Err(format!(
+                "`{key}` is not an option of backend `{}` (its options: {})",
+                backend.name(),
+                if options.is_empty() {
+                    "none".to_owned()
+                } else {
+                    options.join(", ")
+                }
+            ));
+        }
+        check_root(&backend, &raw.root.0)?;
+        Ok(SecretStore {
+            root: raw.root.0,
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            backend,
+        })
+    }
+}
+
+checked_string!(
+    /// A store's root: what it means is the backend's business, but it is never empty, never
+    /// padded, and never holds control characters.
+    Root, "root", |what, value| {
+        if value.is_empty() || value.trim() != value || value.chars().any(char::is_control) {
+            return Err(format!("{what} `{}` must be non-empty text without surrounding white space or control characters", value.escape_debug()));
+        }
+        Ok(())
+    }
+);
+checked_string!(
+    /// A program to run: a path or a name on PATH.
+    Program, "program", |what, value| {
+        if value.trim().is_empty() || value.chars().any(char::is_control) {
+            return Err(format!("{what} `{}` must name a program", value.escape_debug()));
+        }
+        Ok(())
+    }
+);
+
+/// Seconds, more than 0 and at most an hour.
+struct Timeout(Duration);
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seconds = f64::deserialize(deserializer)?;
+        if seconds.is_finite() && seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS {
+            Ok(Timeout(Duration::from_secs_f64(seconds)))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "timeout {seconds} is out of range: give seconds, more than 0 and at most {MAX_TIMEOUT_SECONDS}"
+            )))
+        }
+    }
+}
+
+fn check_root(backend: &BackendConfig, root: &str) -> Result<(), String> {
+    match backend {
+        BackendConfig::Gopass(_) => check_store_path("root", root.trim_end_matches('/')),
+        // A root alone must already make a valid variable prefix.
+        BackendConfig::Env(_) => backend
+            .as_backend()
+            .locate(root, "x")
+            .map(drop)
+            .map_err(|e| format!("root: {e}")),
+    }
+}

@@ -1,0 +1,193 @@
+//! Running a backend's program: stdin from `/dev/null`, its own process group, output read
+//! with bounds, and a deadline after which the whole group is killed. Shared by every backend
+//! that runs a program, so each of them gets the same guarantees.
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::Pid;
+use zeroize::Zeroize;
+
+use crate::secret::SecretValue;
+
+/// The most a backend may print on stdout: far above any real secret, far below trouble.
+pub const STDOUT_LIMIT: usize = 1 << 20;
+/// How much of a backend's stderr is kept for the error message.
+const STDERR_KEPT: usize = 2048;
+/// How often a wait for output also checks whether the program has exited, so that a
+/// grandchild holding the pipe open does not keep us waiting for the deadline.
+const EXIT_CHECK: Duration = Duration::from_millis(10);
+
+/// A program that ran to its end within the deadline.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: SecretValue,
+    /// The first part of stderr, lossily decoded and trimmed, for error messages.
+    pub stderr: String,
+}
+
+#[derive(Debug)]
+pub enum RunError {
+    /// The program could not be started (not found, not executable).
+    Spawn(io::Error),
+    /// The deadline passed; the process group was killed.
+    TimedOut,
+    /// More than [`STDOUT_LIMIT`] bytes on stdout; the process group was killed.
+    TooLarge,
+    /// Reading its output failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Spawn(e) => write!(f, "cannot run it: {e}"),
+            RunError::TimedOut => f.write_str("timed out"),
+            RunError::TooLarge => {
+                write!(
+                    f,
+                    "it printed more than {} KiB, which no secret is",
+                    STDOUT_LIMIT / 1024
+                )
+            }
+            RunError::Io(e) => write!(f, "cannot read its output: {e}"),
+        }
+    }
+}
+
+/// Runs `command` to completion, or kills its process group when `timeout` passes.
+pub fn run(mut command: Command, timeout: Duration) -> Result<Finished, RunError> {
+    let deadline = Instant::now() + timeout;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command.spawn().map_err(RunError::Spawn)?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let outcome = collect(&mut child, pid, deadline);
+    // The child is not reaped yet, so its PID (the group's ID) cannot have been reused:
+    // this kills only what the backend left behind, or all of it on timeout.
+    let _ = killpg(pid, Signal::SIGKILL);
+    let status = child.wait().map_err(RunError::Io)?;
+    let (stdout, stderr) = outcome?;
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn collect(
+    child: &mut Child,
+    pid: Pid,
+    deadline: Instant,
+) -> Result<(SecretValue, String), RunError> {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut value = SecretValue::with_capacity(1024);
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let mut exited = false;
+    let result = loop {
+        if stdout.is_none() && stderr.is_none() {
+            break Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break Err(RunError::TimedOut);
+        }
+        // Once the program has exited, only what is already in the pipes is still its output.
+        let wait = if exited {
+            Duration::ZERO
+        } else {
+            (deadline - now).min(EXIT_CHECK)
+        };
+        let ready = {
+            let mut fds: Vec<PollFd> = [
+                stdout.as_ref().map(AsFd::as_fd),
+                stderr.as_ref().map(AsFd::as_fd),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(0) => None,
+                Ok(_) => Some(
+                    fds.iter()
+                        .map(|fd| fd.any().unwrap_or(true))
+                        .collect::<Vec<_>>(),
+                ),
+                Err(Errno::EINTR) => continue,
+                Err(e) => break Err(RunError::Io(e.into())),
+            }
+        };
+        let Some(ready) = ready else {
+            if exited {
+                break Ok(());
+            }
+            exited = has_exited(pid);
+            continue;
+        };
+        let mut ready = ready.into_iter();
+        if stdout.is_some() && ready.next() == Some(true) {
+            match stdout.as_mut().map(|pipe| pipe.read(&mut buffer)) {
+                Some(Ok(0)) => stdout = None,
+                Some(Ok(n)) if value.len() + n > STDOUT_LIMIT => break Err(RunError::TooLarge),
+                Some(Ok(n)) => value.extend_from_slice(&buffer[..n]),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => break Err(RunError::Io(e)),
+                None => {}
+            }
+        }
+        if stderr.is_some() && ready.next() == Some(true) {
+            let mut chunk = [0u8; 1024];
+            match stderr.as_mut().map(|pipe| pipe.read(&mut chunk)) {
+                Some(Ok(0)) => stderr = None,
+                Some(Ok(n)) => {
+                    let room = STDERR_KEPT.saturating_sub(messages.len());
+                    messages.extend_from_slice(&chunk[..n.min(room)]);
+                }
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => break Err(RunError::Io(e)),
+                None => {}
+            }
+        }
+    };
+    buffer.zeroize();
+    result?;
+    wait_for_exit(pid, deadline)?;
+    Ok((value, String::from_utf8_lossy(&messages).trim().to_owned()))
+}
+
+/// Whether the child has exited, without reaping it (so its PID stays reserved).
+fn has_exited(pid: Pid) -> bool {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
+}
+
+/// The program closed its output; it normally exits at once. Backs off from 50 µs so that
+/// the common case costs nothing and a program that lingers costs little.
+fn wait_for_exit(pid: Pid, deadline: Instant) -> Result<(), RunError> {
+    let mut pause = Duration::from_micros(50);
+    while !has_exited(pid) {
+        if Instant::now() >= deadline {
+            return Err(RunError::TimedOut);
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+    Ok(())
+}

@@ -1,0 +1,672 @@
+//! The configuration: where it is found, who may have written it, and what it means.
+//!
+//! Both shapes of the reference load: `stores`/`refs`/`policies` (and our optional
+//! `principals`) at the top level, or the same under `mxm_secrets:` beside other packages'
+//! sections. Unknown keys, unknown backends, dangling references and unsafe paths are
+//! refused at load, each error citing `file:line:column`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::marker::PhantomData;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+
+use crate::error::{Error, Origin};
+use crate::identity::PrincipalRule;
+use crate::name::{Name, StorePath, did_you_mean};
+use crate::value::{Field, Trim};
+
+pub use crate::backend::SecretStore;
+pub use crate::policy::SecretPolicy;
+
+/// Config files larger than this are refused: a policy file has no reason to be big.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A public secret name's entry: where the secret lives and which policy guards it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawRef")]
+pub struct SecretRef {
+    pub store: Name,
+    pub path: String,
+    pub policy: Name,
+    pub field: Option<Field>,
+    pub trim: Trim,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRef {
+    store: Defined<StoreKind>,
+    path: StorePath,
+    policy: Defined<PolicyKind>,
+    field: Option<Field>,
+    #[serde(default)]
+    trim: Trim,
+}
+
+impl From<RawRef> for SecretRef {
+    fn from(raw: RawRef) -> Self {
+        SecretRef {
+            store: raw.store.0,
+            path: raw.path.0,
+            policy: raw.policy.0,
+            field: raw.field,
+            trim: raw.trim,
+        }
+    }
+}
+
+/// A name that must be defined in another section ([`StoreKind`], [`PolicyKind`]); on the
+/// second reading of a config it is checked where it stands.
+struct Defined<K>(Name, PhantomData<K>);
+
+trait Section {
+    const WHAT: &'static str;
+    fn names(known: &Known) -> &BTreeSet<Name>;
+}
+struct StoreKind;
+struct PolicyKind;
+impl Section for StoreKind {
+    const WHAT: &'static str = "store";
+    fn names(known: &Known) -> &BTreeSet<Name> {
+        &known.stores
+    }
+}
+impl Section for PolicyKind {
+    const WHAT: &'static str = "policy";
+    fn names(known: &Known) -> &BTreeSet<Name> {
+        &known.policies
+    }
+}
+
+impl<'de, K: Section> Deserialize<'de> for Defined<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = Name::deserialize(deserializer)?;
+        KNOWN.with(|known| match &*known.borrow() {
+            Some(known) if !K::names(known).contains(&name) => {
+                let defined = K::names(known);
+                Err(serde::de::Error::custom(format!(
+                    "{} `{name}` is not defined (defined: {}){}",
+                    K::WHAT,
+                    list(defined.iter()),
+                    did_you_mean(name.as_str(), defined.iter().map(Name::as_str))
+                )))
+            }
+            _ => Ok(Defined(name, PhantomData)),
+        })
+    }
+}
+
+/// Named entries of one kind, in name order. Loading refuses a name defined twice, which
+/// YAML parsers (and the reference) otherwise resolve silently by keeping the last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registry<T>(BTreeMap<Name, T>);
+
+pub type SecretStoreRegistry = Registry<SecretStore>;
+pub type SecretRefRegistry = Registry<SecretRef>;
+pub type SecretPolicyRegistry = Registry<SecretPolicy>;
+
+impl<T> Registry<T> {
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.0.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &Name> {
+        self.0.keys()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &T)> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Registry<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Entries<T> {
+            type Value = Registry<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to entries (write `{}` for none)")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Err(E::custom(
+                    "is empty; write `{}` for a section with no entries",
+                ))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = BTreeMap::new();
+                while let Some(name) = map.next_key::<Name>()? {
+                    if entries.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "`{name}` is defined twice"
+                        )));
+                    }
+                    let entry = map.next_value()?;
+                    entries.insert(name, entry);
+                }
+                Ok(Registry(entries))
+            }
+        }
+        deserializer.deserialize_any(Entries(PhantomData))
+    }
+}
+
+/// The loaded, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (or what stood in for one), for messages.
+    pub source: String,
+    pub stores: SecretStoreRegistry,
+    pub refs: SecretRefRegistry,
+    pub policies: SecretPolicyRegistry,
+    pub principals: Vec<PrincipalRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sections {
+    stores: SecretStoreRegistry,
+    refs: SecretRefRegistry,
+    policies: SecretPolicyRegistry,
+    #[serde(default)]
+    principals: Vec<PrincipalRule>,
+}
+
+/// The `mxm_secrets:` shape: the other top-level keys belong to other packages.
+#[derive(Deserialize)]
+struct Wrapped {
+    mxm_secrets: Sections,
+}
+
+#[derive(Deserialize)]
+struct Peek {
+    mxm_secrets: Option<serde::de::IgnoredAny>,
+}
+
+/// What the second reading of a config checks references against (see [`Config::parse`]).
+struct Known {
+    stores: BTreeSet<Name>,
+    policies: BTreeSet<Name>,
+}
+
+thread_local! {
+    static KNOWN: RefCell<Option<Known>> = const { RefCell::new(None) };
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a Name>) -> String {
+    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+impl Config {
+    /// Reads and checks YAML config text. `source` names it in errors.
+    ///
+    /// The text is read twice: the first reading checks shape and values and learns the
+    /// stores and policies; the second checks every reference against them. serde_yaml
+    /// only knows line and column while it reads, so this is how a dangling reference gets
+    /// an exact position. Config files are small; both readings together take microseconds.
+    pub fn parse(text: &str, source: &str) -> Result<Config, Error> {
+        let first = read_sections(text, source)?;
+        let known = Known {
+            stores: first.stores.0.into_keys().collect(),
+            policies: first.policies.0.into_keys().collect(),
+        };
+        KNOWN.with(|k| *k.borrow_mut() = Some(known));
+        let second = read_sections(text, source);
+        KNOWN.with(|k| *k.borrow_mut() = None);
+        let section = second?;
+        let config = Config {
+            source: source.to_owned(),
+            stores: section.stores,
+            refs: section.refs,
+            policies: section.policies,
+            principals: section.principals,
+        };
+        config.check_principal_rules()?;
+        config.check_locations()?;
+        Ok(config)
+    }
+
+    /// Loads a config file after checking that only its owner (or root) can change it.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = read_protected(path)?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The config file to use: `explicit`, else `$MXM_SECRETS_CONFIG`, else
+    /// `$XDG_CONFIG_HOME/mxm/secrets.yaml` (`~/.config/...`), else `/etc/mxm/secrets.yaml`.
+    pub fn discover(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+        if let Some(path) = explicit {
+            return Ok(path.to_owned());
+        }
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(path) = var("MXM_SECRETS_CONFIG") {
+            return Ok(path);
+        }
+        let user = var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|h| h.join(".config")));
+        let tried: Vec<PathBuf> = user
+            .map(|dir| dir.join("mxm/secrets.yaml"))
+            .into_iter()
+            .chain([PathBuf::from("/etc/mxm/secrets.yaml")])
+            .collect();
+        match tried.iter().find(|p| p.exists()) {
+            Some(found) => Ok(found.clone()),
+            None => Err(Error::ConfigNotFound { tried }),
+        }
+    }
+
+    /// A rule that maps to a principal no policy allows can only ever deny: a typo, most likely.
+    fn check_principal_rules(&self) -> Result<(), Error> {
+        let granted: BTreeSet<&str> = self
+            .policies
+            .iter()
+            .flat_map(|(_, p)| p.allowed_principals.iter().map(Name::as_str))
+            .collect();
+        for (index, rule) in self.principals.iter().enumerate() {
+            if !granted.contains(rule.principal.as_str()) {
+                return Err(Error::config(
+                    Origin::file(&self.source),
+                    format!(
+                        "principals[{index}]: principal `{}` is not allowed by any policy, so \
+                         the rule could only deny{}",
+                        rule.principal,
+                        did_you_mean(rule.principal.as_str(), granted.iter().copied())
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every ref's path must be one its store's backend can address, and two refs must not
+    /// read the same launcher variable (`db/pw` and `db-pw` both make `..._DB_PW`): one of
+    /// them would silently get the other's secret.
+    fn check_locations(&self) -> Result<(), Error> {
+        let fail = |message: String| Err(Error::config(Origin::file(&self.source), message));
+        let mut variables: BTreeMap<String, &Name> = BTreeMap::new();
+        for (name, secret) in self.refs.iter() {
+            let Some(store) = self.stores.get(secret.store.as_str()) else {
+                continue;
+            };
+            let location = match store.locate(&secret.path) {
+                Ok(location) => location,
+                Err(e) => {
+                    return fail(format!(
+                        "refs.{name}: store `{}` cannot use this path: {e}",
+                        secret.store
+                    ));
+                }
+            };
+            if let Some(variable) = store.source_variable(&location)
+                && let Some(other) = variables.insert(variable.to_owned(), name)
+            {
+                return fail(format!(
+                    "refs `{other}` and `{name}` both read variable {variable}; rename one path"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_sections(text: &str, source: &str) -> Result<Sections, Error> {
+    let wrapped = serde_yaml::from_str::<Peek>(text).is_ok_and(|p| p.mxm_secrets.is_some());
+    let result = if wrapped {
+        serde_yaml::from_str::<Wrapped>(text).map(|w| w.mxm_secrets)
+    } else {
+        serde_yaml::from_str::<Sections>(text)
+    };
+    result.map_err(|e| {
+        let (origin, message) = yaml_error(source, &e);
+        Error::config(origin, message)
+    })
+}
+
+/// A serde_yaml error as `(file:line:column, message)`, with a "did you mean" for unknown
+/// keys and names.
+pub(crate) fn yaml_error(source: &str, error: &serde_yaml::Error) -> (Origin, String) {
+    let location = error.location();
+    let mut message = error.to_string();
+    if let Some(l) = &location {
+        let suffix = format!(" at line {} column {}", l.line(), l.column());
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_owned();
+        }
+    }
+    message.push_str(&suggestion_for_unknown(&message));
+    let origin = Origin {
+        source: source.to_owned(),
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+    };
+    (origin, message)
+}
+
+/// serde words unknown keys as "unknown field `x`, expected one of `a`, `b`" (or
+/// "expected `a` or `b`"): the candidates are in the message itself.
+fn suggestion_for_unknown(message: &str) -> String {
+    let Some(rest) = message
+        .split("unknown field `")
+        .nth(1)
+        .or_else(|| message.split("unknown variant `").nth(1))
+    else {
+        return String::new();
+    };
+    let Some((word, expected)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    did_you_mean(word, candidates)
+}
+
+/// Reads a file that holds policy: it must be a regular file, not writable by group or
+/// others, and owned by root or by us (sshd's StrictModes rule), and so must a symlink to it.
+fn read_protected(path: &Path) -> Result<String, Error> {
+    let origin = || Origin::file(path.display().to_string());
+    let fail = |message: String| Err(Error::config(origin(), message));
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => return fail(format!("cannot read it: {e}")),
+    };
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) => return fail(format!("cannot read it: {e}")),
+    };
+    let meta = match file.metadata() {
+        Ok(meta) => meta,
+        Err(e) => return fail(format!("cannot read it: {e}")),
+    };
+    if !meta.is_file() {
+        return fail("is not a regular file".to_owned());
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let foreign = |what: &str, uid: u32| {
+        fail(format!(
+            "{what} is owned by uid {uid}, neither root nor you (uid {me}); whoever owns the \
+             config decides who reads which secret"
+        ))
+    };
+    if link.file_type().is_symlink() && link.uid() != 0 && link.uid() != me {
+        return foreign("the symlink", link.uid());
+    }
+    if meta.uid() != 0 && meta.uid() != me {
+        return foreign("the file", meta.uid());
+    }
+    if meta.mode() & 0o022 != 0 {
+        return fail(format!(
+            "is writable by group or others (mode {:04o}); whoever can edit it can grant \
+             themselves any secret. Fix: chmod go-w {}",
+            meta.mode() & 0o7777,
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return fail(format!(
+            "is {} bytes, more than the {MAX_CONFIG_BYTES} a config may have",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = file
+        .by_ref()
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+    {
+        return fail(format!("cannot read it: {e}"));
+    }
+    String::from_utf8(bytes).or_else(|e| {
+        fail(format!(
+            "is not UTF-8 text (byte {} is invalid)",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = "\
+stores:
+  red:
+    backend: gopass
+    root: mxm/red
+refs:
+  databento_api_key:
+    store: red
+    path: marketdata/databento/api_key
+    policy: marketdata_access
+policies:
+  marketdata_access:
+    allowed_principals:
+      - marketdata
+      - research
+";
+
+    fn error(text: &str) -> String {
+        match Config::parse(text, "c.yaml") {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 78, "{e}");
+                e.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn the_reference_example_loads_with_its_meaning() {
+        let config = Config::parse(REFERENCE, "c.yaml").unwrap();
+        let secret = config.refs.get("databento_api_key").unwrap();
+        assert_eq!(secret.store.as_str(), "red");
+        assert_eq!(secret.path, "marketdata/databento/api_key");
+        assert_eq!(secret.trim, Trim::Whitespace);
+        let store = config.stores.get("red").unwrap();
+        assert_eq!(
+            store.locate(&secret.path).unwrap(),
+            "mxm/red/marketdata/databento/api_key"
+        );
+        assert_eq!(store.timeout, crate::backend::DEFAULT_TIMEOUT);
+        let policy = config.policies.get("marketdata_access").unwrap();
+        assert_eq!(policy.allowed_principals.len(), 2);
+    }
+
+    #[test]
+    fn the_wrapped_shape_loads_beside_other_sections() {
+        let indented: String = REFERENCE.lines().map(|l| format!("  {l}\n")).collect();
+        let text = format!("mxm_datakraken:\n  anything: 1\nmxm_secrets:\n{indented}");
+        let config = Config::parse(&text, "c.yaml").unwrap();
+        assert!(config.refs.contains("databento_api_key"));
+    }
+
+    #[test]
+    fn empty_sections_are_fine_missing_ones_are_not() {
+        Config::parse("stores: {}\nrefs: {}\npolicies: {}\n", "c.yaml").unwrap();
+        assert!(error("stores: {}\nrefs: {}\n").contains("missing field `policies`"));
+        assert!(error("stores:\nrefs: {}\npolicies: {}\n").contains("stores"));
+        assert!(error("").contains("missing field `stores`"));
+    }
+
+    #[test]
+    fn a_root_with_a_trailing_slash_joins_like_the_reference() {
+        let text = REFERENCE.replace("root: mxm/red", "root: mxm/red/");
+        let config = Config::parse(&text, "c.yaml").unwrap();
+        let store = config.stores.get("red").unwrap();
+        assert_eq!(store.locate("a/b").unwrap(), "mxm/red/a/b");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_suggestion_and_a_position() {
+        let message = error(&REFERENCE.replace("    root: mxm/red", "    rot: mxm/red"));
+        assert!(
+            message.starts_with("config c.yaml:4:5: stores.red: unknown field `rot`"),
+            "{message}"
+        );
+        assert!(message.ends_with("did you mean `root`?"), "{message}");
+        let message = error(&REFERENCE.replace(
+            "    policy: marketdata_access",
+            "    policy: marketdata_access\n    polcy: x",
+        ));
+        assert!(
+            message.contains("refs.databento_api_key: unknown field `polcy`"),
+            "{message}"
+        );
+        let message = error(&format!("{REFERENCE}principles: []\n"));
+        assert!(message.contains("did you mean `principals`?"), "{message}");
+    }
+
+    #[test]
+    fn unknown_backends_are_refused() {
+        let message = error(&REFERENCE.replace("backend: gopass", "backend: gopas"));
+        assert!(
+            message.starts_with("config c.yaml:3:14: stores.red.backend: unknown variant `gopas`"),
+            "{message}"
+        );
+        assert!(message.ends_with("did you mean `gopass`?"), "{message}");
+        let message = error(&REFERENCE.replace("backend: gopass", "backend: vault_x"));
+        assert!(!message.contains("did you mean"), "{message}");
+        let message = error(&REFERENCE.replace("root: mxm/red", "root: mxm/red\n    binary: ''"));
+        assert!(
+            message.contains("stores.red: program `` must name a program"),
+            "{message}"
+        );
+        let message =
+            error("stores: {e: {backend: env, root: x, binary: y}}\nrefs: {}\npolicies: {}\n");
+        assert!(
+            message.contains("`binary` is not an option of backend `env`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn dangling_references_are_refused_where_they_stand() {
+        let message = error(&REFERENCE.replace("store: red", "store: rde"));
+        assert!(
+            message.starts_with("config c.yaml:7:5: refs.databento_api_key:"),
+            "{message}"
+        );
+        assert!(
+            message.contains("store `rde` is not defined (defined: `red`); did you mean `red`?"),
+            "{message}"
+        );
+        let message = error(&REFERENCE.replace("policy: marketdata_access", "policy: marketdata"));
+        assert!(
+            message.contains("policy `marketdata` is not defined"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bad_paths_and_names_are_refused() {
+        for path in [
+            "/etc/shadow",
+            "../x",
+            "a//b",
+            "-rf",
+            "a/./b",
+            "' a'",
+            "\"a\\tb\"",
+        ] {
+            let message = error(&REFERENCE.replace(
+                "path: marketdata/databento/api_key",
+                &format!("path: {path}"),
+            ));
+            assert!(
+                message.contains("refs.databento_api_key"),
+                "{path}: {message}"
+            );
+            assert!(message.contains("path"), "{path}: {message}");
+        }
+        let message = error(&REFERENCE.replace("databento_api_key:", "Databento:"));
+        assert!(message.contains("not a valid name"), "{message}");
+        let message = error(&REFERENCE.replace("- research", "- marketdata"));
+        assert!(message.contains("listed twice"), "{message}");
+        let message = error(&REFERENCE.replace("root: mxm/red", "root: ../red"));
+        assert!(message.contains("root"), "{message}");
+    }
+
+    #[test]
+    fn names_defined_twice_are_refused() {
+        let text = REFERENCE.replace(
+            "policies:\n",
+            "policies:\n  marketdata_access: {allowed_principals: []}\n",
+        );
+        let message = error(&text);
+        assert!(
+            message.contains("`marketdata_access` is defined twice"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn timeouts() {
+        let with = |t: &str| {
+            REFERENCE.replace("root: mxm/red", &format!("root: mxm/red\n    timeout: {t}"))
+        };
+        let config = Config::parse(&with("2.5"), "c.yaml").unwrap();
+        assert_eq!(config.stores.get("red").unwrap().timeout.as_millis(), 2500);
+        for bad in ["0", "-1", "100000", ".nan", "ten"] {
+            error(&with(bad));
+        }
+    }
+
+    #[test]
+    fn principal_rules() {
+        let with = |rules: &str| format!("{REFERENCE}principals:\n{rules}");
+        let config = Config::parse(
+            &with("  - {principal: research, role: analyst}\n"),
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(config.principals.len(), 1);
+        let message = error(&with("  - {principal: reserch, role: analyst}\n"));
+        assert!(message.contains("did you mean `research`?"), "{message}");
+        let message = error(&with("  - {principal: research}\n"));
+        assert!(message.contains("nothing to match"), "{message}");
+        let message = error(&with("  - {principal: research, rol: x}\n"));
+        assert!(message.contains("did you mean `role`?"), "{message}");
+    }
+
+    #[test]
+    fn env_variables_must_not_collide() {
+        let text = "stores: {e: {backend: env, root: app}}\npolicies: {p: {allowed_principals: [a]}}\nrefs:\n  a: {store: e, path: db/pw, policy: p}\n  b: {store: e, path: db-pw, policy: p}\n";
+        let message = error(text);
+        assert!(
+            message.contains("refs `a` and `b` both read variable APP_DB_PW"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let message = error("stores: [\n");
+        assert!(message.starts_with("config c.yaml:"), "{message}");
+        let message = error("- just\n- a list\n");
+        assert!(message.contains("c.yaml"), "{message}");
+    }
+}

@@ -1,0 +1,235 @@
+//! The one error type of the library: every sentence a user reads, and the exit code that
+//! goes with it (DESIGN.md section 8, sysexits so systemd can be told what not to restart).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::name::Name;
+use crate::policy::DenyReason;
+
+pub const EX_USAGE: u8 = 64;
+pub const EX_DATAERR: u8 = 65;
+pub const EX_NOINPUT: u8 = 66;
+pub const EX_UNAVAILABLE: u8 = 69;
+pub const EX_OSERR: u8 = 71;
+pub const EX_IOERR: u8 = 74;
+pub const EX_TEMPFAIL: u8 = 75;
+pub const EX_NOPERM: u8 = 77;
+pub const EX_CONFIG: u8 = 78;
+pub const EXIT_CANNOT_EXECUTE: u8 = 126;
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// Where in an input something is wrong: `file:line:column`, as compilers print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// A file path, or what stood in for one (`--secret`, `<config data>`).
+    pub source: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl Origin {
+    pub fn file(source: impl Into<String>) -> Origin {
+        Origin {
+            source: source.into(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// A bad command line (64).
+    Usage(String),
+    /// An identity that cannot be a principal, e.g. `--role Admin` (64).
+    Identity(String),
+    /// No config file in any of the places looked at (78).
+    ConfigNotFound { tried: Vec<PathBuf> },
+    /// A config that cannot be read, is unsafe, or is invalid (78).
+    Config { origin: Origin, message: String },
+    /// A manifest or `--secret` that cannot be read or is invalid (65).
+    Manifest { origin: Origin, message: String },
+    /// One or more requested secrets failed; nothing was started.
+    Secrets(Vec<SecretFailure>),
+    /// The launcher could not make itself safe to hold secrets (71).
+    Hardening(String),
+    /// The program could not be started (126, or 127 when it was not found).
+    Exec { program: String, source: io::Error },
+    /// A value could not be written to stdout (`get`) (74).
+    Output(io::Error),
+}
+
+/// One secret that cannot be handed over, and why.
+#[derive(Debug)]
+pub struct SecretFailure {
+    pub name: String,
+    pub kind: FailureKind,
+}
+
+#[derive(Debug)]
+pub enum FailureKind {
+    /// The config defines no such secret (65).
+    Undefined { hint: String },
+    /// The value cannot go where the manifest puts it (65).
+    Unusable(String),
+    /// The policy does not allow this principal (77).
+    Denied {
+        principal: Name,
+        policy: Name,
+        reason: DenyReason,
+    },
+    /// The store has no such entry (66).
+    NotFound { store: Name, detail: String },
+    /// The backend failed or could not be run (69).
+    Unavailable { store: Name, detail: String },
+    /// The backend did not answer in time; its processes were killed (75).
+    TimedOut { store: Name, after: Duration },
+}
+
+impl FailureKind {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            FailureKind::Undefined { .. } | FailureKind::Unusable(_) => EX_DATAERR,
+            FailureKind::Denied { .. } => EX_NOPERM,
+            FailureKind::NotFound { .. } => EX_NOINPUT,
+            FailureKind::Unavailable { .. } => EX_UNAVAILABLE,
+            FailureKind::TimedOut { .. } => EX_TEMPFAIL,
+        }
+    }
+
+    /// When several secrets fail differently, the exit code is that of the most permanent
+    /// failure: a retry (75) should only be suggested when nothing else is wrong.
+    fn precedence(&self) -> u8 {
+        match self {
+            FailureKind::Undefined { .. } | FailureKind::Unusable(_) => 0,
+            FailureKind::Denied { .. } => 1,
+            FailureKind::NotFound { .. } => 2,
+            FailureKind::Unavailable { .. } => 3,
+            FailureKind::TimedOut { .. } => 4,
+        }
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Identity(_) => EX_USAGE,
+            Error::ConfigNotFound { .. } | Error::Config { .. } => EX_CONFIG,
+            Error::Manifest { .. } => EX_DATAERR,
+            Error::Secrets(failures) => failures
+                .iter()
+                .map(|f| &f.kind)
+                .min_by_key(|k| k.precedence())
+                .map_or(EX_DATAERR, FailureKind::exit_code),
+            Error::Hardening(_) => EX_OSERR,
+            Error::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                EXIT_NOT_FOUND
+            }
+            Error::Exec { .. } => EXIT_CANNOT_EXECUTE,
+            Error::Output(_) => EX_IOERR,
+        }
+    }
+
+    pub(crate) fn config(origin: Origin, message: impl Into<String>) -> Error {
+        Error::Config {
+            origin,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn manifest(origin: Origin, message: impl Into<String>) -> Error {
+        Error::Manifest {
+            origin,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(message) | Error::Identity(message) => f.write_str(message),
+            Error::ConfigNotFound { tried } => {
+                f.write_str("no config file found; looked at:")?;
+                for path in tried {
+                    write!(f, "\n  {}", path.display())?;
+                }
+                f.write_str("\ngive one with --config FILE or MXM_SECRETS_CONFIG")
+            }
+            Error::Config { origin, message } => write!(f, "config {origin}: {message}"),
+            Error::Manifest { origin, message } => write!(f, "manifest {origin}: {message}"),
+            Error::Secrets(failures) => {
+                if let [failure] = failures.as_slice() {
+                    write!(f, "{failure}")?;
+                } else {
+                    write!(f, "{} secrets failed:", failures.len())?;
+                    for failure in failures {
+                        write!(f, "\n  {failure}")?;
+                    }
+                }
+                Ok(())
+            }
+            Error::Hardening(message) => {
+                write!(f, "cannot protect the secrets in memory: {message}")
+            }
+            Error::Exec { program, source } => match source.kind() {
+                io::ErrorKind::NotFound => write!(f, "{program}: command not found"),
+                _ => write!(f, "{program}: cannot execute: {source}"),
+            },
+            Error::Output(source) => write!(f, "cannot write the value to stdout: {source}"),
+        }
+    }
+}
+
+impl fmt::Display for SecretFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.name;
+        match &self.kind {
+            FailureKind::Undefined { hint } => {
+                write!(f, "secret `{name}` is not defined in the config{hint}")
+            }
+            FailureKind::Unusable(why) => write!(f, "secret `{name}`: {why}"),
+            FailureKind::Denied {
+                principal,
+                policy,
+                reason,
+            } => write!(
+                f,
+                "secret `{name}`: denied to principal `{principal}` by policy `{policy}`: {reason}"
+            ),
+            FailureKind::NotFound { store, detail } => {
+                write!(
+                    f,
+                    "secret `{name}` does not exist in store `{store}`: {detail}"
+                )
+            }
+            FailureKind::Unavailable { store, detail } => {
+                write!(f, "secret `{name}`: store `{store}` failed: {detail}")
+            }
+            FailureKind::TimedOut { store, after } => write!(
+                f,
+                "secret `{name}`: store `{store}` did not answer within {}s and was stopped; \
+                 retrying may help, or raise the store's `timeout`",
+                after.as_secs_f64()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,36 @@
+//! mxm-secrets: authorize, fetch and inject secrets, then exec the program that needs them.
+//!
+//! The pipeline, one module per step (read [`run::run`] top to bottom first):
+//!
+//! ```text
+//! config   --load + validate-->  Config (stores, refs, policies, principal rules)
+//! manifest --load + validate-->  the names a program needs and where they go
+//! identity --derive----------->  Principal
+//! policy   --judge every name->  all allowed, or an error naming every denied one
+//! resolve  --fetch allowed---->  values, concurrently, each backend with its timeout
+//! inject   --build------------>  the child's environment
+//! exec     --replace us------->  the program, same PID, nothing of ours left
+//! ```
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod identity;
+pub mod inject;
+pub mod manifest;
+pub mod name;
+pub mod policy;
+pub mod resolve;
+pub mod run;
+pub mod secret;
+pub mod value;
+
+pub use api::SecretsApi;
+pub use config::{Config, SecretPolicy, SecretRef, SecretStore};
+pub use error::{Error, FailureKind, SecretFailure};
+pub use identity::{Principal, RuntimeIdentity};
+pub use resolve::ResolvedSecretLocation;
+pub use secret::SecretValue;

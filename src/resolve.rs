@@ -1,0 +1,195 @@
+//! From requested names to values: authorize every name first (no backend is asked about a
+//! name until all of them are allowed), then fetch the allowed ones concurrently.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use crate::backend::{FetchError, SecretStore};
+use crate::config::{Config, SecretRef};
+use crate::error::{Error, FailureKind, SecretFailure};
+use crate::identity::{Principal, RuntimeIdentity};
+use crate::name::{Name, did_you_mean};
+use crate::policy::Decision;
+use crate::secret::SecretValue;
+use crate::value;
+
+/// At most this many fetches run at once: ten secrets cost about what the slowest costs,
+/// and a manifest of hundreds does not start hundreds of gpg processes.
+pub const MAX_CONCURRENT_FETCHES: usize = 8;
+
+/// Where an authorized secret lives. Shown to operators by diagnostics; never to the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedSecretLocation {
+    pub secret: Name,
+    pub store: Name,
+    pub backend: &'static str,
+    pub backend_path: String,
+}
+
+/// A name that the policy allows, with everything needed to fetch it.
+#[derive(Debug)]
+pub struct Authorized<'c> {
+    pub secret: &'c SecretRef,
+    pub store: &'c SecretStore,
+    pub location: ResolvedSecretLocation,
+}
+
+/// Judges every name; returns them all authorized, or an error listing every name that is
+/// undefined or denied. Calls no backend.
+pub fn authorize<'c>(
+    config: &'c Config,
+    names: &[&Name],
+    principal: &Principal,
+    identity: &RuntimeIdentity,
+) -> Result<Vec<Authorized<'c>>, Error> {
+    let mut allowed = Vec::with_capacity(names.len());
+    let mut failures = Vec::new();
+    for name in names {
+        match authorize_one(config, name, principal, identity) {
+            Ok(authorized) => allowed.push(authorized),
+            Err(kind) => failures.push(SecretFailure {
+                name: name.to_string(),
+                kind,
+            }),
+        }
+    }
+    if failures.is_empty() {
+        Ok(allowed)
+    } else {
+        Err(Error::Secrets(failures))
+    }
+}
+
+fn authorize_one<'c>(
+    config: &'c Config,
+    name: &Name,
+    principal: &Principal,
+    identity: &RuntimeIdentity,
+) -> Result<Authorized<'c>, FailureKind> {
+    let Some(secret) = config.refs.get(name.as_str()) else {
+        let hint = did_you_mean(name.as_str(), config.refs.names().map(Name::as_str));
+        return Err(FailureKind::Undefined {
+            hint: format!(" {}{hint}", config.source),
+        });
+    };
+    // Config loading checked both references; a miss here is a library caller's hand-built
+    // Config, and denying is the safe answer.
+    let denied = |reason| FailureKind::Denied {
+        principal: principal.name.clone(),
+        policy: secret.policy.clone(),
+        reason,
+    };
+    let policy = config.policies.get(secret.policy.as_str()).ok_or_else(|| {
+        denied(crate::policy::DenyReason::PrincipalNotAllowed {
+            allowed: Vec::new(),
+        })
+    })?;
+    if let Decision::Denied(reason) = policy.evaluate(principal, identity) {
+        return Err(denied(reason));
+    }
+    let store =
+        config
+            .stores
+            .get(secret.store.as_str())
+            .ok_or_else(|| FailureKind::Unavailable {
+                store: secret.store.clone(),
+                detail: "the store is not defined".to_owned(),
+            })?;
+    let backend_path = store
+        .locate(&secret.path)
+        .map_err(|detail| FailureKind::Unavailable {
+            store: secret.store.clone(),
+            detail,
+        })?;
+    let location = ResolvedSecretLocation {
+        secret: name.clone(),
+        store: secret.store.clone(),
+        backend: store.backend.name(),
+        backend_path,
+    };
+    Ok(Authorized {
+        secret,
+        store,
+        location,
+    })
+}
+
+/// Fetches every authorized secret, at most [`MAX_CONCURRENT_FETCHES`] at a time. The
+/// results are in the order of `requests`.
+pub fn fetch_all(requests: &[Authorized]) -> Vec<Result<SecretValue, FailureKind>> {
+    if requests.len() <= 1 {
+        return requests.iter().map(fetch).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(request) = requests.get(index) else {
+                return done;
+            };
+            done.push((index, fetch(request)));
+        }
+    };
+    let mut results: Vec<Option<Result<SecretValue, FailureKind>>> =
+        requests.iter().map(|_| None).collect();
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..requests.len().min(MAX_CONCURRENT_FETCHES))
+            .map(|_| scope.spawn(worker))
+            .collect();
+        for handle in workers {
+            // A worker cannot panic short of a bug; its unfinished fetches then fail below.
+            for (index, result) in handle.join().unwrap_or_default() {
+                results[index] = Some(result);
+            }
+        }
+    });
+    results
+        .into_iter()
+        .zip(requests)
+        .map(|(result, request)| {
+            result.unwrap_or_else(|| {
+                Err(FailureKind::Unavailable {
+                    store: request.location.store.clone(),
+                    detail: "the fetch stopped unexpectedly".to_owned(),
+                })
+            })
+        })
+        .collect()
+}
+
+/// One secret: ask the backend, then apply the ref's `field` and `trim`.
+pub fn fetch(request: &Authorized) -> Result<SecretValue, FailureKind> {
+    let store = request.location.store.clone();
+    let raw = request
+        .store
+        .fetch(&request.location.backend_path)
+        .map_err(|e| match e {
+            FetchError::NotFound(detail) => FailureKind::NotFound {
+                store: store.clone(),
+                detail,
+            },
+            FetchError::Failed(detail) => FailureKind::Unavailable {
+                store: store.clone(),
+                detail,
+            },
+            FetchError::TimedOut => FailureKind::TimedOut {
+                store: store.clone(),
+                after: request.store.timeout,
+            },
+        })?;
+    value::extract(&raw, request.secret.field.as_ref(), request.secret.trim).ok_or_else(|| {
+        FailureKind::NotFound {
+            store,
+            detail: format!("the entry has no field `{}`", field_name(request.secret)),
+        }
+    })
+}
+
+fn field_name(secret: &SecretRef) -> &str {
+    match &secret.field {
+        Some(value::Field::Key(key)) => key,
+        Some(value::Field::Password) => "password",
+        None => "",
+    }
+}
