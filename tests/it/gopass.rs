@@ -1,0 +1,206 @@
+//! The gopass backend against a real store: a throwaway gpg key and a password-store made
+//! by `pass`, read by the real `gopass`.
+
+use std::fs;
+
+use crate::util::{CANARY, Fixture, GpgStore};
+
+fn config(binary: Option<&str>, timeout: Option<f64>) -> String {
+    let mut store = "{backend: gopass, root: mxm/red".to_owned();
+    if let Some(binary) = binary {
+        store.push_str(&format!(", binary: '{binary}'"));
+    }
+    if let Some(timeout) = timeout {
+        store.push_str(&format!(", timeout: {timeout}"));
+    }
+    format!(
+        "\
+stores:
+  red: {store}}}
+refs:
+  api_key: {{store: red, path: marketdata/api_key, policy: market}}
+  user: {{store: red, path: marketdata/api_key, policy: market, field: user}}
+  first_line: {{store: red, path: marketdata/api_key, policy: market, field: password}}
+  raw: {{store: red, path: marketdata/api_key, policy: market, trim: none}}
+  missing: {{store: red, path: marketdata/nope, policy: market}}
+  admin: {{store: red, path: admin/token, policy: admins}}
+policies:
+  market: {{allowed_principals: [marketdata]}}
+  admins: {{allowed_principals: [admin]}}
+"
+    )
+}
+
+fn with_store() -> (Fixture, GpgStore) {
+    let mut f = Fixture::new();
+    let store = GpgStore::new(&mut f);
+    store.insert(
+        "mxm/red/marketdata/api_key",
+        format!("{CANARY}\nuser: bob\n").as_bytes(),
+    );
+    store.insert("mxm/red/admin/token", CANARY.as_bytes());
+    (f, store)
+}
+
+fn get(f: &Fixture, name: &str) -> crate::util::Run {
+    f.run([
+        "get",
+        name,
+        "--config",
+        "config.yaml",
+        "--role",
+        "marketdata",
+    ])
+}
+
+#[test]
+fn values_come_from_the_real_store() {
+    let (f, _store) = with_store();
+    f.config(&config(None, None));
+    f.run([
+        "run",
+        "--config",
+        "config.yaml",
+        "--role",
+        "marketdata",
+        "--secret",
+        "api_key",
+        "--",
+        "printenv",
+        "API_KEY",
+    ])
+    .code(0)
+    .stdout_is(&format!("{CANARY}\nuser: bob\n"));
+    get(&f, "user").code(0).stdout_is("bob");
+    get(&f, "first_line").code(0).stdout_is(CANARY);
+    get(&f, "raw")
+        .code(0)
+        .stdout_is(&format!("{CANARY}\nuser: bob\n"));
+}
+
+#[test]
+fn a_denied_name_never_reaches_gopass() {
+    let (f, _store) = with_store();
+    let log = f.path("gopass-calls.log");
+    let wrapper = f.script(
+        "bin/gopass-logged",
+        &format!("echo \"$@\" >> {}\nexec gopass \"$@\"", log.display()),
+    );
+    f.config(&config(Some(wrapper.to_str().unwrap()), None));
+    get(&f, "admin")
+        .code(77)
+        .stderr_has("denied to principal `marketdata` by policy `admins`");
+    assert!(
+        !log.exists(),
+        "gopass was called for a denied name: {:?}",
+        fs::read_to_string(&log)
+    );
+    // A run asking for an allowed and a denied name: still no backend call at all.
+    f.run([
+        "run",
+        "--config",
+        "config.yaml",
+        "--role",
+        "marketdata",
+        "--secret",
+        "api_key",
+        "--secret",
+        "admin",
+        "--",
+        "true",
+    ])
+    .code(77);
+    assert!(
+        !log.exists(),
+        "gopass was called before every name was authorized"
+    );
+    // The control: the wrapper does log when gopass is called.
+    get(&f, "api_key").code(0);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "show -- mxm/red/marketdata/api_key\n"
+    );
+}
+
+#[test]
+fn a_missing_entry_is_66() {
+    let (f, _store) = with_store();
+    f.config(&config(None, None));
+    get(&f, "missing")
+        .code(66)
+        .stderr_has("secret `missing` does not exist in store `red`");
+}
+
+#[test]
+fn a_missing_field_is_66() {
+    let (f, store) = with_store();
+    store.insert("mxm/red/marketdata/api_key", CANARY.as_bytes());
+    f.config(&config(None, None));
+    get(&f, "user")
+        .code(66)
+        .stderr_has("the entry has no field `user`");
+}
+
+#[test]
+fn a_failing_gopass_is_69_with_its_message_never_its_output() {
+    let f = Fixture::new();
+    let broken = f.script(
+        "bin/gopass-broken",
+        &format!("echo {CANARY}\necho 'gpg: decryption failed: No secret key' >&2\nexit 3"),
+    );
+    f.config(&config(Some(broken.to_str().unwrap()), None));
+    get(&f, "api_key")
+        .code(69)
+        .stderr_has("store `red` failed")
+        .stderr_has("exited with status 3: gpg: decryption failed: No secret key")
+        .stdout_is("");
+    let absent = f.path("bin/not-there");
+    f.config(&config(Some(absent.to_str().unwrap()), None));
+    get(&f, "api_key").code(69).stderr_has("cannot run it");
+}
+
+#[test]
+fn a_hanging_gopass_is_killed_at_its_timeout_with_what_it_started() {
+    let f = Fixture::new();
+    let pids = f.path("pids");
+    // The grandchild holds stdout open; only killing the whole group ends the wait.
+    let hanging = f.script(
+        "bin/gopass-hangs",
+        &format!("sleep 300 &\necho $! > {}\nsleep 300", pids.display()),
+    );
+    f.config(&config(Some(hanging.to_str().unwrap()), Some(0.3)));
+    let marker = f.path("started");
+    f.run([
+        "run",
+        "--config",
+        "config.yaml",
+        "--role",
+        "marketdata",
+        "--secret",
+        "api_key",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ])
+    .code(75)
+    .stderr_has("did not answer within 0.3s");
+    assert!(!marker.exists(), "the program started after a timeout");
+    let grandchild: i32 = fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(grandchild), None).is_ok()
+        && !fs::read_to_string(format!("/proc/{grandchild}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ");
+    assert!(
+        !alive,
+        "the backend's grandchild {grandchild} survived the timeout"
+    );
+}
+
+#[test]
+fn a_backend_that_exits_but_leaves_a_child_holding_the_pipe_does_not_stall() {
+    let f = Fixture::new();
+    let quick = f.script("bin/gopass-forks", &format!("sleep 300 &\necho {CANARY}"));
+    // A 300 s timeout: were the launcher to wait for the pipe to close, the test would hang.
+    f.config(&config(Some(quick.to_str().unwrap()), Some(300.0)));
+    get(&f, "api_key").code(0).stdout_is(CANARY);
+}

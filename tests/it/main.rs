@@ -1,0 +1,8 @@
+//! One integration test binary (it links once); a module per feature.
+
+mod util;
+
+mod config;
+mod env_backend;
+mod gopass;
+mod run;
