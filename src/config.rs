@@ -309,7 +309,7 @@ impl Config {
     /// them would silently get the other's secret.
     fn check_locations(&self) -> Result<(), Error> {
         let fail = |message: String| Err(Error::config(Origin::file(&self.source), message));
-        let mut variables: BTreeMap<String, &Name> = BTreeMap::new();
+        let mut variables: BTreeMap<String, (&Name, &str)> = BTreeMap::new();
         for (name, secret) in self.refs.iter() {
             let Some(store) = self.stores.get(secret.store.as_str()) else {
                 continue;
@@ -323,12 +323,18 @@ impl Config {
                     ));
                 }
             };
-            if let Some(variable) = store.source_variable(&location)
-                && let Some(other) = variables.insert(variable.to_owned(), name)
-            {
-                return fail(format!(
-                    "refs `{other}` and `{name}` both read variable {variable}; rename one path"
-                ));
+            let Some(variable) = store.source_variable(&location) else {
+                continue;
+            };
+            match variables.insert(variable.to_owned(), (name, &secret.path)) {
+                Some((other, path)) if path != secret.path => {
+                    return fail(format!(
+                        "refs `{other}` (path {path}) and `{name}` (path {}) both read variable \
+                         {variable}; rename one path",
+                        secret.path
+                    ));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -657,9 +663,17 @@ policies:
         let text = "stores: {e: {backend: env, root: app}}\npolicies: {p: {allowed_principals: [a]}}\nrefs:\n  a: {store: e, path: db/pw, policy: p}\n  b: {store: e, path: db-pw, policy: p}\n";
         let message = error(text);
         assert!(
-            message.contains("refs `a` and `b` both read variable APP_DB_PW"),
+            message.contains(
+                "refs `a` (path db/pw) and `b` (path db-pw) both read variable APP_DB_PW"
+            ),
             "{message}"
         );
+        // The same path twice (say, with different fields) is one variable, not a collision.
+        let same_path = text.replace(
+            "path: db-pw, policy: p",
+            "path: db/pw, policy: p, field: user",
+        );
+        Config::parse(&same_path, "c.yaml").unwrap();
     }
 
     #[test]

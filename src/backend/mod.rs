@@ -5,8 +5,11 @@
 //! Adding a backend: a file here with its options struct and `impl Backend`, a variant of
 //! [`BackendConfig`], and its keys in [`RawStore`].
 
+pub mod command;
 pub mod env;
+pub mod file;
 pub mod gopass;
+pub mod pass;
 pub mod process;
 
 use std::time::Duration;
@@ -15,6 +18,55 @@ use serde::Deserialize;
 
 use crate::name::{check_store_path, checked_string};
 use crate::secret::SecretValue;
+
+/// `$VAR` or `$VAR/rest` at the start of a directory root names a variable, read when a
+/// secret is fetched (systemd sets `$CREDENTIALS_DIRECTORY` only for the service it starts).
+pub(crate) fn expand_root(location: &str) -> Result<std::path::PathBuf, FetchError> {
+    let Some(reference) = location.strip_prefix('$') else {
+        return Ok(location.into());
+    };
+    let (variable, rest) = reference
+        .split_once('/')
+        .map_or((reference, None), |(v, r)| (v, Some(r)));
+    let value = std::env::var_os(variable)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            FetchError::Failed(format!(
+                "the store's root names ${variable}, which is not set (systemd sets \
+             $CREDENTIALS_DIRECTORY for units with LoadCredential=)"
+            ))
+        })?;
+    let mut path = std::path::PathBuf::from(value);
+    if let Some(rest) = rest {
+        path.push(rest);
+    }
+    Ok(path)
+}
+
+/// A directory root: absolute, or `$VAR` optionally followed by `/more`; no `.` or `..`.
+fn check_directory_root(root: &str) -> Result<(), String> {
+    let rest = if let Some(reference) = root.strip_prefix('$') {
+        let (variable, rest) = reference.split_once('/').unwrap_or((reference, ""));
+        if !crate::name::is_env_var_name(variable) {
+            return Err(format!(
+                "root `{root}`: `${variable}` is not a variable name"
+            ));
+        }
+        rest
+    } else if let Some(rest) = root.strip_prefix('/') {
+        rest
+    } else {
+        return Err(format!(
+            "root `{root}` must be an absolute directory or start with `$VARIABLE`"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        check_store_path("root", rest).map_err(|e| format!("{e} (in `{root}`)"))
+    }
+}
 
 /// What every backend does.
 pub trait Backend: Send + Sync {
@@ -63,21 +115,30 @@ pub struct SecretStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendConfig {
     Gopass(gopass::Gopass),
+    Pass(pass::Pass),
     Env(env::Env),
+    File(file::Files),
+    Command(command::Provider),
 }
 
 impl BackendConfig {
     pub fn name(&self) -> &'static str {
         match self {
             BackendConfig::Gopass(_) => "gopass",
+            BackendConfig::Pass(_) => "pass",
             BackendConfig::Env(_) => "env",
+            BackendConfig::File(_) => "file",
+            BackendConfig::Command(_) => "command",
         }
     }
 
     pub fn as_backend(&self) -> &dyn Backend {
         match self {
             BackendConfig::Gopass(b) => b,
+            BackendConfig::Pass(b) => b,
             BackendConfig::Env(b) => b,
+            BackendConfig::File(b) => b,
+            BackendConfig::Command(b) => b,
         }
     }
 }
@@ -87,7 +148,10 @@ impl BackendConfig {
 #[serde(rename_all = "lowercase")]
 enum BackendKind {
     Gopass,
+    Pass,
     Env,
+    File,
+    Command,
 }
 
 impl SecretStore {
@@ -115,13 +179,19 @@ struct RawStore {
     root: Root,
     timeout: Option<Timeout>,
     binary: Option<Program>,
+    gpg: Option<Program>,
+    command: Option<Vec<Program>>,
 }
 
 impl TryFrom<RawStore> for SecretStore {
     type Error = String;
 
     fn try_from(raw: RawStore) -> Result<Self, String> {
-        let given = [("binary", raw.binary.is_some())];
+        let given = [
+            ("binary", raw.binary.is_some()),
+            ("gpg", raw.gpg.is_some()),
+            ("command", raw.command.is_some()),
+        ];
         let (backend, options): (BackendConfig, &[&str]) = match raw.backend {
             BackendKind::Gopass => (
                 BackendConfig::Gopass(gopass::Gopass {
@@ -129,7 +199,38 @@ impl TryFrom<RawStore> for SecretStore {
                 }),
                 &["binary"],
             ),
+            BackendKind::Pass => (
+                BackendConfig::Pass(pass::Pass {
+                    gpg: raw.gpg.map_or_else(|| "gpg".to_owned(), |p| p.0),
+                }),
+                &["gpg"],
+            ),
             BackendKind::Env => (BackendConfig::Env(env::Env), &[]),
+            BackendKind::File => (
+                BackendConfig::File(file::Files {
+                    root: raw.root.0.clone(),
+                }),
+                &[],
+            ),
+            BackendKind::Command => {
+                let command: Vec<String> = raw
+                    .command
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| p.0)
+                    .collect();
+                if command.is_empty() {
+                    return Err(
+                        "backend `command` needs `command`: the program and its fixed arguments, \
+                                e.g. `command: [summon-vault]`"
+                            .to_owned(),
+                    );
+                }
+                (
+                    BackendConfig::Command(command::Provider { command }),
+                    &["command"],
+                )
+            }
         };
         if let Some((key, _)) = given
             .iter()
@@ -192,7 +293,10 @@ impl<'de> Deserialize<'de> for Timeout {
 
 fn check_root(backend: &BackendConfig, root: &str) -> Result<(), String> {
     match backend {
-        BackendConfig::Gopass(_) => check_store_path("root", root.trim_end_matches('/')),
+        BackendConfig::Gopass(_) | BackendConfig::Command(_) => {
+            check_store_path("root", root.trim_end_matches('/'))
+        }
+        BackendConfig::Pass(_) | BackendConfig::File(_) => check_directory_root(root),
         // A root alone must already make a valid variable prefix.
         BackendConfig::Env(_) => backend
             .as_backend()

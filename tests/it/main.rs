@@ -2,6 +2,7 @@
 
 mod util;
 
+mod backends;
 mod config;
 mod env_backend;
 mod gopass;

@@ -1,0 +1,50 @@
+//! The `command` backend: any secret manager with a command line, by the summon provider
+//! protocol: run `command` (program and fixed arguments) with `ROOT/PATH` as the last
+//! argument; stdout is the value, exit 0 means found. Vault, AWS and 1Password CLIs plug in
+//! through a small script.
+//!
+//! ```yaml
+//! stores:
+//!   vault: {backend: command, root: secret/mxm, command: [summon-vault], timeout: 5}
+//! ```
+//!
+//! A provider that exits 66 (EX_NOINPUT) says "no such secret", so that `optional` entries
+//! can be skipped; any other failure is the provider failing (69), shown with its stderr.
+
+use std::process::Command;
+use std::time::Duration;
+
+use super::process::{self, RunError};
+use super::{Backend, FetchError, program_failed};
+use crate::secret::SecretValue;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// The program, then its fixed arguments.
+    pub command: Vec<String>,
+}
+
+const EXIT_NOT_FOUND: i32 = 66;
+
+impl Backend for Provider {
+    fn locate(&self, root: &str, path: &str) -> Result<String, String> {
+        Ok(format!("{}/{path}", root.trim_end_matches('/')))
+    }
+
+    fn fetch(&self, location: &str, timeout: Duration) -> Result<SecretValue, FetchError> {
+        let program = &self.command[0];
+        let mut command = Command::new(program);
+        command.args(&self.command[1..]).arg(location);
+        let finished = process::run(command, timeout).map_err(|e| match e {
+            RunError::TimedOut => FetchError::TimedOut,
+            other => FetchError::Failed(format!("`{program}`: {other}")),
+        })?;
+        match finished.status.code() {
+            Some(0) => Ok(finished.stdout),
+            Some(EXIT_NOT_FOUND) => Err(FetchError::NotFound(format!(
+                "`{program}` has no secret `{location}`"
+            ))),
+            _ => Err(program_failed(program, &finished)),
+        }
+    }
+}
