@@ -394,3 +394,37 @@ fn one_failure_among_many_starts_nothing_and_every_failure_is_listed() {
     ])
     .code(75);
 }
+
+#[test]
+fn pass_reads_entries_that_gopass_wrote() {
+    let mut f = Fixture::new();
+    let store = GpgStore::new(&mut f);
+    // Debian's gopass only inserts multi-line entries through $EDITOR, into existing folders.
+    fs::create_dir_all(store.store.join("mxm/app")).unwrap();
+    let editor = f.script(
+        "bin/editor",
+        &format!("printf '{CANARY}\\nuser: bob\\n' > \"$1\""),
+    );
+    let inserted = std::process::Command::new("gopass")
+        .args(["insert", "-m", "-f", "mxm/app/key"])
+        .env("GNUPGHOME", &store.gnupghome)
+        .env("PASSWORD_STORE_DIR", &store.store)
+        .env("HOME", f.path("home"))
+        .env("EDITOR", &editor)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        inserted.status.success(),
+        "gopass insert: {}",
+        String::from_utf8_lossy(&inserted.stderr)
+    );
+    f.config(&format!(
+        "stores:\n  s: {{backend: pass, root: '{}/mxm'}}\n{REFS}",
+        store.store.display()
+    ));
+    get(&f, "whole")
+        .code(0)
+        .stdout_is(&format!("{CANARY}\nuser: bob"));
+    get(&f, "user").code(0).stdout_is("bob");
+}
