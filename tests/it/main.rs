@@ -2,6 +2,7 @@
 
 mod util;
 
+mod api;
 mod backends;
 mod config;
 mod env_backend;
