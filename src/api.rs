@@ -26,16 +26,12 @@ pub struct SecretsApi {
 impl SecretsApi {
     /// From config text (YAML, or JSON, which is YAML), either shape of the reference.
     pub fn from_config_data(text: &str) -> Result<SecretsApi, Error> {
-        Ok(SecretsApi {
-            config: Config::parse(text, "<config data>")?,
-        })
+        Ok(SecretsApi { config: Config::parse(text, "<config data>")? })
     }
 
     /// From a config file, with the same ownership and permission checks as the launcher.
     pub fn from_config_file(path: &Path) -> Result<SecretsApi, Error> {
-        Ok(SecretsApi {
-            config: Config::load(path)?,
-        })
+        Ok(SecretsApi { config: Config::load(path)? })
     }
 
     pub fn from_config(config: Config) -> SecretsApi {
@@ -62,11 +58,7 @@ impl SecretsApi {
         })?;
         let principal = derive_principal(&self.config.principals, identity);
         let authorized = resolve::authorize(&self.config, &[&name], &principal, identity)?;
-        resolve::fetch(&authorized[0]).map_err(|kind| {
-            Error::Secrets(vec![SecretFailure {
-                name: name.to_string(),
-                kind,
-            }])
-        })
+        resolve::fetch(&authorized[0])
+            .map_err(|kind| Error::Secrets(vec![SecretFailure { name: name.to_string(), kind }]))
     }
 }

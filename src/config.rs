@@ -147,17 +147,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Registry<T> {
                 f.write_str("a mapping of names to entries (write `{}` for none)")
             }
             fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-                Err(E::custom(
-                    "is empty; write `{}` for a section with no entries",
-                ))
+                Err(E::custom("is empty; write `{}` for a section with no entries"))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut entries = BTreeMap::new();
                 while let Some(name) = map.next_key::<Name>()? {
                     if entries.contains_key(&name) {
-                        return Err(serde::de::Error::custom(format!(
-                            "`{name}` is defined twice"
-                        )));
+                        return Err(serde::de::Error::custom(format!("`{name}` is defined twice")));
                     }
                     let entry = map.next_value()?;
                     entries.insert(name, entry);
@@ -213,11 +209,7 @@ thread_local! {
 
 fn list<'a>(names: impl Iterator<Item = &'a Name>) -> String {
     let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
 }
 
 impl Config {
@@ -261,11 +253,7 @@ impl Config {
         if let Some(path) = explicit {
             return Ok(path.to_owned());
         }
-        let var = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(path) = var("MXM_SECRETS_CONFIG") {
             return Ok(path);
         }
@@ -283,11 +271,8 @@ impl Config {
 
     /// A rule that maps to a principal no policy allows can only ever deny: a typo, most likely.
     fn check_principal_rules(&self) -> Result<(), Error> {
-        let granted: BTreeSet<&str> = self
-            .policies
-            .iter()
-            .flat_map(|(_, p)| p.allowed_principals.iter().map(Name::as_str))
-            .collect();
+        let granted: BTreeSet<&str> =
+            self.policies.iter().flat_map(|(_, p)| p.allowed_principals.iter().map(Name::as_str)).collect();
         for (index, rule) in self.principals.iter().enumerate() {
             if !granted.contains(rule.principal.as_str()) {
                 return Err(Error::config(
@@ -317,10 +302,7 @@ impl Config {
             let location = match store.locate(&secret.path) {
                 Ok(location) => location,
                 Err(e) => {
-                    return fail(format!(
-                        "refs.{name}: store `{}` cannot use this path: {e}",
-                        secret.store
-                    ));
+                    return fail(format!("refs.{name}: store `{}` cannot use this path: {e}", secret.store));
                 }
             };
             let Some(variable) = store.source_variable(&location) else {
@@ -377,10 +359,8 @@ pub(crate) fn yaml_error(source: &str, error: &serde_yaml::Error) -> (Origin, St
 /// serde words unknown keys as "unknown field `x`, expected one of `a`, `b`" (or
 /// "expected `a` or `b`"): the candidates are in the message itself.
 fn suggestion_for_unknown(message: &str) -> String {
-    let Some(rest) = message
-        .split("unknown field `")
-        .nth(1)
-        .or_else(|| message.split("unknown variant `").nth(1))
+    let Some(rest) =
+        message.split("unknown field `").nth(1).or_else(|| message.split("unknown variant `").nth(1))
     else {
         return String::new();
     };
@@ -433,25 +413,14 @@ fn read_protected(path: &Path) -> Result<String, Error> {
         ));
     }
     if meta.len() > MAX_CONFIG_BYTES {
-        return fail(format!(
-            "is {} bytes, more than the {MAX_CONFIG_BYTES} a config may have",
-            meta.len()
-        ));
+        return fail(format!("is {} bytes, more than the {MAX_CONFIG_BYTES} a config may have", meta.len()));
     }
     let mut bytes = Vec::new();
-    if let Err(e) = file
-        .by_ref()
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-    {
+    if let Err(e) = file.by_ref().take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes) {
         return fail(format!("cannot read it: {e}"));
     }
-    String::from_utf8(bytes).or_else(|e| {
-        fail(format!(
-            "is not UTF-8 text (byte {} is invalid)",
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    String::from_utf8(bytes)
+        .or_else(|e| fail(format!("is not UTF-8 text (byte {} is invalid)", e.utf8_error().valid_up_to())))
 }
 
 #[cfg(test)]
@@ -493,10 +462,7 @@ policies:
         assert_eq!(secret.path, "marketdata/databento/api_key");
         assert_eq!(secret.trim, Trim::Whitespace);
         let store = config.stores.get("red").unwrap();
-        assert_eq!(
-            store.locate(&secret.path).unwrap(),
-            "mxm/red/marketdata/databento/api_key"
-        );
+        assert_eq!(store.locate(&secret.path).unwrap(), "mxm/red/marketdata/databento/api_key");
         assert_eq!(store.timeout, crate::backend::DEFAULT_TIMEOUT);
         let policy = config.policies.get("marketdata_access").unwrap();
         assert_eq!(policy.allowed_principals.len(), 2);
@@ -529,19 +495,13 @@ policies:
     #[test]
     fn unknown_keys_are_refused_with_a_suggestion_and_a_position() {
         let message = error(&REFERENCE.replace("    root: mxm/red", "    rot: mxm/red"));
-        assert!(
-            message.starts_with("config c.yaml:4:5: stores.red: unknown field `rot`"),
-            "{message}"
-        );
+        assert!(message.starts_with("config c.yaml:4:5: stores.red: unknown field `rot`"), "{message}");
         assert!(message.ends_with("did you mean `root`?"), "{message}");
-        let message = error(&REFERENCE.replace(
-            "    policy: marketdata_access",
-            "    policy: marketdata_access\n    polcy: x",
-        ));
-        assert!(
-            message.contains("refs.databento_api_key: unknown field `polcy`"),
-            "{message}"
+        let message = error(
+            &REFERENCE
+                .replace("    policy: marketdata_access", "    policy: marketdata_access\n    polcy: x"),
         );
+        assert!(message.contains("refs.databento_api_key: unknown field `polcy`"), "{message}");
         let message = error(&format!("{REFERENCE}principles: []\n"));
         assert!(message.contains("did you mean `principals`?"), "{message}");
     }
@@ -557,55 +517,29 @@ policies:
         let message = error(&REFERENCE.replace("backend: gopass", "backend: vault_x"));
         assert!(!message.contains("did you mean"), "{message}");
         let message = error(&REFERENCE.replace("root: mxm/red", "root: mxm/red\n    binary: ''"));
-        assert!(
-            message.contains("stores.red: program `` must name a program"),
-            "{message}"
-        );
-        let message =
-            error("stores: {e: {backend: env, root: x, binary: y}}\nrefs: {}\npolicies: {}\n");
-        assert!(
-            message.contains("`binary` is not an option of backend `env`"),
-            "{message}"
-        );
+        assert!(message.contains("stores.red: program `` must name a program"), "{message}");
+        let message = error("stores: {e: {backend: env, root: x, binary: y}}\nrefs: {}\npolicies: {}\n");
+        assert!(message.contains("`binary` is not an option of backend `env`"), "{message}");
     }
 
     #[test]
     fn dangling_references_are_refused_where_they_stand() {
         let message = error(&REFERENCE.replace("store: red", "store: rde"));
-        assert!(
-            message.starts_with("config c.yaml:7:5: refs.databento_api_key:"),
-            "{message}"
-        );
+        assert!(message.starts_with("config c.yaml:7:5: refs.databento_api_key:"), "{message}");
         assert!(
             message.contains("store `rde` is not defined (defined: `red`); did you mean `red`?"),
             "{message}"
         );
         let message = error(&REFERENCE.replace("policy: marketdata_access", "policy: marketdata"));
-        assert!(
-            message.contains("policy `marketdata` is not defined"),
-            "{message}"
-        );
+        assert!(message.contains("policy `marketdata` is not defined"), "{message}");
     }
 
     #[test]
     fn bad_paths_and_names_are_refused() {
-        for path in [
-            "/etc/shadow",
-            "../x",
-            "a//b",
-            "-rf",
-            "a/./b",
-            "' a'",
-            "\"a\\tb\"",
-        ] {
-            let message = error(&REFERENCE.replace(
-                "path: marketdata/databento/api_key",
-                &format!("path: {path}"),
-            ));
-            assert!(
-                message.contains("refs.databento_api_key"),
-                "{path}: {message}"
-            );
+        for path in ["/etc/shadow", "../x", "a//b", "-rf", "a/./b", "' a'", "\"a\\tb\""] {
+            let message =
+                error(&REFERENCE.replace("path: marketdata/databento/api_key", &format!("path: {path}")));
+            assert!(message.contains("refs.databento_api_key"), "{path}: {message}");
             assert!(message.contains("path"), "{path}: {message}");
         }
         let message = error(&REFERENCE.replace("databento_api_key:", "Databento:"));
@@ -618,22 +552,15 @@ policies:
 
     #[test]
     fn names_defined_twice_are_refused() {
-        let text = REFERENCE.replace(
-            "policies:\n",
-            "policies:\n  marketdata_access: {allowed_principals: []}\n",
-        );
+        let text =
+            REFERENCE.replace("policies:\n", "policies:\n  marketdata_access: {allowed_principals: []}\n");
         let message = error(&text);
-        assert!(
-            message.contains("`marketdata_access` is defined twice"),
-            "{message}"
-        );
+        assert!(message.contains("`marketdata_access` is defined twice"), "{message}");
     }
 
     #[test]
     fn timeouts() {
-        let with = |t: &str| {
-            REFERENCE.replace("root: mxm/red", &format!("root: mxm/red\n    timeout: {t}"))
-        };
+        let with = |t: &str| REFERENCE.replace("root: mxm/red", &format!("root: mxm/red\n    timeout: {t}"));
         let config = Config::parse(&with("2.5"), "c.yaml").unwrap();
         assert_eq!(config.stores.get("red").unwrap().timeout.as_millis(), 2500);
         for bad in ["0", "-1", "100000", ".nan", "ten"] {
@@ -644,11 +571,7 @@ policies:
     #[test]
     fn principal_rules() {
         let with = |rules: &str| format!("{REFERENCE}principals:\n{rules}");
-        let config = Config::parse(
-            &with("  - {principal: research, role: analyst}\n"),
-            "c.yaml",
-        )
-        .unwrap();
+        let config = Config::parse(&with("  - {principal: research, role: analyst}\n"), "c.yaml").unwrap();
         assert_eq!(config.principals.len(), 1);
         let message = error(&with("  - {principal: reserch, role: analyst}\n"));
         assert!(message.contains("did you mean `research`?"), "{message}");
@@ -663,16 +586,11 @@ policies:
         let text = "stores: {e: {backend: env, root: app}}\npolicies: {p: {allowed_principals: [a]}}\nrefs:\n  a: {store: e, path: db/pw, policy: p}\n  b: {store: e, path: db-pw, policy: p}\n";
         let message = error(text);
         assert!(
-            message.contains(
-                "refs `a` (path db/pw) and `b` (path db-pw) both read variable APP_DB_PW"
-            ),
+            message.contains("refs `a` (path db/pw) and `b` (path db-pw) both read variable APP_DB_PW"),
             "{message}"
         );
         // The same path twice (say, with different fields) is one variable, not a collision.
-        let same_path = text.replace(
-            "path: db-pw, policy: p",
-            "path: db/pw, policy: p, field: user",
-        );
+        let same_path = text.replace("path: db-pw, policy: p", "path: db/pw, policy: p, field: user");
         Config::parse(&same_path, "c.yaml").unwrap();
     }
 

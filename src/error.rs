@@ -32,11 +32,7 @@ pub struct Origin {
 
 impl Origin {
     pub fn file(source: impl Into<String>) -> Origin {
-        Origin {
-            source: source.into(),
-            line: None,
-            column: None,
-        }
+        Origin { source: source.into(), line: None, column: None }
     }
 }
 
@@ -67,8 +63,8 @@ pub enum Error {
     Manifest { origin: Origin, message: String },
     /// One or more requested secrets failed; nothing was started.
     Secrets(Vec<SecretFailure>),
-    /// The launcher could not make itself safe to hold secrets (71).
-    Hardening(String),
+    /// A system call the launcher needs failed: hardening itself, making descriptors (71).
+    System(String),
     /// The program could not be started (126, or 127 when it was not found).
     Exec { program: String, source: io::Error },
     /// A value could not be written to stdout (`get`) (74).
@@ -89,11 +85,7 @@ pub enum FailureKind {
     /// The value cannot go where the manifest puts it (65).
     Unusable(String),
     /// The policy does not allow this principal (77).
-    Denied {
-        principal: Name,
-        policy: Name,
-        reason: DenyReason,
-    },
+    Denied { principal: Name, policy: Name, reason: DenyReason },
     /// The store has no such entry (66).
     NotFound { store: Name, detail: String },
     /// The backend failed or could not be run (69).
@@ -137,27 +129,19 @@ impl Error {
                 .map(|f| &f.kind)
                 .min_by_key(|k| k.precedence())
                 .map_or(EX_DATAERR, FailureKind::exit_code),
-            Error::Hardening(_) => EX_OSERR,
-            Error::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                EXIT_NOT_FOUND
-            }
+            Error::System(_) => EX_OSERR,
+            Error::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => EXIT_NOT_FOUND,
             Error::Exec { .. } => EXIT_CANNOT_EXECUTE,
             Error::Output(_) => EX_IOERR,
         }
     }
 
     pub(crate) fn config(origin: Origin, message: impl Into<String>) -> Error {
-        Error::Config {
-            origin,
-            message: message.into(),
-        }
+        Error::Config { origin, message: message.into() }
     }
 
     pub(crate) fn manifest(origin: Origin, message: impl Into<String>) -> Error {
-        Error::Manifest {
-            origin,
-            message: message.into(),
-        }
+        Error::Manifest { origin, message: message.into() }
     }
 }
 
@@ -185,9 +169,7 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Hardening(message) => {
-                write!(f, "cannot protect the secrets in memory: {message}")
-            }
+            Error::System(message) => write!(f, "system call failed: {message}"),
             Error::Exec { program, source } => match source.kind() {
                 io::ErrorKind::NotFound => write!(f, "{program}: command not found"),
                 _ => write!(f, "{program}: cannot execute: {source}"),
@@ -205,19 +187,11 @@ impl fmt::Display for SecretFailure {
                 write!(f, "secret `{name}` is not defined in the config{hint}")
             }
             FailureKind::Unusable(why) => write!(f, "secret `{name}`: {why}"),
-            FailureKind::Denied {
-                principal,
-                policy,
-                reason,
-            } => write!(
-                f,
-                "secret `{name}`: denied to principal `{principal}` by policy `{policy}`: {reason}"
-            ),
+            FailureKind::Denied { principal, policy, reason } => {
+                write!(f, "secret `{name}`: denied to principal `{principal}` by policy `{policy}`: {reason}")
+            }
             FailureKind::NotFound { store, detail } => {
-                write!(
-                    f,
-                    "secret `{name}` does not exist in store `{store}`: {detail}"
-                )
+                write!(f, "secret `{name}` does not exist in store `{store}`: {detail}")
             }
             FailureKind::Unavailable { store, detail } => {
                 write!(f, "secret `{name}`: store `{store}` failed: {detail}")

@@ -34,10 +34,7 @@ impl RuntimeIdentity {
     ) -> Result<RuntimeIdentity, Error> {
         let role = Name::new(role).map_err(|e| Error::Identity(format!("role: {e}")))?;
         let label = |what: &str, value: Option<&str>| -> Result<Option<String>, Error> {
-            value
-                .map(|v| check_label(what, v).map(|()| v.to_owned()))
-                .transpose()
-                .map_err(Error::Identity)
+            value.map(|v| check_label(what, v).map(|()| v.to_owned())).transpose().map_err(Error::Identity)
         };
         Ok(RuntimeIdentity {
             role,
@@ -131,14 +128,8 @@ impl PrincipalRule {
 /// The first rule whose given fields all match wins; no match: the role.
 pub fn derive_principal(rules: &[PrincipalRule], identity: &RuntimeIdentity) -> Principal {
     match rules.iter().position(|rule| rule.matches(identity)) {
-        Some(index) => Principal {
-            name: rules[index].principal.clone(),
-            rule: Some(index),
-        },
-        None => Principal {
-            name: identity.role.clone(),
-            rule: None,
-        },
+        Some(index) => Principal { name: rules[index].principal.clone(), rule: Some(index) },
+        None => Principal { name: identity.role.clone(), rule: None },
     }
 }
 
@@ -167,10 +158,7 @@ mod tests {
 
     #[test]
     fn first_matching_rule_wins() {
-        let rules = [
-            rule("human_admin", Some("admin"), Some("dev")),
-            rule("ops", Some("admin"), None),
-        ];
+        let rules = [rule("human_admin", Some("admin"), Some("dev")), rule("ops", Some("admin"), None)];
         let dev = RuntimeIdentity::declared("admin", Some("dev"), None, None, None).unwrap();
         let prod = RuntimeIdentity::declared("admin", Some("prod"), None, None, None).unwrap();
         let undeclared = RuntimeIdentity::new("admin").unwrap();

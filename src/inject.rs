@@ -1,6 +1,8 @@
-//! The child's environment, built on purpose: the launcher's own variables pass through,
-//! except the ones that describe the launcher (`MXM_*` control variables) and the ones that
-//! held secrets (env-backend sources); then each secret goes in under its variable.
+//! The child's inputs, built on purpose. Its environment: the launcher's own variables pass
+//! through (or only the `--keep` ones with `--clean-env`), never the ones that describe the
+//! launcher (`MXM_*` control variables) nor the ones that held secrets (env-backend sources);
+//! then each secret goes in under its variable. Its descriptors: each `fd`/`file` secret at
+//! its number, placed by `exec` as a sealed in-memory file.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -8,30 +10,42 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
-use crate::manifest::Manifest;
+use crate::manifest::{Descriptor, MAX_DESCRIPTOR, Manifest};
 use crate::name::Name;
 use crate::secret::SecretValue;
 
 /// Variables that steer mxm-secrets itself. They describe the launcher's identity and
 /// config, not the program's, so the program does not see them.
-pub const CONTROL_VARIABLES: [&str; 6] = [
-    "MXM_ROLE",
-    "MXM_ENVIRONMENT",
-    "MXM_MACHINE",
-    "MXM_APP",
-    "MXM_SUBSTRATE",
-    "MXM_SECRETS_CONFIG",
-];
+pub const CONTROL_VARIABLES: [&str; 6] =
+    ["MXM_ROLE", "MXM_ENVIRONMENT", "MXM_MACHINE", "MXM_APP", "MXM_SUBSTRATE", "MXM_SECRETS_CONFIG"];
+
+/// What the program inherits from the launcher's environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inherit {
+    /// `--clean-env`: nothing but `keep`.
+    pub clean: bool,
+    /// `--keep VAR`: variables passed through even with `clean`.
+    pub keep: Vec<String>,
+}
+
+/// Where one manifest entry goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub env: Option<String>,
+    pub fd: Option<i32>,
+}
 
 /// Everything `exec` needs. Secret values stay in their wiping buffers until the last moment.
 #[derive(Debug)]
 pub struct LaunchPlan {
     pub program: OsString,
     pub args: Vec<OsString>,
-    /// The variables passed through, without secrets.
+    /// The variables passed through, and `VAR=/dev/fd/N` for descriptors: no secrets.
     pub env: Vec<(OsString, OsString)>,
-    /// `(variable, value)` for every injected secret.
+    /// `(variable, value)` for every secret injected as a variable.
     pub secrets: Vec<(String, SecretValue)>,
+    /// `(descriptor, name, value)` for every secret injected as a descriptor.
+    pub descriptors: Vec<(i32, Name, SecretValue)>,
 }
 
 /// Every variable of the launcher that the config names as a secret's source (env backend),
@@ -48,58 +62,100 @@ pub fn source_variables(config: &Config) -> BTreeSet<String> {
         .collect()
 }
 
+/// The target of every manifest entry, in order. A `file: true` entry gets the lowest
+/// descriptor from 3 that no entry asks for and `is_open` says the launcher does not hold
+/// (an inherited descriptor, such as a systemd socket, is left alone).
+pub fn targets(manifest: &Manifest, is_open: impl Fn(i32) -> bool) -> Result<Vec<Target>, Error> {
+    let mut taken: BTreeSet<i32> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| match e.fd {
+            Some(Descriptor::Fixed(n)) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut targets = Vec::with_capacity(manifest.entries.len());
+    for entry in &manifest.entries {
+        let fd = match entry.fd {
+            None => None,
+            Some(Descriptor::Fixed(n)) => Some(n),
+            Some(Descriptor::Next) => {
+                let free =
+                    (3..=MAX_DESCRIPTOR).find(|n| !taken.contains(n) && !is_open(*n)).ok_or_else(|| {
+                        Error::manifest(entry.origin.clone(), "no free descriptor is left for `file: true`")
+                    })?;
+                taken.insert(free);
+                Some(free)
+            }
+        };
+        targets.push(Target { env: entry.env.clone(), fd });
+    }
+    Ok(targets)
+}
+
+/// Whether this process holds descriptor `n` (read from /proc, which needs no unsafe code).
+pub fn is_open(n: i32) -> bool {
+    std::fs::symlink_metadata(format!("/proc/self/fd/{n}")).is_ok()
+}
+
 /// Builds the plan from the launcher's environment `inherited`, the fetched `values` (by
 /// name; a name missing from it was optional and is skipped) and the command line. A name
-/// injected twice gets a copy per variable; `values` is wiped when the caller drops it.
+/// injected twice gets a copy per target; `values` is wiped when the caller drops it.
 pub fn plan(
     config: &Config,
     manifest: &Manifest,
     inherited: impl IntoIterator<Item = (OsString, OsString)>,
+    inherit: &Inherit,
     values: &[(Name, SecretValue)],
     command: Vec<OsString>,
 ) -> Result<LaunchPlan, Error> {
     let mut command = command.into_iter();
-    let program = command
-        .next()
-        .ok_or_else(|| Error::Usage("no command to run was given after `--`".to_owned()))?;
+    let program =
+        command.next().ok_or_else(|| Error::Usage("no command to run was given after `--`".to_owned()))?;
     let removed = source_variables(config);
-    let injected: BTreeSet<&str> = manifest.entries.iter().map(|e| e.env.as_str()).collect();
-    let env = inherited
+    let forbidden = |key: &str| CONTROL_VARIABLES.contains(&key) || removed.contains(key);
+    if let Some(key) = inherit.keep.iter().find(|k| forbidden(k)) {
+        return Err(Error::Usage(format!(
+            "--keep {key}: that variable steers mxm-secrets or holds a secret's source, and never reaches the program"
+        )));
+    }
+    let targets = targets(manifest, is_open)?;
+    let injected: BTreeSet<&str> = targets.iter().filter_map(|t| t.env.as_deref()).collect();
+    let mut env: Vec<(OsString, OsString)> = inherited
         .into_iter()
         .filter(|(key, _)| {
             let key = key.to_string_lossy();
-            !CONTROL_VARIABLES.contains(&key.as_ref())
-                && !removed.contains(key.as_ref())
+            !forbidden(&key)
                 && !injected.contains(key.as_ref())
+                && (!inherit.clean || inherit.keep.iter().any(|k| *k == key))
         })
         .collect();
-    let mut secrets = Vec::with_capacity(manifest.entries.len());
+    let mut secrets = Vec::new();
+    let mut descriptors = Vec::new();
     let mut failures = Vec::new();
-    for entry in &manifest.entries {
-        let Some((_, value)) = values.iter().find(|(name, _)| *name == entry.name) else {
-            continue;
-        };
-        if value.expose().contains(&0) {
-            failures.push(SecretFailure {
+    for (entry, target) in manifest.entries.iter().zip(targets) {
+        let Some((_, value)) = values.iter().find(|(name, _)| *name == entry.name) else { continue };
+        match (target.fd, target.env) {
+            (Some(fd), variable) => {
+                descriptors.push((fd, entry.name.clone(), value.copy()));
+                if let Some(variable) = variable {
+                    env.push((variable.into(), format!("/dev/fd/{fd}").into()));
+                }
+            }
+            (None, Some(variable)) if value.expose().contains(&0) => failures.push(SecretFailure {
                 name: entry.name.to_string(),
                 kind: FailureKind::Unusable(format!(
-                    "the value contains a NUL byte, so it cannot be the variable {}",
-                    entry.env
+                    "the value contains a NUL byte, so it cannot be the variable {variable} (a descriptor can hold it: `fd` or `file: true`)"
                 )),
-            });
-            continue;
+            }),
+            (None, Some(variable)) => secrets.push((variable, value.copy())),
+            (None, None) => {}
         }
-        secrets.push((entry.env.clone(), value.copy()));
     }
     if !failures.is_empty() {
         return Err(Error::Secrets(failures));
     }
-    Ok(LaunchPlan {
-        program,
-        args: command.collect(),
-        env,
-        secrets,
-    })
+    Ok(LaunchPlan { program, args: command.collect(), env, secrets, descriptors })
 }
 
 /// The bytes of a value as an `OsStr`, for `Command::env`.

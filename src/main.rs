@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use mxm_secrets::error::{EX_USAGE, Error};
+use mxm_secrets::inject::Inherit;
 use mxm_secrets::run::{RunRequest, run};
 use mxm_secrets::{RuntimeIdentity, SecretsApi, config::Config};
 
@@ -40,6 +41,16 @@ enum Command {
         secrets: Vec<String>,
         #[command(flatten)]
         identity: IdentityArgs,
+        /// Start the program from an empty environment (plus the secrets and --keep)
+        #[arg(long)]
+        clean_env: bool,
+        /// With --clean-env, pass this variable through (repeatable)
+        #[arg(long, value_name = "VAR", requires = "clean_env")]
+        keep: Vec<String>,
+        /// Print the plan (principal, each name's decision and target) and stop: nothing is
+        /// fetched or run; exits as the run would before fetching
+        #[arg(long)]
+        dry_run: bool,
         /// The program and its arguments
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<OsString>,
@@ -98,11 +109,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EX_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
         }
     };
     match dispatch(cli.command) {
@@ -116,30 +123,25 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<(), Error> {
     match command {
-        Command::Run {
-            config,
-            manifest,
-            secrets,
-            identity,
-            command,
-        } => {
+        Command::Run { config, manifest, secrets, identity, clean_env, keep, dry_run, command } => {
+            let inherit = Inherit { clean: clean_env, keep };
             let request = RunRequest {
                 config: config.config,
                 manifest,
                 secrets,
                 identity: identity.identity()?,
+                inherit,
                 command,
             };
+            if dry_run {
+                let plan = mxm_secrets::run::dry_run(&request)?;
+                write_stdout(plan.report.as_bytes())?;
+                return plan.outcome;
+            }
             match run(request)? {}
         }
-        Command::Get {
-            name,
-            config,
-            identity,
-        } => {
-            let api = SecretsApi::from_config(Config::load(&Config::discover(
-                config.config.as_deref(),
-            )?)?);
+        Command::Get { name, config, identity } => {
+            let api = SecretsApi::from_config(Config::load(&Config::discover(config.config.as_deref())?)?);
             let value = api.get_secret(&name, &identity.identity()?)?;
             write_stdout(value.expose())?;
             if std::io::stdout().is_terminal() {

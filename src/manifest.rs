@@ -6,6 +6,11 @@
 //!   - name: databento_api_key      # env DATABENTO_API_KEY
 //!   - name: postgres_password
 //!     env: PGPASSWORD
+//!   - name: tls_private_key
+//!     fd: 3                        # a sealed in-memory file at descriptor 3 ...
+//!     env: TLS_KEY_FILE            # ... and TLS_KEY_FILE=/dev/fd/3
+//!   - name: ca_bundle
+//!     file: true                   # the next free descriptor from 3; CA_BUNDLE=/dev/fd/N
 //!   - name: sentry_dsn
 //!     optional: true               # missing in the store: skipped
 //! ```
@@ -39,17 +44,31 @@ const FORBIDDEN_EXACT: [&str; 11] = [
 ];
 const FORBIDDEN_PREFIX: &str = "LD_";
 
+/// Descriptors a manifest may ask for: above stdin, stdout and stderr, below the usual
+/// 1024 open-file limit.
+pub const MAX_DESCRIPTOR: i32 = 1023;
+
 /// One secret the program needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestEntry {
     pub name: Name,
-    /// The variable it is injected as.
-    pub env: String,
+    /// The variable it is injected as: the value itself, or `/dev/fd/N` when `fd` is set.
+    pub env: Option<String>,
+    /// Where the value goes as a sealed in-memory file, if it does.
+    pub fd: Option<Descriptor>,
     /// A secret missing from its store is skipped instead of failing the launch. A denied
     /// one still fails: optional is about existence, never about permission.
     pub optional: bool,
     /// Where the entry was written, for messages.
     pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Descriptor {
+    /// `fd: N`.
+    Fixed(i32),
+    /// `file: true`: the lowest descriptor from 3 that nothing else uses, chosen at launch.
+    Next,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -68,6 +87,9 @@ struct RawManifest {
 struct RawEntry {
     name: Name,
     env: Option<String>,
+    fd: Option<FdNumber>,
+    #[serde(default)]
+    file: bool,
     #[serde(default)]
     optional: bool,
 }
@@ -81,12 +103,12 @@ impl Manifest {
         let mut manifest = Manifest::default();
         for (index, entry) in raw.secrets.into_iter().enumerate() {
             let origin = Origin::file(format!("{source}: secrets[{index}]"));
-            manifest.push(ManifestEntry::new(
-                entry.name,
-                entry.env,
-                entry.optional,
-                origin,
-            )?)?;
+            let fd = match (entry.fd, entry.file) {
+                (Some(FdNumber(n)), _) => Some(Descriptor::Fixed(n)),
+                (None, true) => Some(Descriptor::Next),
+                (None, false) => None,
+            };
+            manifest.push(ManifestEntry::new(entry.name, entry.env, fd, entry.optional, origin)?)?;
         }
         Ok(manifest)
     }
@@ -95,13 +117,9 @@ impl Manifest {
         let source = path.display().to_string();
         let fail = |message: String| Error::manifest(Origin::file(&source), message);
         let file = std::fs::File::open(path).map_err(|e| {
-            fail(format!(
-                "cannot read it: {e}; give the secrets with --manifest FILE or --secret NAME"
-            ))
+            fail(format!("cannot read it: {e}; give the secrets with --manifest FILE or --secret NAME"))
         })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| fail(format!("cannot read it: {e}")))?;
+        let meta = file.metadata().map_err(|e| fail(format!("cannot read it: {e}")))?;
         if !meta.is_file() {
             return Err(fail("is not a regular file".to_owned()));
         }
@@ -116,16 +134,28 @@ impl Manifest {
         Manifest::parse(&text, &source)
     }
 
-    /// Adds an entry, refusing a second one for the same variable.
+    /// Adds an entry, refusing a second one for the same variable or descriptor.
     pub fn push(&mut self, entry: ManifestEntry) -> Result<(), Error> {
-        if let Some(other) = self.entries.iter().find(|e| e.env == entry.env) {
-            return Err(Error::manifest(
+        let clash = |what: String, other: &ManifestEntry| {
+            Err(Error::manifest(
                 entry.origin.clone(),
                 format!(
-                    "`{}` and `{}` ({}) both inject variable {}; give one of them another `env`",
-                    entry.name, other.name, other.origin, entry.env
+                    "`{}` and `{}` ({}) both inject {what}; give one of them another",
+                    entry.name, other.name, other.origin
                 ),
-            ));
+            ))
+        };
+        for other in &self.entries {
+            if let (Some(a), Some(b)) = (&entry.env, &other.env)
+                && a == b
+            {
+                return clash(format!("variable {a}"), other);
+            }
+            if let (Some(Descriptor::Fixed(a)), Some(Descriptor::Fixed(b))) = (entry.fd, other.fd)
+                && a == b
+            {
+                return clash(format!("descriptor {a}"), other);
+            }
         }
         self.entries.push(entry);
         Ok(())
@@ -139,20 +169,25 @@ impl Manifest {
 }
 
 impl ManifestEntry {
+    /// Without `env`, a value goes into `NAME` upper-cased, and so does the path of a
+    /// `file: true` descriptor (the program cannot know its number otherwise); a fixed `fd`
+    /// alone sets no variable.
     fn new(
         name: Name,
         env: Option<String>,
+        fd: Option<Descriptor>,
         optional: bool,
         origin: Origin,
     ) -> Result<ManifestEntry, Error> {
-        let env = env.unwrap_or_else(|| name.as_str().to_ascii_uppercase());
-        check_variable(&env).map_err(|message| Error::manifest(origin.clone(), message))?;
-        Ok(ManifestEntry {
-            name,
-            env,
-            optional,
-            origin,
-        })
+        let env = match (env, fd) {
+            (Some(env), _) => Some(env),
+            (None, Some(Descriptor::Fixed(_))) => None,
+            (None, _) => Some(name.as_str().to_ascii_uppercase()),
+        };
+        if let Some(env) = &env {
+            check_variable(env).map_err(|message| Error::manifest(origin.clone(), message))?;
+        }
+        Ok(ManifestEntry { name, env, fd, optional, origin })
     }
 
     /// `--secret NAME[=ENV]`.
@@ -163,16 +198,34 @@ impl ManifestEntry {
             None => (arg, None),
         };
         let name = Name::new(name).map_err(|e| Error::manifest(origin.clone(), e))?;
-        ManifestEntry::new(name, env, false, origin)
+        ManifestEntry::new(name, env, None, false, origin)
+    }
+}
+
+/// A descriptor number, checked where it stands.
+struct FdNumber(i32);
+
+impl<'de> Deserialize<'de> for FdNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(deserializer)?;
+        check_descriptor(n).map(FdNumber).map_err(serde::de::Error::custom)
+    }
+}
+
+fn check_descriptor(n: i64) -> Result<i32, String> {
+    match i32::try_from(n) {
+        Ok(n @ 3..=MAX_DESCRIPTOR) => Ok(n),
+        _ if (0..=2).contains(&n) => Err(format!(
+            "fd {n} is {}; secrets go to descriptors 3 to {MAX_DESCRIPTOR}",
+            ["stdin", "stdout", "stderr"][n as usize]
+        )),
+        _ => Err(format!("fd {n} is out of range; secrets go to descriptors 3 to {MAX_DESCRIPTOR}")),
     }
 }
 
 fn check_variable(env: &str) -> Result<(), String> {
     if !is_env_var_name(env) {
-        return Err(format!(
-            "`{}` is not a variable name (^[A-Za-z_][A-Za-z0-9_]*$)",
-            env.escape_debug()
-        ));
+        return Err(format!("`{}` is not a variable name (^[A-Za-z_][A-Za-z0-9_]*$)", env.escape_debug()));
     }
     if env.starts_with(FORBIDDEN_PREFIX) || FORBIDDEN_EXACT.contains(&env) {
         return Err(format!(
@@ -201,7 +254,7 @@ mod tests {
             "m.yaml",
         )
         .unwrap();
-        let envs: Vec<&str> = m.entries.iter().map(|e| e.env.as_str()).collect();
+        let envs: Vec<&str> = m.entries.iter().filter_map(|e| e.env.as_deref()).collect();
         assert_eq!(envs, ["DATABENTO_API_KEY", "PGPASSWORD", "SENTRY_DSN"]);
         assert!(m.entries[2].optional && !m.entries[0].optional);
     }
@@ -210,31 +263,50 @@ mod tests {
     fn bad_entries() {
         assert!(error("secrets:\n  - name: a\n    env: 1X\n").contains("not a variable name"));
         assert!(error("secrets:\n  - name: a\n    env: LD_PRELOAD\n").contains("LD_PRELOAD"));
-        assert!(
-            error("secrets:\n  - name: a\n    env: PATH\n").contains("may not be injected as PATH")
-        );
-        assert!(
-            error("secrets:\n  - name: a\n  - name: b\n    env: A\n")
-                .contains("both inject variable A")
-        );
+        assert!(error("secrets:\n  - name: a\n    env: PATH\n").contains("may not be injected as PATH"));
+        assert!(error("secrets:\n  - name: a\n  - name: b\n    env: A\n").contains("both inject variable A"));
         let message = error("secrets:\n  - name: a\n    evn: X\n");
-        assert!(
-            message.starts_with("manifest m.yaml:3:5: secrets[0]: unknown field `evn`"),
-            "{message}"
-        );
+        assert!(message.starts_with("manifest m.yaml:3:5: secrets[0]: unknown field `evn`"), "{message}");
         assert!(message.contains("did you mean `env`?"), "{message}");
         assert!(error("secrets:\n  - name: A\n").contains("not a valid name"));
         assert!(error("{}\n").contains("missing field `secrets`"));
+        assert!(
+            error("secrets:\n  - {name: a, fd: 3}\n  - {name: b, fd: 3}\n")
+                .contains("both inject descriptor 3")
+        );
+        let message = error("secrets:\n  - {name: a, fd: 1}\n");
+        assert!(message.starts_with("manifest m.yaml:2:"), "{message}");
+        assert!(message.contains("fd 1 is stdout"), "{message}");
+        assert!(error("secrets:\n  - {name: a, fd: 0}\n").contains("fd 0 is stdin"));
+        assert!(error("secrets:\n  - {name: a, fd: 1024}\n").contains("out of range"));
+        assert!(error("secrets:\n  - {name: a, fd: -3}\n").contains("out of range"));
+        assert!(error("secrets:\n  - {name: a, fd: 99999999999}\n").contains("out of range"));
+        assert!(error("secrets:\n  - {name: a, fd: three}\n").contains("secrets[0].fd"));
+    }
+
+    #[test]
+    fn descriptors() {
+        let m = Manifest::parse(
+            "secrets:\n  - {name: tls, fd: 3, env: TLS_KEY_FILE}\n  - {name: ca, file: true}\n  - {name: raw, fd: 7}\n",
+            "m.yaml",
+        )
+        .unwrap();
+        let targets: Vec<_> = m.entries.iter().map(|e| (e.env.as_deref(), e.fd)).collect();
+        assert_eq!(
+            targets,
+            [
+                (Some("TLS_KEY_FILE"), Some(Descriptor::Fixed(3))),
+                (Some("CA"), Some(Descriptor::Next)),
+                (None, Some(Descriptor::Fixed(7)))
+            ]
+        );
     }
 
     #[test]
     fn secret_arguments() {
         let e = ManifestEntry::from_arg("postgres_password=PGPASSWORD").unwrap();
-        assert_eq!(
-            (e.name.as_str(), e.env.as_str()),
-            ("postgres_password", "PGPASSWORD")
-        );
-        assert_eq!(ManifestEntry::from_arg("api_key").unwrap().env, "API_KEY");
+        assert_eq!((e.name.as_str(), e.env.as_deref()), ("postgres_password", Some("PGPASSWORD")));
+        assert_eq!(ManifestEntry::from_arg("api_key").unwrap().env.as_deref(), Some("API_KEY"));
         for bad in ["Api", "a=", "a=B C", "a=LD_AUDIT", "", "=X"] {
             let e = ManifestEntry::from_arg(bad).expect_err(bad);
             assert_eq!(e.exit_code(), 65);

@@ -62,16 +62,10 @@ pub fn check_label(what: &str, value: &str) -> Result<(), String> {
         return Err(format!("{what} must not be empty"));
     }
     if value.trim() != value {
-        return Err(format!(
-            "{what} `{}` has surrounding white space",
-            value.escape_debug()
-        ));
+        return Err(format!("{what} `{}` has surrounding white space", value.escape_debug()));
     }
     if value.chars().any(char::is_control) {
-        return Err(format!(
-            "{what} `{}` contains a control character",
-            value.escape_debug()
-        ));
+        return Err(format!("{what} `{}` contains a control character", value.escape_debug()));
     }
     Ok(())
 }
@@ -118,16 +112,11 @@ impl<'de, T: Deserialize<'de> + PartialEq + fmt::Debug> Deserialize<'de> for Uni
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut items: Vec<T> = Vec::new();
                 while let Some(item) = seq.next_element::<T>()? {
                     if items.contains(&item) {
-                        return Err(serde::de::Error::custom(format!(
-                            "{item:?} is listed twice"
-                        )));
+                        return Err(serde::de::Error::custom(format!("{item:?} is listed twice")));
                     }
                     items.push(item);
                 }
@@ -141,9 +130,7 @@ impl<'de, T: Deserialize<'de> + PartialEq + fmt::Debug> Deserialize<'de> for Uni
 /// `^[A-Za-z_][A-Za-z0-9_]*$`: the names a shell and `env(1)` accept for variables.
 pub fn is_env_var_name(value: &str) -> bool {
     let mut chars = value.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -188,9 +175,7 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// `"; did you mean `x`?"`, or nothing.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    suggest(word, candidates)
-        .map(|s| format!("; did you mean `{s}`?"))
-        .unwrap_or_default()
+    suggest(word, candidates).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
 }
 
 /// Edit distance counting a swap of two neighbours as one edit (optimal string alignment),
@@ -207,9 +192,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (table[i - 1][j] + 1)
-                .min(table[i][j - 1] + 1)
-                .min(table[i - 1][j - 1] + cost);
+            let mut best = (table[i - 1][j] + 1).min(table[i][j - 1] + 1).min(table[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(table[i - 2][j - 2] + 1);
             }
@@ -228,9 +211,7 @@ mod tests {
         for good in ["a", "red", "marketdata_access", "a1_b2", "human_admin"] {
             assert!(Name::new(good).is_ok(), "{good}");
         }
-        for bad in [
-            "", "Red", "1a", "_a", "a-b", "a b", " a", "a ", "é", "a.b", "a\n",
-        ] {
+        for bad in ["", "Red", "1a", "_a", "a-b", "a b", " a", "a ", "é", "a.b", "a\n"] {
             assert!(Name::new(bad).is_err(), "{bad:?}");
         }
     }
@@ -281,10 +262,7 @@ mod tests {
     #[test]
     fn suggestions_only_for_near_misses() {
         let names = ["databento_api_key", "postgres_password", "red"];
-        assert_eq!(
-            suggest("databento_api_kye", names),
-            Some("databento_api_key")
-        );
+        assert_eq!(suggest("databento_api_kye", names), Some("databento_api_key"));
         assert_eq!(suggest("rde", names), Some("red"));
         assert_eq!(suggest("sentry_dsn", names), None);
         assert_eq!(did_you_mean("xyz", names), "");

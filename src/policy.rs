@@ -51,15 +51,9 @@ pub enum DenyReason {
     /// The principal is not in `allowed_principals` (which may be empty: deny all).
     PrincipalNotAllowed { allowed: Vec<Name> },
     /// The policy names environments and the identity declares another one, or none.
-    EnvironmentNotAllowed {
-        declared: Option<String>,
-        allowed: Vec<String>,
-    },
+    EnvironmentNotAllowed { declared: Option<String>, allowed: Vec<String> },
     /// The policy names machines and the identity declares another one, or none.
-    MachineNotAllowed {
-        declared: Option<String>,
-        allowed: Vec<String>,
-    },
+    MachineNotAllowed { declared: Option<String>, allowed: Vec<String> },
 }
 
 impl SecretPolicy {
@@ -70,10 +64,7 @@ impl SecretPolicy {
             });
         }
         if let Some(allowed) = &self.environments
-            && !identity
-                .environment
-                .as_ref()
-                .is_some_and(|e| allowed.contains(e))
+            && !identity.environment.as_ref().is_some_and(|e| allowed.contains(e))
         {
             return Decision::Denied(DenyReason::EnvironmentNotAllowed {
                 declared: identity.environment.clone(),
@@ -81,10 +72,7 @@ impl SecretPolicy {
             });
         }
         if let Some(allowed) = &self.machines
-            && !identity
-                .machine
-                .as_ref()
-                .is_some_and(|m| allowed.contains(m))
+            && !identity.machine.as_ref().is_some_and(|m| allowed.contains(m))
         {
             return Decision::Denied(DenyReason::MachineNotAllowed {
                 declared: identity.machine.clone(),
@@ -101,11 +89,7 @@ impl fmt::Display for DenyReason {
             if items.is_empty() {
                 return "nobody (the list is empty)".to_owned();
             }
-            items
-                .iter()
-                .map(|i| format!("`{i}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
         }
         fn declared(what: &str, value: &Option<String>) -> String {
             match value {
@@ -115,31 +99,13 @@ impl fmt::Display for DenyReason {
         }
         match self {
             DenyReason::PrincipalNotAllowed { allowed } => {
-                write!(
-                    f,
-                    "the principal is not allowed (allowed: {})",
-                    list(allowed)
-                )
+                write!(f, "the principal is not allowed (allowed: {})", list(allowed))
             }
-            DenyReason::EnvironmentNotAllowed {
-                declared: d,
-                allowed,
-            } => write!(
-                f,
-                "{} (allowed environments: {})",
-                declared("environment", d),
-                list(allowed)
-            ),
-            DenyReason::MachineNotAllowed {
-                declared: d,
-                allowed,
-            } => {
-                write!(
-                    f,
-                    "{} (allowed machines: {})",
-                    declared("machine", d),
-                    list(allowed)
-                )
+            DenyReason::EnvironmentNotAllowed { declared: d, allowed } => {
+                write!(f, "{} (allowed environments: {})", declared("environment", d), list(allowed))
+            }
+            DenyReason::MachineNotAllowed { declared: d, allowed } => {
+                write!(f, "{} (allowed machines: {})", declared("machine", d), list(allowed))
             }
         }
     }
@@ -149,11 +115,7 @@ impl fmt::Display for DenyReason {
 mod tests {
     use super::*;
 
-    fn policy(
-        principals: &[&str],
-        environments: Option<&[&str]>,
-        machines: Option<&[&str]>,
-    ) -> SecretPolicy {
+    fn policy(principals: &[&str], environments: Option<&[&str]>, machines: Option<&[&str]>) -> SecretPolicy {
         let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
         SecretPolicy {
             allowed_principals: principals.iter().map(|p| Name::new(p).unwrap()).collect(),
@@ -162,40 +124,21 @@ mod tests {
         }
     }
 
-    fn who(
-        role: &str,
-        environment: Option<&str>,
-        machine: Option<&str>,
-    ) -> (Principal, RuntimeIdentity) {
+    fn who(role: &str, environment: Option<&str>, machine: Option<&str>) -> (Principal, RuntimeIdentity) {
         let identity = RuntimeIdentity::declared(role, environment, machine, None, None).unwrap();
-        (
-            Principal {
-                name: identity.role.clone(),
-                rule: None,
-            },
-            identity,
-        )
+        (Principal { name: identity.role.clone(), rule: None }, identity)
     }
 
     macro_rules! pass {
         ($policy:expr, $who:expr) => {{
             let (p, i) = $who;
-            assert_eq!(
-                $policy.evaluate(&p, &i),
-                Decision::Allowed,
-                "{:?} should be allowed",
-                i
-            );
+            assert_eq!($policy.evaluate(&p, &i), Decision::Allowed, "{:?} should be allowed", i);
         }};
     }
     macro_rules! fail {
         ($policy:expr, $who:expr) => {{
             let (p, i) = $who;
-            assert!(
-                matches!($policy.evaluate(&p, &i), Decision::Denied(_)),
-                "{:?} should be denied",
-                i
-            );
+            assert!(matches!($policy.evaluate(&p, &i), Decision::Denied(_)), "{:?} should be denied", i);
         }};
     }
 
@@ -213,9 +156,7 @@ mod tests {
         fail!(nobody, who("marketdata", None, None));
         fail!(nobody, who("admin", Some("dev"), None));
         let (p, i) = who("admin", None, None);
-        let Decision::Denied(reason) = nobody.evaluate(&p, &i) else {
-            panic!()
-        };
+        let Decision::Denied(reason) = nobody.evaluate(&p, &i) else { panic!() };
         assert!(reason.to_string().contains("nobody"), "{reason}");
     }
 
@@ -235,36 +176,16 @@ mod tests {
 
     #[test]
     fn duplicates_and_bad_labels_are_refused() {
-        let parse =
-            |text: &str| serde_yaml::from_str::<SecretPolicy>(text).map_err(|e| e.to_string());
-        assert!(
-            parse("allowed_principals: [a, b, a]")
-                .unwrap_err()
-                .contains("\"a\" is listed twice")
-        );
+        let parse = |text: &str| serde_yaml::from_str::<SecretPolicy>(text).map_err(|e| e.to_string());
+        assert!(parse("allowed_principals: [a, b, a]").unwrap_err().contains("\"a\" is listed twice"));
         assert!(
             parse("{allowed_principals: [a], environments: [dev, dev]}")
                 .unwrap_err()
                 .contains("listed twice")
         );
-        assert!(
-            parse("{allowed_principals: [a], machines: [' m']}")
-                .unwrap_err()
-                .contains("white space")
-        );
-        assert!(
-            parse("{allowed_principals: [a], hosts: [m]}")
-                .unwrap_err()
-                .contains("unknown field")
-        );
-        assert!(
-            parse("{}")
-                .unwrap_err()
-                .contains("missing field `allowed_principals`")
-        );
-        assert_eq!(
-            parse("allowed_principals: []").unwrap().allowed_principals,
-            []
-        );
+        assert!(parse("{allowed_principals: [a], machines: [' m']}").unwrap_err().contains("white space"));
+        assert!(parse("{allowed_principals: [a], hosts: [m]}").unwrap_err().contains("unknown field"));
+        assert!(parse("{}").unwrap_err().contains("missing field `allowed_principals`"));
+        assert_eq!(parse("allowed_principals: []").unwrap().allowed_principals, []);
     }
 }

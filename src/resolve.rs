@@ -45,22 +45,16 @@ pub fn authorize<'c>(
     let mut allowed = Vec::with_capacity(names.len());
     let mut failures = Vec::new();
     for name in names {
-        match authorize_one(config, name, principal, identity) {
+        match judge(config, name, principal, identity) {
             Ok(authorized) => allowed.push(authorized),
-            Err(kind) => failures.push(SecretFailure {
-                name: name.to_string(),
-                kind,
-            }),
+            Err(kind) => failures.push(SecretFailure { name: name.to_string(), kind }),
         }
     }
-    if failures.is_empty() {
-        Ok(allowed)
-    } else {
-        Err(Error::Secrets(failures))
-    }
+    if failures.is_empty() { Ok(allowed) } else { Err(Error::Secrets(failures)) }
 }
 
-fn authorize_one<'c>(
+/// One name: defined, allowed for this principal and identity, and addressable in its store.
+pub fn judge<'c>(
     config: &'c Config,
     name: &Name,
     principal: &Principal,
@@ -68,9 +62,7 @@ fn authorize_one<'c>(
 ) -> Result<Authorized<'c>, FailureKind> {
     let Some(secret) = config.refs.get(name.as_str()) else {
         let hint = did_you_mean(name.as_str(), config.refs.names().map(Name::as_str));
-        return Err(FailureKind::Undefined {
-            hint: format!(" {}{hint}", config.source),
-        });
+        return Err(FailureKind::Undefined { hint: format!(" {}{hint}", config.source) });
     };
     // Config loading checked both references; a miss here is a library caller's hand-built
     // Config, and denying is the safe answer.
@@ -79,39 +71,27 @@ fn authorize_one<'c>(
         policy: secret.policy.clone(),
         reason,
     };
-    let policy = config.policies.get(secret.policy.as_str()).ok_or_else(|| {
-        denied(crate::policy::DenyReason::PrincipalNotAllowed {
-            allowed: Vec::new(),
-        })
-    })?;
+    let policy = config
+        .policies
+        .get(secret.policy.as_str())
+        .ok_or_else(|| denied(crate::policy::DenyReason::PrincipalNotAllowed { allowed: Vec::new() }))?;
     if let Decision::Denied(reason) = policy.evaluate(principal, identity) {
         return Err(denied(reason));
     }
-    let store =
-        config
-            .stores
-            .get(secret.store.as_str())
-            .ok_or_else(|| FailureKind::Unavailable {
-                store: secret.store.clone(),
-                detail: "the store is not defined".to_owned(),
-            })?;
+    let store = config.stores.get(secret.store.as_str()).ok_or_else(|| FailureKind::Unavailable {
+        store: secret.store.clone(),
+        detail: "the store is not defined".to_owned(),
+    })?;
     let backend_path = store
         .locate(&secret.path)
-        .map_err(|detail| FailureKind::Unavailable {
-            store: secret.store.clone(),
-            detail,
-        })?;
+        .map_err(|detail| FailureKind::Unavailable { store: secret.store.clone(), detail })?;
     let location = ResolvedSecretLocation {
         secret: name.clone(),
         store: secret.store.clone(),
         backend: store.backend.name(),
         backend_path,
     };
-    Ok(Authorized {
-        secret,
-        store,
-        location,
-    })
+    Ok(Authorized { secret, store, location })
 }
 
 /// Fetches every authorized secret, at most [`MAX_CONCURRENT_FETCHES`] at a time. The
@@ -131,12 +111,10 @@ pub fn fetch_all(requests: &[Authorized]) -> Vec<Result<SecretValue, FailureKind
             done.push((index, fetch(request)));
         }
     };
-    let mut results: Vec<Option<Result<SecretValue, FailureKind>>> =
-        requests.iter().map(|_| None).collect();
+    let mut results: Vec<Option<Result<SecretValue, FailureKind>>> = requests.iter().map(|_| None).collect();
     thread::scope(|scope| {
-        let workers: Vec<_> = (0..requests.len().min(MAX_CONCURRENT_FETCHES))
-            .map(|_| scope.spawn(worker))
-            .collect();
+        let workers: Vec<_> =
+            (0..requests.len().min(MAX_CONCURRENT_FETCHES)).map(|_| scope.spawn(worker)).collect();
         for handle in workers {
             // A worker cannot panic short of a bug; its unfinished fetches then fail below.
             for (index, result) in handle.join().unwrap_or_default() {
@@ -161,23 +139,11 @@ pub fn fetch_all(requests: &[Authorized]) -> Vec<Result<SecretValue, FailureKind
 /// One secret: ask the backend, then apply the ref's `field` and `trim`.
 pub fn fetch(request: &Authorized) -> Result<SecretValue, FailureKind> {
     let store = request.location.store.clone();
-    let raw = request
-        .store
-        .fetch(&request.location.backend_path)
-        .map_err(|e| match e {
-            FetchError::NotFound(detail) => FailureKind::NotFound {
-                store: store.clone(),
-                detail,
-            },
-            FetchError::Failed(detail) => FailureKind::Unavailable {
-                store: store.clone(),
-                detail,
-            },
-            FetchError::TimedOut => FailureKind::TimedOut {
-                store: store.clone(),
-                after: request.store.timeout,
-            },
-        })?;
+    let raw = request.store.fetch(&request.location.backend_path).map_err(|e| match e {
+        FetchError::NotFound(detail) => FailureKind::NotFound { store: store.clone(), detail },
+        FetchError::Failed(detail) => FailureKind::Unavailable { store: store.clone(), detail },
+        FetchError::TimedOut => FailureKind::TimedOut { store: store.clone(), after: request.store.timeout },
+    })?;
     value::extract(&raw, request.secret.field.as_ref(), request.secret.trim).ok_or_else(|| {
         FailureKind::NotFound {
             store,

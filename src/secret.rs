@@ -37,9 +37,7 @@ impl SecretValue {
     /// new one and the old one is wiped.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         if self.0.capacity() - self.0.len() < bytes.len() {
-            let wanted = (self.0.len() + bytes.len())
-                .max(self.0.capacity() * 2)
-                .max(64);
+            let wanted = (self.0.len() + bytes.len()).max(self.0.capacity() * 2).max(64);
             let mut grown = Vec::with_capacity(wanted);
             grown.extend_from_slice(&self.0);
             self.0.zeroize();

@@ -17,20 +17,14 @@ pub enum Field {
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let word = String::deserialize(deserializer)?;
-        if word.is_empty()
-            || word.contains(':')
-            || word.chars().any(|c| c.is_whitespace() || c.is_control())
+        if word.is_empty() || word.contains(':') || word.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(serde::de::Error::custom(format!(
                 "field `{}` must be `password` or a key word without `:` or white space",
                 word.escape_debug()
             )));
         }
-        Ok(if word == "password" {
-            Field::Password
-        } else {
-            Field::Key(word)
-        })
+        Ok(if word == "password" { Field::Password } else { Field::Key(word) })
     }
 }
 
@@ -52,10 +46,7 @@ pub fn extract(raw: &SecretValue, field: Option<&Field>, trim: Trim) -> Option<S
     let range = match field {
         None => 0..bytes.len(),
         Some(Field::Password) => {
-            let end = bytes
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(bytes.len());
+            let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
             0..end
         }
         Some(Field::Key(key)) => key_range(bytes, key.as_bytes())?,
@@ -67,21 +58,14 @@ pub fn extract(raw: &SecretValue, field: Option<&Field>, trim: Trim) -> Option<S
 fn key_range(bytes: &[u8], key: &[u8]) -> Option<std::ops::Range<usize>> {
     let mut start = bytes.iter().position(|&b| b == b'\n')? + 1;
     while start < bytes.len() {
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(bytes.len(), |i| start + i);
+        let end = bytes[start..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| start + i);
         let line = &bytes[start..end];
         if line.len() > key.len() && line.starts_with(key) && line[key.len()] == b':' {
             let mut value_start = start + key.len() + 1;
             if bytes.get(value_start) == Some(&b' ') {
                 value_start += 1;
             }
-            let value_end = if bytes[..end].ends_with(b"\r") {
-                end - 1
-            } else {
-                end
-            };
+            let value_end = if bytes[..end].ends_with(b"\r") { end - 1 } else { end };
             return Some(value_start..value_end.max(value_start));
         }
         start = end + 1;
@@ -117,29 +101,16 @@ mod tests {
     use super::*;
 
     fn get(raw: &str, field: Option<Field>, trim: Trim) -> Option<String> {
-        extract(
-            &SecretValue::new(raw.as_bytes().to_vec()),
-            field.as_ref(),
-            trim,
-        )
-        .map(|v| String::from_utf8(v.expose().to_vec()).unwrap())
+        extract(&SecretValue::new(raw.as_bytes().to_vec()), field.as_ref(), trim)
+            .map(|v| String::from_utf8(v.expose().to_vec()).unwrap())
     }
 
     #[test]
     fn trim_modes() {
-        assert_eq!(
-            get("  s3cret \n\n", None, Trim::Whitespace).unwrap(),
-            "s3cret"
-        );
-        assert_eq!(
-            get("  s3cret \n\n", None, Trim::Newline).unwrap(),
-            "  s3cret \n"
-        );
+        assert_eq!(get("  s3cret \n\n", None, Trim::Whitespace).unwrap(), "s3cret");
+        assert_eq!(get("  s3cret \n\n", None, Trim::Newline).unwrap(), "  s3cret \n");
         assert_eq!(get("s3cret\r\n", None, Trim::Newline).unwrap(), "s3cret");
-        assert_eq!(
-            get("  s3cret \n\n", None, Trim::None).unwrap(),
-            "  s3cret \n\n"
-        );
+        assert_eq!(get("  s3cret \n\n", None, Trim::None).unwrap(), "  s3cret \n\n");
         assert_eq!(get("", None, Trim::Whitespace).unwrap(), "");
         assert_eq!(get(" \n", None, Trim::Whitespace).unwrap(), "");
     }
@@ -147,20 +118,11 @@ mod tests {
     #[test]
     fn fields() {
         let entry = "pw1 \nuser: bob\nurl:https://x\nempty:\nuser2: carol\r\n";
-        assert_eq!(
-            get(entry, Some(Field::Password), Trim::Whitespace).unwrap(),
-            "pw1"
-        );
-        assert_eq!(
-            get(entry, Some(Field::Password), Trim::None).unwrap(),
-            "pw1 "
-        );
+        assert_eq!(get(entry, Some(Field::Password), Trim::Whitespace).unwrap(), "pw1");
+        assert_eq!(get(entry, Some(Field::Password), Trim::None).unwrap(), "pw1 ");
         let key = |k: &str| Some(Field::Key(k.to_owned()));
         assert_eq!(get(entry, key("user"), Trim::Whitespace).unwrap(), "bob");
-        assert_eq!(
-            get(entry, key("url"), Trim::Whitespace).unwrap(),
-            "https://x"
-        );
+        assert_eq!(get(entry, key("url"), Trim::Whitespace).unwrap(), "https://x");
         assert_eq!(get(entry, key("empty"), Trim::Whitespace).unwrap(), "");
         assert_eq!(get(entry, key("user2"), Trim::None).unwrap(), "carol");
         assert_eq!(get(entry, key("missing"), Trim::Whitespace), None);

@@ -41,9 +41,9 @@ impl Backend for Provider {
         })?;
         match finished.status.code() {
             Some(0) => Ok(finished.stdout),
-            Some(EXIT_NOT_FOUND) => Err(FetchError::NotFound(format!(
-                "`{program}` has no secret `{location}`"
-            ))),
+            Some(EXIT_NOT_FOUND) => {
+                Err(FetchError::NotFound(format!("`{program}` has no secret `{location}`")))
+            }
             _ => Err(program_failed(program, &finished)),
         }
     }

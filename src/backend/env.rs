@@ -45,9 +45,7 @@ impl Backend for Env {
     fn fetch(&self, location: &str, _timeout: Duration) -> Result<SecretValue, FetchError> {
         match std::env::var_os(location) {
             Some(value) => Ok(SecretValue::new(value.into_vec())),
-            None => Err(FetchError::NotFound(format!(
-                "variable {location} is not set"
-            ))),
+            None => Err(FetchError::NotFound(format!("variable {location} is not set"))),
         }
     }
 }
@@ -59,10 +57,7 @@ mod tests {
     #[test]
     fn naming_rule_of_the_design() {
         assert_eq!(Env.locate("mxm_red", "db/pw").unwrap(), "MXM_RED_DB_PW");
-        assert_eq!(
-            Env.locate("mxm_red/", "a-b/c.d").unwrap(),
-            "MXM_RED_A_B_C_D"
-        );
+        assert_eq!(Env.locate("mxm_red/", "a-b/c.d").unwrap(), "MXM_RED_A_B_C_D");
         assert!(Env.locate("mxm", "a b").is_err());
         assert!(Env.locate("1x", "a").is_err());
     }

@@ -43,12 +43,9 @@ impl Backend for Files {
             }
             Err(e) => return Err(FetchError::Failed(format!("cannot read {shown}: {e}"))),
         };
-        let root = expand_root(&self.root)?.canonicalize().map_err(|e| {
-            FetchError::Failed(format!(
-                "the store's root {} cannot be used: {e}",
-                self.root
-            ))
-        })?;
+        let root = expand_root(&self.root)?
+            .canonicalize()
+            .map_err(|e| FetchError::Failed(format!("the store's root {} cannot be used: {e}", self.root)))?;
         if !resolved.starts_with(&root) {
             return Err(FetchError::Failed(format!(
                 "{shown} resolves to {}, outside the store's root {}; refusing to follow the link",
@@ -62,9 +59,7 @@ impl Backend for Files {
             .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
             .open(&resolved)
             .map_err(|e| FetchError::Failed(format!("cannot open {shown}: {e}")))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| FetchError::Failed(format!("cannot read {shown}: {e}")))?;
+        let meta = file.metadata().map_err(|e| FetchError::Failed(format!("cannot read {shown}: {e}")))?;
         if !meta.is_file() {
             return Err(FetchError::Failed(format!(
                 "{shown} is not a regular file (a directory, FIFO or device)"

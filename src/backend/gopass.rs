@@ -24,10 +24,7 @@ pub struct Gopass {
 
 /// Upstream gopass's `ExitNotFound`.
 const EXIT_NOT_FOUND: i32 = 10;
-const NOT_FOUND_MESSAGES: [&str; 2] = [
-    "could not find password",
-    "entry is not in the password store",
-];
+const NOT_FOUND_MESSAGES: [&str; 2] = ["could not find password", "entry is not in the password store"];
 
 impl Backend for Gopass {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
@@ -48,9 +45,7 @@ impl Backend for Gopass {
         if finished.status.code() == Some(EXIT_NOT_FOUND)
             || NOT_FOUND_MESSAGES.iter().any(|m| lower.contains(m))
         {
-            return Err(FetchError::NotFound(format!(
-                "gopass has no entry `{location}`"
-            )));
+            return Err(FetchError::NotFound(format!("gopass has no entry `{location}`")));
         }
         Err(program_failed(&self.binary, &finished))
     }

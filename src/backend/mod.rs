@@ -25,17 +25,13 @@ pub(crate) fn expand_root(location: &str) -> Result<std::path::PathBuf, FetchErr
     let Some(reference) = location.strip_prefix('$') else {
         return Ok(location.into());
     };
-    let (variable, rest) = reference
-        .split_once('/')
-        .map_or((reference, None), |(v, r)| (v, Some(r)));
-    let value = std::env::var_os(variable)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            FetchError::Failed(format!(
-                "the store's root names ${variable}, which is not set (systemd sets \
+    let (variable, rest) = reference.split_once('/').map_or((reference, None), |(v, r)| (v, Some(r)));
+    let value = std::env::var_os(variable).filter(|v| !v.is_empty()).ok_or_else(|| {
+        FetchError::Failed(format!(
+            "the store's root names ${variable}, which is not set (systemd sets \
              $CREDENTIALS_DIRECTORY for units with LoadCredential=)"
-            ))
-        })?;
+        ))
+    })?;
     let mut path = std::path::PathBuf::from(value);
     if let Some(rest) = rest {
         path.push(rest);
@@ -48,17 +44,13 @@ fn check_directory_root(root: &str) -> Result<(), String> {
     let rest = if let Some(reference) = root.strip_prefix('$') {
         let (variable, rest) = reference.split_once('/').unwrap_or((reference, ""));
         if !crate::name::is_env_var_name(variable) {
-            return Err(format!(
-                "root `{root}`: `${variable}` is not a variable name"
-            ));
+            return Err(format!("root `{root}`: `${variable}` is not a variable name"));
         }
         rest
     } else if let Some(rest) = root.strip_prefix('/') {
         rest
     } else {
-        return Err(format!(
-            "root `{root}` must be an absolute directory or start with `$VARIABLE`"
-        ));
+        return Err(format!("root `{root}` must be an absolute directory or start with `$VARIABLE`"));
     };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
@@ -200,58 +192,30 @@ impl TryFrom<RawStore> for SecretStore {
                 &["binary"],
             ),
             BackendKind::Pass => (
-                BackendConfig::Pass(pass::Pass {
-                    gpg: raw.gpg.map_or_else(|| "gpg".to_owned(), |p| p.0),
-                }),
+                BackendConfig::Pass(pass::Pass { gpg: raw.gpg.map_or_else(|| "gpg".to_owned(), |p| p.0) }),
                 &["gpg"],
             ),
             BackendKind::Env => (BackendConfig::Env(env::Env), &[]),
-            BackendKind::File => (
-                BackendConfig::File(file::Files {
-                    root: raw.root.0.clone(),
-                }),
-                &[],
-            ),
+            BackendKind::File => (BackendConfig::File(file::Files { root: raw.root.0.clone() }), &[]),
             BackendKind::Command => {
-                let command: Vec<String> = raw
-                    .command
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| p.0)
-                    .collect();
+                let command: Vec<String> = raw.command.unwrap_or_default().into_iter().map(|p| p.0).collect();
                 if command.is_empty() {
-                    return Err(
-                        "backend `command` needs `command`: the program and its fixed arguments, \
+                    return Err("backend `command` needs `command`: the program and its fixed arguments, \
                                 e.g. `command: [summon-vault]`"
-                            .to_owned(),
-                    );
+                        .to_owned());
                 }
-                (
-                    BackendConfig::Command(command::Provider { command }),
-                    &["command"],
-                )
+                (BackendConfig::Command(command::Provider { command }), &["command"])
             }
         };
-        if let Some((key, _)) = given
-            .iter()
-            .find(|(key, set)| *set && !options.contains(key))
-        {
+        if let Some((key, _)) = given.iter().find(|(key, set)| *set && !options.contains(key)) {
             return Err(format!(
                 "`{key}` is not an option of backend `{}` (its options: {})",
                 backend.name(),
-                if options.is_empty() {
-                    "none".to_owned()
-                } else {
-                    options.join(", ")
-                }
+                if options.is_empty() { "none".to_owned() } else { options.join(", ") }
             ));
         }
         check_root(&backend, &raw.root.0)?;
-        Ok(SecretStore {
-            root: raw.root.0,
-            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
-            backend,
-        })
+        Ok(SecretStore { root: raw.root.0, timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0), backend })
     }
 }
 
@@ -298,10 +262,8 @@ fn check_root(backend: &BackendConfig, root: &str) -> Result<(), String> {
         }
         BackendConfig::Pass(_) | BackendConfig::File(_) => check_directory_root(root),
         // A root alone must already make a valid variable prefix.
-        BackendConfig::Env(_) => backend
-            .as_backend()
-            .locate(root, "x")
-            .map(drop)
-            .map_err(|e| format!("root: {e}")),
+        BackendConfig::Env(_) => {
+            backend.as_backend().locate(root, "x").map(drop).map_err(|e| format!("root: {e}"))
+        }
     }
 }

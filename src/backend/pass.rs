@@ -32,28 +32,17 @@ impl Backend for Pass {
         match std::fs::metadata(&file) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => {
-                return Err(FetchError::Failed(format!(
-                    "{} is not a regular file",
-                    file.display()
-                )));
+                return Err(FetchError::Failed(format!("{} is not a regular file", file.display())));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(FetchError::NotFound(format!(
-                    "the store has no file {}",
-                    file.display()
-                )));
+                return Err(FetchError::NotFound(format!("the store has no file {}", file.display())));
             }
             Err(e) => {
-                return Err(FetchError::Failed(format!(
-                    "cannot read {}: {e}",
-                    file.display()
-                )));
+                return Err(FetchError::Failed(format!("cannot read {}: {e}", file.display())));
             }
         }
         let mut command = Command::new(&self.gpg);
-        command
-            .args(["--batch", "--quiet", "--decrypt", "--"])
-            .arg(&file);
+        command.args(["--batch", "--quiet", "--decrypt", "--"]).arg(&file);
         let finished = process::run(command, timeout).map_err(|e| match e {
             RunError::TimedOut => FetchError::TimedOut,
             other => FetchError::Failed(format!("`{}`: {other}", self.gpg)),

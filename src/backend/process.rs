@@ -52,11 +52,7 @@ impl std::fmt::Display for RunError {
             RunError::Spawn(e) => write!(f, "cannot run it: {e}"),
             RunError::TimedOut => f.write_str("timed out"),
             RunError::TooLarge => {
-                write!(
-                    f,
-                    "it printed more than {} KiB, which no secret is",
-                    STDOUT_LIMIT / 1024
-                )
+                write!(f, "it printed more than {} KiB, which no secret is", STDOUT_LIMIT / 1024)
             }
             RunError::Io(e) => write!(f, "cannot read its output: {e}"),
         }
@@ -66,11 +62,7 @@ impl std::fmt::Display for RunError {
 /// Runs `command` to completion, or kills its process group when `timeout` passes.
 pub fn run(mut command: Command, timeout: Duration) -> Result<Finished, RunError> {
     let deadline = Instant::now() + timeout;
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = command.spawn().map_err(RunError::Spawn)?;
     let pid = Pid::from_raw(child.id() as i32);
     let outcome = collect(&mut child, pid, deadline);
@@ -79,18 +71,10 @@ pub fn run(mut command: Command, timeout: Duration) -> Result<Finished, RunError
     let _ = killpg(pid, Signal::SIGKILL);
     let status = child.wait().map_err(RunError::Io)?;
     let (stdout, stderr) = outcome?;
-    Ok(Finished {
-        status,
-        stdout,
-        stderr,
-    })
+    Ok(Finished { status, stdout, stderr })
 }
 
-fn collect(
-    child: &mut Child,
-    pid: Pid,
-    deadline: Instant,
-) -> Result<(SecretValue, String), RunError> {
+fn collect(child: &mut Child, pid: Pid, deadline: Instant) -> Result<(SecretValue, String), RunError> {
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut value = SecretValue::with_capacity(1024);
@@ -106,30 +90,16 @@ fn collect(
             break Err(RunError::TimedOut);
         }
         // Once the program has exited, only what is already in the pipes is still its output.
-        let wait = if exited {
-            Duration::ZERO
-        } else {
-            (deadline - now).min(EXIT_CHECK)
-        };
+        let wait = if exited { Duration::ZERO } else { (deadline - now).min(EXIT_CHECK) };
         let ready = {
-            let mut fds: Vec<PollFd> = [
-                stdout.as_ref().map(AsFd::as_fd),
-                stderr.as_ref().map(AsFd::as_fd),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-            .collect();
-            match poll(
-                &mut fds,
-                PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
-            ) {
+            let mut fds: Vec<PollFd> = [stdout.as_ref().map(AsFd::as_fd), stderr.as_ref().map(AsFd::as_fd)]
+                .into_iter()
+                .flatten()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
+            match poll(&mut fds, PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX)) {
                 Ok(0) => None,
-                Ok(_) => Some(
-                    fds.iter()
-                        .map(|fd| fd.any().unwrap_or(true))
-                        .collect::<Vec<_>>(),
-                ),
+                Ok(_) => Some(fds.iter().map(|fd| fd.any().unwrap_or(true)).collect::<Vec<_>>()),
                 Err(Errno::EINTR) => continue,
                 Err(e) => break Err(RunError::Io(e.into())),
             }

@@ -8,10 +8,7 @@ use crate::util::{CANARY, Fixture};
 
 fn config(f: &Fixture) -> String {
     let log = f.path("calls");
-    let provider = f.script(
-        "bin/provider",
-        &format!("echo \"$1\" >> {}\necho ' {CANARY} '", log.display()),
-    );
+    let provider = f.script("bin/provider", &format!("echo \"$1\" >> {}\necho ' {CANARY} '", log.display()));
     format!(
         "stores:\n  s: {{backend: command, root: r, command: ['{}']}}\nrefs:\n  api_key: {{store: s, path: api_key, policy: market}}\n  admin: {{store: s, path: admin, policy: admins}}\npolicies:\n  market: {{allowed_principals: [marketdata]}}\n  admins: {{allowed_principals: []}}\n",
         provider.display()
@@ -29,18 +26,10 @@ fn get_secret_authorizes_then_fetches() {
 
     let denied = api.get_secret("admin", &identity).unwrap_err();
     assert_eq!(denied.exit_code(), 77);
-    assert!(
-        denied
-            .to_string()
-            .contains("allowed: nobody (the list is empty)"),
-        "{denied}"
-    );
+    assert!(denied.to_string().contains("allowed: nobody (the list is empty)"), "{denied}");
     let undefined = api.get_secret("api_kye", &identity).unwrap_err();
     assert_eq!(undefined.exit_code(), 65);
-    assert!(
-        undefined.to_string().contains("did you mean `api_key`?"),
-        "{undefined}"
-    );
+    assert!(undefined.to_string().contains("did you mean `api_key`?"), "{undefined}");
     assert_eq!(
         fs::read_to_string(f.path("calls")).unwrap(),
         "r/api_key\n",
@@ -57,10 +46,7 @@ fn both_config_shapes_and_their_errors() {
     assert!(api.config().refs.contains("api_key"));
     let error = SecretsApi::from_config_data("stores: {}\nrefs: {}\n").unwrap_err();
     assert_eq!(error.exit_code(), 78);
-    assert!(
-        error.to_string().starts_with("config <config data>:"),
-        "{error}"
-    );
+    assert!(error.to_string().starts_with("config <config data>:"), "{error}");
 }
 
 #[test]

@@ -35,32 +35,21 @@ struct Holds {
     binary: bool,
 }
 
-const ANY_BYTES: Holds = Holds {
-    exact_bytes: true,
-    binary: true,
-};
+const ANY_BYTES: Holds = Holds { exact_bytes: true, binary: true };
 
 /// The behaviour every backend shares.
 fn conformance(f: &mut Fixture, store: &str, put: Put, holds: Holds) {
     f.config(&format!("stores:\n  s: {store}\n{REFS}"));
     put(f, "app/key", format!(" {CANARY}\nuser: bob\n\n").as_bytes());
-    get(f, "whole")
-        .code(0)
-        .stdout_is(&format!("{CANARY}\nuser: bob"));
+    get(f, "whole").code(0).stdout_is(&format!("{CANARY}\nuser: bob"));
     get(f, "user").code(0).stdout_is("bob");
     get(f, "first").code(0).stdout_is(CANARY);
-    get(f, "missing")
-        .code(66)
-        .stderr_has("secret `missing` does not exist in store `s`");
+    get(f, "missing").code(66).stderr_has("secret `missing` does not exist in store `s`");
     if !holds.exact_bytes {
         return;
     }
-    get(f, "exact")
-        .code(0)
-        .stdout_is(&format!(" {CANARY}\nuser: bob\n\n"));
-    get(f, "newline")
-        .code(0)
-        .stdout_is(&format!(" {CANARY}\nuser: bob\n"));
+    get(f, "exact").code(0).stdout_is(&format!(" {CANARY}\nuser: bob\n\n"));
+    get(f, "newline").code(0).stdout_is(&format!(" {CANARY}\nuser: bob\n"));
     if !holds.binary {
         return;
     }
@@ -68,21 +57,9 @@ fn conformance(f: &mut Fixture, store: &str, put: Put, holds: Holds) {
     let run = get(f, "exact");
     run.code(0);
     assert_eq!(run.output.stdout, b"\x00\xffbinary\n\n");
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "exact",
-        "--",
-        "true",
-    ])
-    .code(65)
-    .stderr_has(
-        "secret `exact`: the value contains a NUL byte, so it cannot be the variable EXACT",
-    );
+    f.run(["run", "--config", "config.yaml", "--role", "worker", "--secret", "exact", "--", "true"])
+        .code(65)
+        .stderr_has("secret `exact`: the value contains a NUL byte, so it cannot be the variable EXACT");
 }
 
 #[test]
@@ -95,10 +72,7 @@ fn env_conforms() {
             let name = format!("SRC_{}", path.replace('/', "_").to_uppercase());
             f.env(&name, String::from_utf8(bytes.to_vec()).unwrap());
         },
-        Holds {
-            exact_bytes: true,
-            binary: false,
-        },
+        Holds { exact_bytes: true, binary: false },
     );
 }
 
@@ -123,17 +97,11 @@ fn command_conforms() {
     let mut f = Fixture::new();
     let provider = f.script(
         "bin/provider",
-        &format!(
-            "[ -f {0}/\"$2\" ] || exit 66\ncat {0}/\"$2\"",
-            f.path("vault").display()
-        ),
+        &format!("[ -f {0}/\"$2\" ] || exit 66\ncat {0}/\"$2\"", f.path("vault").display()),
     );
     conformance(
         &mut f,
-        &format!(
-            "{{backend: command, root: prefix, command: ['{}', fixed-arg]}}",
-            provider.display()
-        ),
+        &format!("{{backend: command, root: prefix, command: ['{}', fixed-arg]}}", provider.display()),
         &|f, path, bytes| {
             let file = f.path(&format!("vault/prefix/{path}"));
             fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -164,10 +132,7 @@ fn gopass_conforms() {
         &mut f,
         "{backend: gopass, root: mxm}",
         &|_, path, bytes| store.insert(&format!("mxm/{path}"), bytes),
-        Holds {
-            exact_bytes: false,
-            binary: false,
-        },
+        Holds { exact_bytes: false, binary: false },
     );
 }
 
@@ -177,33 +142,21 @@ fn pass_reads_a_root_from_a_variable_and_never_runs_pass() {
     let store = GpgStore::new(&mut f);
     store.insert("mxm/app/key", CANARY.as_bytes());
     let log = f.path("gpg.log");
-    let gpg = f.script(
-        "bin/gpg-logged",
-        &format!("echo \"$@\" >> {}\nexec gpg \"$@\"", log.display()),
-    );
+    let gpg = f.script("bin/gpg-logged", &format!("echo \"$@\" >> {}\nexec gpg \"$@\"", log.display()));
     f.config(&format!(
         "stores:\n  s: {{backend: pass, root: $PASSWORD_STORE_DIR/mxm, gpg: '{}'}}\n{REFS}",
         gpg.display()
     ));
     get(&f, "whole").code(0).stdout_is(CANARY);
     let calls = fs::read_to_string(&log).unwrap();
-    assert_eq!(
-        calls,
-        format!(
-            "--batch --quiet --decrypt -- {}/mxm/app/key.gpg\n",
-            store.store.display()
-        )
-    );
+    assert_eq!(calls, format!("--batch --quiet --decrypt -- {}/mxm/app/key.gpg\n", store.store.display()));
     // Without the key, gpg fails: 69 with gpg's own words.
     fs::remove_dir_all(f.path("gnupg/private-keys-v1.d")).unwrap();
     let _ = std::process::Command::new("gpgconf")
         .args(["--kill", "gpg-agent"])
         .env("GNUPGHOME", f.path("gnupg"))
         .status();
-    get(&f, "whole")
-        .code(69)
-        .stderr_has("store `s` failed")
-        .stderr_has("gpg");
+    get(&f, "whole").code(69).stderr_has("store `s` failed").stderr_has("gpg");
 }
 
 #[test]
@@ -211,12 +164,8 @@ fn file_refuses_what_is_not_a_secret_file() {
     let mut f = Fixture::new();
     let root = f.path("creds");
     fs::create_dir_all(root.join("app")).unwrap();
-    f.config(&format!(
-        "stores:\n  s: {{backend: file, root: $CREDENTIALS_DIRECTORY}}\n{REFS}"
-    ));
-    get(&f, "whole")
-        .code(69)
-        .stderr_has("$CREDENTIALS_DIRECTORY, which is not set");
+    f.config(&format!("stores:\n  s: {{backend: file, root: $CREDENTIALS_DIRECTORY}}\n{REFS}"));
+    get(&f, "whole").code(69).stderr_has("$CREDENTIALS_DIRECTORY, which is not set");
     f.env("CREDENTIALS_DIRECTORY", &root);
     // Kubernetes-style: a link to a file inside root is fine.
     fs::create_dir_all(root.join("..data")).unwrap();
@@ -227,18 +176,12 @@ fn file_refuses_what_is_not_a_secret_file() {
     fs::remove_file(root.join("app/key")).unwrap();
     f.write("outside", CANARY);
     symlink(f.path("outside"), root.join("app/key")).unwrap();
-    get(&f, "whole")
-        .code(69)
-        .stderr_has("outside the store's root");
+    get(&f, "whole").code(69).stderr_has("outside the store's root");
     fs::remove_file(root.join("app/key")).unwrap();
     fs::create_dir(root.join("app/key")).unwrap();
     get(&f, "whole").code(69).stderr_has("not a regular file");
     fs::remove_dir(root.join("app/key")).unwrap();
-    nix::unistd::mkfifo(
-        &root.join("app/key"),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap();
+    nix::unistd::mkfifo(&root.join("app/key"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     get(&f, "whole").code(69).stderr_has("not a regular file");
     fs::remove_file(root.join("app/key")).unwrap();
     fs::write(root.join("app/key"), vec![b'x'; 2 << 20]).unwrap();
@@ -249,44 +192,30 @@ fn file_refuses_what_is_not_a_secret_file() {
 fn command_passes_fixed_arguments_then_the_location() {
     let f = Fixture::new();
     let log = f.path("argv");
-    let provider = f.script(
-        "bin/provider",
-        &format!("printf '%s|' \"$@\" > {}\necho {CANARY}", log.display()),
-    );
-    f.config(&format!("stores:\n  s: {{backend: command, root: secret/mxm, command: ['{}', '-field', value]}}\n{REFS}", provider.display()));
+    let provider =
+        f.script("bin/provider", &format!("printf '%s|' \"$@\" > {}\necho {CANARY}", log.display()));
+    f.config(&format!(
+        "stores:\n  s: {{backend: command, root: secret/mxm, command: ['{}', '-field', value]}}\n{REFS}",
+        provider.display()
+    ));
     get(&f, "whole").code(0).stdout_is(CANARY);
-    assert_eq!(
-        fs::read_to_string(&log).unwrap(),
-        "-field|value|secret/mxm/app/key|"
-    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), "-field|value|secret/mxm/app/key|");
 }
 
 #[test]
 fn a_failing_provider_shows_its_stderr_never_its_stdout() {
     let f = Fixture::new();
-    let provider = f.script(
-        "bin/provider",
-        &format!("echo {CANARY}\nhead -c 100000 /dev/zero | tr '\\0' e >&2\nexit 2"),
-    );
+    let provider = f
+        .script("bin/provider", &format!("echo {CANARY}\nhead -c 100000 /dev/zero | tr '\\0' e >&2\nexit 2"));
     f.config(&format!(
         "stores:\n  s: {{backend: command, root: r, command: ['{}']}}\n{REFS}",
         provider.display()
     ));
     let run = get(&f, "whole");
-    run.code(69)
-        .stderr_has("exited with status 2: eeee")
-        .stdout_is("");
-    assert!(
-        run.stderr().len() < 4096,
-        "the provider's stderr is bounded: {} bytes",
-        run.stderr().len()
-    );
-    f.config(&format!(
-        "stores:\n  s: {{backend: command, root: r}}\n{REFS}"
-    ));
-    get(&f, "whole")
-        .code(78)
-        .stderr_has("backend `command` needs `command`");
+    run.code(69).stderr_has("exited with status 2: eeee").stdout_is("");
+    assert!(run.stderr().len() < 4096, "the provider's stderr is bounded: {} bytes", run.stderr().len());
+    f.config(&format!("stores:\n  s: {{backend: command, root: r}}\n{REFS}"));
+    get(&f, "whole").code(78).stderr_has("backend `command` needs `command`");
 }
 
 #[test]
@@ -316,13 +245,10 @@ fn fetches_overlap_up_to_the_bound() {
             c = counts.display()
         ),
     );
-    let mut config = format!(
-        "stores:\n  s: {{backend: command, root: r, command: ['{}']}}\nrefs:\n",
-        provider.display()
-    );
-    let mut args: Vec<String> = ["run", "--config", "config.yaml", "--role", "worker"]
-        .map(String::from)
-        .to_vec();
+    let mut config =
+        format!("stores:\n  s: {{backend: command, root: r, command: ['{}']}}\nrefs:\n", provider.display());
+    let mut args: Vec<String> =
+        ["run", "--config", "config.yaml", "--role", "worker"].map(String::from).to_vec();
     for i in 0..10 {
         config.push_str(&format!("  s{i}: {{store: s, path: p{i}, policy: p}}\n"));
         args.extend(["--secret".to_owned(), format!("s{i}")]);
@@ -331,11 +257,8 @@ fn fetches_overlap_up_to_the_bound() {
     f.config(&config);
     args.extend(["--", "sh", "-c", "echo $S0 $S9"].map(String::from));
     f.run(&args).code(0).stdout_is("value-r/p0 value-r/p9\n");
-    let seen: Vec<usize> = fs::read_to_string(&counts)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
+    let seen: Vec<usize> =
+        fs::read_to_string(&counts).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(seen.len(), 10, "every secret fetched once: {seen:?}");
     let most = *seen.iter().max().unwrap();
     assert!(most >= 2, "fetches ran one at a time: {seen:?}");
@@ -375,10 +298,7 @@ fn one_failure_among_many_starts_nothing_and_every_failure_is_listed() {
         .stderr_has("vault sealed")
         .stderr_has("secret `gone` does not exist in store `s`")
         .stderr_has("secret `slow`: store `s` did not answer within 0.5s");
-    assert!(
-        !marker.exists(),
-        "the program started although secrets failed"
-    );
+    assert!(!marker.exists(), "the program started although secrets failed");
     f.run([
         "run",
         "--config",
@@ -401,10 +321,7 @@ fn pass_reads_entries_that_gopass_wrote() {
     let store = GpgStore::new(&mut f);
     // Debian's gopass only inserts multi-line entries through $EDITOR, into existing folders.
     fs::create_dir_all(store.store.join("mxm/app")).unwrap();
-    let editor = f.script(
-        "bin/editor",
-        &format!("printf '{CANARY}\\nuser: bob\\n' > \"$1\""),
-    );
+    let editor = f.script("bin/editor", &format!("printf '{CANARY}\\nuser: bob\\n' > \"$1\""));
     let inserted = std::process::Command::new("gopass")
         .args(["insert", "-m", "-f", "mxm/app/key"])
         .env("GNUPGHOME", &store.gnupghome)
@@ -414,17 +331,8 @@ fn pass_reads_entries_that_gopass_wrote() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        inserted.status.success(),
-        "gopass insert: {}",
-        String::from_utf8_lossy(&inserted.stderr)
-    );
-    f.config(&format!(
-        "stores:\n  s: {{backend: pass, root: '{}/mxm'}}\n{REFS}",
-        store.store.display()
-    ));
-    get(&f, "whole")
-        .code(0)
-        .stdout_is(&format!("{CANARY}\nuser: bob"));
+    assert!(inserted.status.success(), "gopass insert: {}", String::from_utf8_lossy(&inserted.stderr));
+    f.config(&format!("stores:\n  s: {{backend: pass, root: '{}/mxm'}}\n{REFS}", store.store.display()));
+    get(&f, "whole").code(0).stdout_is(&format!("{CANARY}\nuser: bob"));
     get(&f, "user").code(0).stdout_is("bob");
 }

@@ -16,15 +16,7 @@ policies:
 fn runs(f: &Fixture, extra: &[&str]) -> crate::util::Run {
     let mut args = vec!["run"];
     args.extend(extra);
-    args.extend([
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-        "--",
-        "printenv",
-        "API_KEY",
-    ]);
+    args.extend(["--role", "marketdata", "--secret", "api_key", "--", "printenv", "API_KEY"]);
     f.run(args)
 }
 
@@ -45,9 +37,7 @@ fn discovery_order() {
     let named = f.write("named.yaml", CONFIG);
     f.env("MXM_SECRETS_CONFIG", &named);
     runs(&f, &[]).code(0);
-    runs(&f, &["--config", "missing.yaml"])
-        .code(78)
-        .stderr_has("config missing.yaml: cannot read it");
+    runs(&f, &["--config", "missing.yaml"]).code(78).stderr_has("config missing.yaml: cannot read it");
 }
 
 #[test]
@@ -73,41 +63,32 @@ fn a_config_owned_by_another_user_is_refused() {
     f.env("SRC_API_KEY", CANARY);
     let config = f.config(CONFIG);
     std::os::unix::fs::chown(&config, Some(4242), None).unwrap();
-    runs(&f, &["--config", "config.yaml"])
-        .code(78)
-        .stderr_has("the file is owned by uid 4242");
+    runs(&f, &["--config", "config.yaml"]).code(78).stderr_has("the file is owned by uid 4242");
     std::os::unix::fs::chown(&config, Some(0), None).unwrap();
     symlink(&config, f.path("link.yaml")).unwrap();
     runs(&f, &["--config", "link.yaml"]).code(0);
     std::os::unix::fs::lchown(f.path("link.yaml"), Some(4242), None).unwrap();
-    runs(&f, &["--config", "link.yaml"])
-        .code(78)
-        .stderr_has("the symlink is owned by uid 4242");
+    runs(&f, &["--config", "link.yaml"]).code(78).stderr_has("the symlink is owned by uid 4242");
 }
 
 #[test]
 fn bad_configs_name_file_line_and_key() {
     let f = Fixture::new();
     f.config(&CONFIG.replace("policy: market}", "policy: markte}"));
-    runs(&f, &["--config", "config.yaml"])
-        .code(78)
-        .stderr_has("config config.yaml:4:")
-        .stderr_has("refs.api_key: policy `markte` is not defined (defined: `market`); did you mean `market`?");
+    runs(&f, &["--config", "config.yaml"]).code(78).stderr_has("config config.yaml:4:").stderr_has(
+        "refs.api_key: policy `markte` is not defined (defined: `market`); did you mean `market`?",
+    );
     f.config(&CONFIG.replace("backend: env", "backend: vault9"));
     runs(&f, &["--config", "config.yaml"])
         .code(78)
         .stderr_has("config config.yaml:2:")
         .stderr_has("unknown variant `vault9`");
     f.config(&CONFIG.replace("path: api_key", "path: ../api_key"));
-    runs(&f, &["--config", "config.yaml"])
-        .code(78)
-        .stderr_has("`..`");
+    runs(&f, &["--config", "config.yaml"]).code(78).stderr_has("`..`");
     f.write("config.yaml", "\u{0}\u{1}binary");
     runs(&f, &["--config", "config.yaml"]).code(78);
     std::fs::write(f.path("config.yaml"), [0xff, 0xfe, 0x00]).unwrap();
-    runs(&f, &["--config", "config.yaml"])
-        .code(78)
-        .stderr_has("not UTF-8");
+    runs(&f, &["--config", "config.yaml"]).code(78).stderr_has("not UTF-8");
     std::fs::create_dir(f.path("dir.yaml")).unwrap();
     runs(&f, &["--config", "dir.yaml"]).code(78);
 }
@@ -117,8 +98,6 @@ fn the_wrapped_shape_loads() {
     let mut f = Fixture::new();
     f.env("SRC_API_KEY", CANARY);
     let indented: String = CONFIG.lines().map(|l| format!("  {l}\n")).collect();
-    f.config(&format!(
-        "mxm_runtime: {{anything: 1}}\nmxm_secrets:\n{indented}"
-    ));
+    f.config(&format!("mxm_runtime: {{anything: 1}}\nmxm_secrets:\n{indented}"));
     runs(&f, &["--config", "config.yaml"]).code(0);
 }

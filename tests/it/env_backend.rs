@@ -16,10 +16,7 @@ policies:
 ";
 
 fn env_of(output: &str) -> BTreeMap<String, String> {
-    output
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect()
+    output.lines().filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))).collect()
 }
 
 #[test]
@@ -55,30 +52,16 @@ fn the_child_environment_is_exactly_what_it_should_be() {
         .env("MXM_SECRETS_CONFIG", &config)
         .env("KEPT", "yes")
         .env("MXM_UNRELATED", "an app's own setting");
-    let run = f.run([
-        "run",
-        "--secret",
-        "api_key",
-        "--secret",
-        "db_password=PGPASSWORD",
-        "--",
-        "env",
-    ]);
+    let run = f.run(["run", "--secret", "api_key", "--secret", "db_password=PGPASSWORD", "--", "env"]);
     run.code(0);
     let mut env = env_of(&run.stdout());
     assert_eq!(env.remove("API_KEY").as_deref(), Some(CANARY));
     assert_eq!(env.remove("PGPASSWORD").as_deref(), Some("pw"));
     assert_eq!(env.remove("KEPT").as_deref(), Some("yes"));
-    assert_eq!(
-        env.remove("MXM_UNRELATED").as_deref(),
-        Some("an app's own setting")
-    );
+    assert_eq!(env.remove("MXM_UNRELATED").as_deref(), Some("an app's own setting"));
     env.remove("PATH").expect("PATH passes through");
     env.remove("HOME").expect("HOME passes through");
-    assert!(
-        env.is_empty(),
-        "unexpected variables reached the child: {env:?}"
-    );
+    assert!(env.is_empty(), "unexpected variables reached the child: {env:?}");
 }
 
 #[test]
@@ -118,7 +101,5 @@ fn an_unset_variable_is_a_missing_secret() {
         "true",
     ])
     .code(66)
-    .stderr_has(
-        "secret `api_key` does not exist in store `app`: variable MXM_APP_API_KEY is not set",
-    );
+    .stderr_has("secret `api_key` does not exist in store `app`: variable MXM_APP_API_KEY is not set");
 }

@@ -34,23 +34,13 @@ policies:
 fn with_store() -> (Fixture, GpgStore) {
     let mut f = Fixture::new();
     let store = GpgStore::new(&mut f);
-    store.insert(
-        "mxm/red/marketdata/api_key",
-        format!("{CANARY}\nuser: bob\n").as_bytes(),
-    );
+    store.insert("mxm/red/marketdata/api_key", format!("{CANARY}\nuser: bob\n").as_bytes());
     store.insert("mxm/red/admin/token", CANARY.as_bytes());
     (f, store)
 }
 
 fn get(f: &Fixture, name: &str) -> crate::util::Run {
-    f.run([
-        "get",
-        name,
-        "--config",
-        "config.yaml",
-        "--role",
-        "marketdata",
-    ])
+    f.run(["get", name, "--config", "config.yaml", "--role", "marketdata"])
 }
 
 #[test]
@@ -73,28 +63,18 @@ fn values_come_from_the_real_store() {
     .stdout_is(&format!("{CANARY}\nuser: bob\n"));
     get(&f, "user").code(0).stdout_is("bob");
     get(&f, "first_line").code(0).stdout_is(CANARY);
-    get(&f, "raw")
-        .code(0)
-        .stdout_is(&format!("{CANARY}\nuser: bob\n"));
+    get(&f, "raw").code(0).stdout_is(&format!("{CANARY}\nuser: bob\n"));
 }
 
 #[test]
 fn a_denied_name_never_reaches_gopass() {
     let (f, _store) = with_store();
     let log = f.path("gopass-calls.log");
-    let wrapper = f.script(
-        "bin/gopass-logged",
-        &format!("echo \"$@\" >> {}\nexec gopass \"$@\"", log.display()),
-    );
+    let wrapper =
+        f.script("bin/gopass-logged", &format!("echo \"$@\" >> {}\nexec gopass \"$@\"", log.display()));
     f.config(&config(Some(wrapper.to_str().unwrap()), None));
-    get(&f, "admin")
-        .code(77)
-        .stderr_has("denied to principal `marketdata` by policy `admins`");
-    assert!(
-        !log.exists(),
-        "gopass was called for a denied name: {:?}",
-        fs::read_to_string(&log)
-    );
+    get(&f, "admin").code(77).stderr_has("denied to principal `marketdata` by policy `admins`");
+    assert!(!log.exists(), "gopass was called for a denied name: {:?}", fs::read_to_string(&log));
     // A run asking for an allowed and a denied name: still no backend call at all.
     f.run([
         "run",
@@ -110,25 +90,17 @@ fn a_denied_name_never_reaches_gopass() {
         "true",
     ])
     .code(77);
-    assert!(
-        !log.exists(),
-        "gopass was called before every name was authorized"
-    );
+    assert!(!log.exists(), "gopass was called before every name was authorized");
     // The control: the wrapper does log when gopass is called.
     get(&f, "api_key").code(0);
-    assert_eq!(
-        fs::read_to_string(&log).unwrap(),
-        "show -- mxm/red/marketdata/api_key\n"
-    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), "show -- mxm/red/marketdata/api_key\n");
 }
 
 #[test]
 fn a_missing_entry_is_66() {
     let (f, _store) = with_store();
     f.config(&config(None, None));
-    get(&f, "missing")
-        .code(66)
-        .stderr_has("secret `missing` does not exist in store `red`");
+    get(&f, "missing").code(66).stderr_has("secret `missing` does not exist in store `red`");
 }
 
 #[test]
@@ -136,9 +108,7 @@ fn a_missing_field_is_66() {
     let (f, store) = with_store();
     store.insert("mxm/red/marketdata/api_key", CANARY.as_bytes());
     f.config(&config(None, None));
-    get(&f, "user")
-        .code(66)
-        .stderr_has("the entry has no field `user`");
+    get(&f, "user").code(66).stderr_has("the entry has no field `user`");
 }
 
 #[test]
@@ -164,10 +134,8 @@ fn a_hanging_gopass_is_killed_at_its_timeout_with_what_it_started() {
     let f = Fixture::new();
     let pids = f.path("pids");
     // The grandchild holds stdout open; only killing the whole group ends the wait.
-    let hanging = f.script(
-        "bin/gopass-hangs",
-        &format!("sleep 300 &\necho $! > {}\nsleep 300", pids.display()),
-    );
+    let hanging =
+        f.script("bin/gopass-hangs", &format!("sleep 300 &\necho $! > {}\nsleep 300", pids.display()));
     f.config(&config(Some(hanging.to_str().unwrap()), Some(0.3)));
     let marker = f.path("started");
     f.run([
@@ -187,13 +155,8 @@ fn a_hanging_gopass_is_killed_at_its_timeout_with_what_it_started() {
     assert!(!marker.exists(), "the program started after a timeout");
     let grandchild: i32 = fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(grandchild), None).is_ok()
-        && !fs::read_to_string(format!("/proc/{grandchild}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ");
-    assert!(
-        !alive,
-        "the backend's grandchild {grandchild} survived the timeout"
-    );
+        && !fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default().contains(") Z ");
+    assert!(!alive, "the backend's grandchild {grandchild} survived the timeout");
 }
 
 #[test]

@@ -7,4 +7,5 @@ mod backends;
 mod config;
 mod env_backend;
 mod gopass;
+mod inject;
 mod run;

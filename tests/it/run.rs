@@ -45,17 +45,11 @@ fn the_child_keeps_the_launchers_pid() {
         "-c",
         "echo $$",
     ]);
-    let child = command
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = command.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        pid.to_string()
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), pid.to_string());
 }
 
 #[test]
@@ -80,23 +74,12 @@ fn the_childs_exit_code_is_the_launchers() {
 #[test]
 fn programs_that_cannot_run() {
     let (f, config) = fixture();
-    let base = [
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-        "--",
-    ];
+    let base = ["run", "--config", &config, "--role", "marketdata", "--secret", "api_key", "--"];
     f.run(base.iter().copied().chain(["no-such-program-mxm"]))
         .code(127)
         .stderr_has("no-such-program-mxm: command not found");
     let script = f.write("not-executable.sh", "#!/bin/sh\n");
-    f.run(base.iter().copied().chain([script.to_str().unwrap()]))
-        .code(126)
-        .stderr_has("cannot execute");
+    f.run(base.iter().copied().chain([script.to_str().unwrap()])).code(126).stderr_has("cannot execute");
 }
 
 #[test]
@@ -125,19 +108,14 @@ fn denied_names_are_all_listed_and_nothing_runs() {
     .stderr_has("2 secrets failed")
     .stderr_has("secret `admin_token`: denied to principal `research` by policy `admins`")
     .stderr_has("secret `dev_token`: denied to principal `research` by policy `dev_only`");
-    assert!(
-        !marker.exists(),
-        "the program started although secrets were denied"
-    );
+    assert!(!marker.exists(), "the program started although secrets were denied");
 }
 
 #[test]
 fn environments_narrow_and_principal_rules_map() {
     let (f, config) = fixture();
     let run = |role: &str, environment: Option<&str>, secret: &str| {
-        let mut args = vec![
-            "run", "--config", &config, "--role", role, "--secret", secret,
-        ];
+        let mut args = vec!["run", "--config", &config, "--role", role, "--secret", secret];
         if let Some(e) = environment {
             args.extend(["--environment", e]);
         }
@@ -148,124 +126,47 @@ fn environments_narrow_and_principal_rules_map() {
     run("marketdata", Some("prod"), "dev_token")
         .code(77)
         .stderr_has("environment `prod` (allowed environments: `dev`)");
-    run("marketdata", None, "dev_token")
-        .code(77)
-        .stderr_has("no environment was declared");
+    run("marketdata", None, "dev_token").code(77).stderr_has("no environment was declared");
     run("admin", Some("dev"), "admin_token").code(0);
-    run("admin", Some("prod"), "admin_token")
-        .code(77)
-        .stderr_has("denied to principal `admin`");
+    run("admin", Some("prod"), "admin_token").code(77).stderr_has("denied to principal `admin`");
 }
 
 #[test]
 fn undefined_names_are_manifest_errors_with_a_suggestion() {
     let (f, config) = fixture();
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_kye",
-        "--",
-        "true",
-    ])
-    .code(65)
-    .stderr_has("secret `api_kye` is not defined in the config")
-    .stderr_has("did you mean `api_key`?");
+    f.run(["run", "--config", &config, "--role", "marketdata", "--secret", "api_kye", "--", "true"])
+        .code(65)
+        .stderr_has("secret `api_kye` is not defined in the config")
+        .stderr_has("did you mean `api_key`?");
 }
 
 #[test]
 fn a_missing_optional_secret_is_skipped_a_denied_one_is_not() {
     let (f, config) = fixture();
-    f.write(
-        "mxm-secrets.yaml",
-        "secrets:\n  - name: api_key\n  - name: sentry_dsn\n    optional: true\n",
-    );
-    let run = f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--",
-        "env",
-    ]);
+    f.write("mxm-secrets.yaml", "secrets:\n  - name: api_key\n  - name: sentry_dsn\n    optional: true\n");
+    let run = f.run(["run", "--config", &config, "--role", "marketdata", "--", "env"]);
     run.code(0).stdout_has(&format!("API_KEY={CANARY}"));
     assert!(!run.stdout().contains("SENTRY_DSN"));
-    f.write(
-        "mxm-secrets.yaml",
-        "secrets:\n  - name: admin_token\n    optional: true\n",
-    );
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--",
-        "true",
-    ])
-    .code(77);
+    f.write("mxm-secrets.yaml", "secrets:\n  - name: admin_token\n    optional: true\n");
+    f.run(["run", "--config", &config, "--role", "marketdata", "--", "true"]).code(77);
     f.write("mxm-secrets.yaml", "secrets:\n  - name: sentry_dsn\n");
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--",
-        "true",
-    ])
-    .code(66);
+    f.run(["run", "--config", &config, "--role", "marketdata", "--", "true"]).code(66);
 }
 
 #[test]
 fn manifest_errors() {
     let (f, config) = fixture();
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--",
-        "true",
-    ])
-    .code(65)
-    .stderr_has("manifest mxm-secrets.yaml: cannot read it");
-    f.write(
-        "m.yaml",
-        "secrets:\n  - name: api_key\n    env: LD_PRELOAD\n",
-    );
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--manifest",
-        "m.yaml",
-        "--role",
-        "marketdata",
-        "--",
-        "true",
-    ])
-    .code(65)
-    .stderr_has("may not be injected as LD_PRELOAD");
+    f.run(["run", "--config", &config, "--role", "marketdata", "--", "true"])
+        .code(65)
+        .stderr_has("manifest mxm-secrets.yaml: cannot read it");
+    f.write("m.yaml", "secrets:\n  - name: api_key\n    env: LD_PRELOAD\n");
+    f.run(["run", "--config", &config, "--manifest", "m.yaml", "--role", "marketdata", "--", "true"])
+        .code(65)
+        .stderr_has("may not be injected as LD_PRELOAD");
     f.write("m.yaml", "secrets:\n  - name: api_key\n    envv: X\n");
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--manifest",
-        "m.yaml",
-        "--role",
-        "marketdata",
-        "--",
-        "true",
-    ])
-    .code(65)
-    .stderr_has("manifest m.yaml:3:5: secrets[0]: unknown field `envv`");
+    f.run(["run", "--config", &config, "--manifest", "m.yaml", "--role", "marketdata", "--", "true"])
+        .code(65)
+        .stderr_has("manifest m.yaml:3:5: secrets[0]: unknown field `envv`");
     f.run([
         "run",
         "--config",
@@ -286,26 +187,11 @@ fn manifest_errors() {
 #[test]
 fn command_line_errors_are_64() {
     let (f, config) = fixture();
-    f.run([
-        "run", "--config", &config, "--secret", "api_key", "--", "true",
-    ])
-    .code(64)
-    .stderr_has("--role");
-    f.run([
-        "run", "--config", &config, "--role", "Market", "--secret", "api_key", "--", "true",
-    ])
-    .code(64)
-    .stderr_has("not a valid name");
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-    ])
-    .code(64);
+    f.run(["run", "--config", &config, "--secret", "api_key", "--", "true"]).code(64).stderr_has("--role");
+    f.run(["run", "--config", &config, "--role", "Market", "--secret", "api_key", "--", "true"])
+        .code(64)
+        .stderr_has("not a valid name");
+    f.run(["run", "--config", &config, "--role", "marketdata", "--secret", "api_key"]).code(64);
     f.run(["frobnicate"]).code(64);
 }
 
@@ -313,45 +199,16 @@ fn command_line_errors_are_64() {
 fn the_role_can_come_from_the_environment() {
     let (mut f, config) = fixture();
     f.env("MXM_ROLE", "marketdata");
-    f.run([
-        "run", "--config", &config, "--secret", "api_key", "--", "true",
-    ])
-    .code(0);
+    f.run(["run", "--config", &config, "--secret", "api_key", "--", "true"]).code(0);
 }
 
 #[test]
 fn get_prints_exactly_the_value() {
     let (f, config) = fixture();
-    f.run([
-        "get",
-        "api_key",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-    ])
-    .code(0)
-    .stdout_is(CANARY);
-    f.run([
-        "get",
-        "admin_token",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-    ])
-    .code(77)
-    .stdout_is("");
-    f.run(["get", "nope", "--config", &config, "--role", "marketdata"])
-        .code(65);
-    f.run([
-        "get",
-        "Bad Name",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-    ])
-    .code(65)
-    .stderr_has("not defined");
+    f.run(["get", "api_key", "--config", &config, "--role", "marketdata"]).code(0).stdout_is(CANARY);
+    f.run(["get", "admin_token", "--config", &config, "--role", "marketdata"]).code(77).stdout_is("");
+    f.run(["get", "nope", "--config", &config, "--role", "marketdata"]).code(65);
+    f.run(["get", "Bad Name", "--config", &config, "--role", "marketdata"])
+        .code(65)
+        .stderr_has("not defined");
 }

@@ -21,10 +21,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new()
-            .prefix("mxm-it-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("mxm-it-").tempdir().expect("temp dir");
         let home = dir.path().join("home");
         fs::create_dir(&home).unwrap();
         let env = vec![
@@ -63,10 +60,7 @@ impl Fixture {
     /// Sets a variable for every launcher this fixture runs.
     pub fn env(&mut self, key: &str, value: impl AsRef<OsStr>) -> &mut Fixture {
         self.env.retain(|(k, _)| k != key);
-        self.env.push((
-            key.to_owned(),
-            value.as_ref().to_string_lossy().into_owned(),
-        ));
+        self.env.push((key.to_owned(), value.as_ref().to_string_lossy().into_owned()));
         self
     }
 
@@ -77,11 +71,7 @@ impl Fixture {
         S: AsRef<OsStr>,
     {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mxm-secrets"));
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .stdin(Stdio::null());
+        command.args(args).current_dir(self.dir.path()).env_clear().stdin(Stdio::null());
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
@@ -93,10 +83,7 @@ impl Fixture {
     {
         let mut command = self.command(args);
         let shown = format!("{command:?}");
-        Run {
-            command: shown,
-            output: command.output().expect("launcher runs"),
-        }
+        Run { command: shown, output: command.output().expect("launcher runs") }
     }
 }
 
@@ -127,30 +114,17 @@ impl Run {
 
     /// Asserts the exit code, and that no canary value reached stderr.
     pub fn code(&self, expected: i32) -> &Run {
-        assert_eq!(
-            self.output.status.code(),
-            Some(expected),
-            "{}",
-            self.report()
-        );
+        assert_eq!(self.output.status.code(), Some(expected), "{}", self.report());
         self.no_canary_on_stderr()
     }
 
     pub fn no_canary_on_stderr(&self) -> &Run {
-        assert!(
-            !self.stderr().contains(CANARY),
-            "a secret reached stderr\n{}",
-            self.report()
-        );
+        assert!(!self.stderr().contains(CANARY), "a secret reached stderr\n{}", self.report());
         self
     }
 
     pub fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(
-            self.stderr().contains(needle),
-            "stderr lacks {needle:?}\n{}",
-            self.report()
-        );
+        assert!(self.stderr().contains(needle), "stderr lacks {needle:?}\n{}", self.report());
         self
     }
 
@@ -160,11 +134,7 @@ impl Run {
     }
 
     pub fn stdout_has(&self, needle: &str) -> &Run {
-        assert!(
-            self.stdout().contains(needle),
-            "stdout lacks {needle:?}\n{}",
-            self.report()
-        );
+        assert!(self.stdout().contains(needle), "stdout lacks {needle:?}\n{}", self.report());
         self
     }
 }
@@ -182,9 +152,7 @@ impl GpgStore {
         let store = fixture.path("password-store");
         fs::create_dir(&gnupghome).unwrap();
         fs::set_permissions(&gnupghome, fs::Permissions::from_mode(0o700)).unwrap();
-        fixture
-            .env("GNUPGHOME", &gnupghome)
-            .env("PASSWORD_STORE_DIR", &store);
+        fixture.env("GNUPGHOME", &gnupghome).env("PASSWORD_STORE_DIR", &store);
         let this = GpgStore { gnupghome, store };
         this.tool(
             "gpg",
@@ -203,16 +171,7 @@ impl GpgStore {
         let fingerprint = this.fingerprint();
         this.tool(
             "gpg",
-            &[
-                "--batch",
-                "--passphrase",
-                "",
-                "--quick-add-key",
-                &fingerprint,
-                "cv25519",
-                "encr",
-                "never",
-            ],
+            &["--batch", "--passphrase", "", "--quick-add-key", &fingerprint, "cv25519", "encr", "never"],
             None,
         );
         this.tool("pass", &["init", &fingerprint], None);
@@ -223,10 +182,7 @@ impl GpgStore {
         let listing = self.tool("gpg", &["--batch", "--with-colons", "--list-keys"], None);
         listing
             .lines()
-            .find_map(|l| {
-                l.strip_prefix("fpr:")
-                    .map(|rest| rest.trim_matches(':').to_owned())
-            })
+            .find_map(|l| l.strip_prefix("fpr:").map(|rest| rest.trim_matches(':').to_owned()))
             .expect("a fingerprint")
     }
 
@@ -248,12 +204,7 @@ impl GpgStore {
             .unwrap_or_else(|e| {
                 panic!("{program} must be installed (apt-get install gnupg pass gopass): {e}")
             });
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.unwrap_or_default())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.unwrap_or_default()).unwrap();
         let output = child.wait_with_output().unwrap();
         assert!(
             output.status.success(),
