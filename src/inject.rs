@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use zeroize::Zeroize;
 
 use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
@@ -121,15 +123,19 @@ pub fn plan(
     }
     let targets = targets(manifest, is_open)?;
     let injected: BTreeSet<&str> = targets.iter().filter_map(|t| t.env.as_deref()).collect();
-    let mut env: Vec<(OsString, OsString)> = inherited
-        .into_iter()
-        .filter(|(key, _)| {
-            let key = key.to_string_lossy();
-            !forbidden(&key)
-                && !injected.contains(key.as_ref())
-                && (!inherit.clean || inherit.keep.iter().any(|k| *k == key))
-        })
-        .collect();
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    for (key, value) in inherited {
+        let name = key.to_string_lossy();
+        let passes = !forbidden(&name)
+            && !injected.contains(name.as_ref())
+            && (!inherit.clean || inherit.keep.iter().any(|k| *k == name));
+        if passes {
+            env.push((key, value));
+        } else {
+            // It may be a secret's source: wipe our copy of it.
+            value.into_vec().zeroize();
+        }
+    }
     let mut secrets = Vec::new();
     let mut descriptors = Vec::new();
     let mut failures = Vec::new();
