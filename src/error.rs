@@ -78,7 +78,7 @@ pub struct SecretFailure {
     pub kind: FailureKind,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum FailureKind {
     /// The config defines no such secret (65).
     Undefined { hint: String },
@@ -181,25 +181,27 @@ impl fmt::Display for Error {
 
 impl fmt::Display for SecretFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = &self.name;
-        match &self.kind {
-            FailureKind::Undefined { hint } => {
-                write!(f, "secret `{name}` is not defined in the config{hint}")
-            }
-            FailureKind::Unusable(why) => write!(f, "secret `{name}`: {why}"),
+        write!(f, "secret `{}`: {}", self.name, self.kind)
+    }
+}
+
+/// Why a secret failed, without its name (audit records and JSON carry the name apart).
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureKind::Undefined { hint } => write!(f, "not defined in the config{hint}"),
+            FailureKind::Unusable(why) => f.write_str(why),
             FailureKind::Denied { principal, policy, reason } => {
-                write!(f, "secret `{name}`: denied to principal `{principal}` by policy `{policy}`: {reason}")
+                write!(f, "denied to principal `{principal}` by policy `{policy}`: {reason}")
             }
             FailureKind::NotFound { store, detail } => {
-                write!(f, "secret `{name}` does not exist in store `{store}`: {detail}")
+                write!(f, "does not exist in store `{store}`: {detail}")
             }
-            FailureKind::Unavailable { store, detail } => {
-                write!(f, "secret `{name}`: store `{store}` failed: {detail}")
-            }
+            FailureKind::Unavailable { store, detail } => write!(f, "store `{store}` failed: {detail}"),
             FailureKind::TimedOut { store, after } => write!(
                 f,
-                "secret `{name}`: store `{store}` did not answer within {}s and was stopped; \
-                 retrying may help, or raise the store's `timeout`",
+                "store `{store}` did not answer within {}s and was stopped; retrying may help, or \
+                 raise the store's `timeout`",
                 after.as_secs_f64()
             ),
         }

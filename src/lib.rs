@@ -14,8 +14,10 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod backend;
 pub mod config;
+pub mod diagnose;
 pub mod error;
 pub mod exec;
 pub mod identity;

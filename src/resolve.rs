@@ -1,6 +1,7 @@
 //! From requested names to values: authorize every name first (no backend is asked about a
 //! name until all of them are allowed), then fetch the allowed ones concurrently.
 
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
@@ -34,23 +35,40 @@ pub struct Authorized<'c> {
     pub location: ResolvedSecretLocation,
 }
 
-/// Judges every name; returns them all authorized, or an error listing every name that is
-/// undefined or denied. Calls no backend.
+/// A name and the judge's answer for it.
+pub type Judged<'c> = (Name, Result<Authorized<'c>, FailureKind>);
+
+/// Judges every name. Calls no backend.
+pub fn judge_all<'c>(
+    config: &'c Config,
+    names: &[&Name],
+    principal: &Principal,
+    identity: &RuntimeIdentity,
+) -> Vec<Judged<'c>> {
+    names.iter().map(|name| ((*name).clone(), judge(config, name, principal, identity))).collect()
+}
+
+/// All of them authorized, or an error listing every name that is undefined or denied.
+pub fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error> {
+    let mut allowed = Vec::with_capacity(judged.len());
+    let mut failures = Vec::new();
+    for (name, result) in judged {
+        match result {
+            Ok(authorized) => allowed.push(authorized),
+            Err(kind) => failures.push(SecretFailure { name: name.to_string(), kind }),
+        }
+    }
+    if failures.is_empty() { Ok(allowed) } else { Err(Error::Secrets(failures)) }
+}
+
+/// [`judge_all`] then [`all_allowed`].
 pub fn authorize<'c>(
     config: &'c Config,
     names: &[&Name],
     principal: &Principal,
     identity: &RuntimeIdentity,
 ) -> Result<Vec<Authorized<'c>>, Error> {
-    let mut allowed = Vec::with_capacity(names.len());
-    let mut failures = Vec::new();
-    for name in names {
-        match judge(config, name, principal, identity) {
-            Ok(authorized) => allowed.push(authorized),
-            Err(kind) => failures.push(SecretFailure { name: name.to_string(), kind }),
-        }
-    }
-    if failures.is_empty() { Ok(allowed) } else { Err(Error::Secrets(failures)) }
+    all_allowed(judge_all(config, names, principal, identity))
 }
 
 /// One name: defined, allowed for this principal and identity, and addressable in its store.
@@ -96,9 +114,11 @@ pub fn judge<'c>(
 
 /// Fetches every authorized secret, at most [`MAX_CONCURRENT_FETCHES`] at a time. The
 /// results are in the order of `requests`.
-pub fn fetch_all(requests: &[Authorized]) -> Vec<Result<SecretValue, FailureKind>> {
+pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
+    requests: &[A],
+) -> Vec<Result<SecretValue, FailureKind>> {
     if requests.len() <= 1 {
-        return requests.iter().map(fetch).collect();
+        return requests.iter().map(|r| fetch(r.borrow())).collect();
     }
     let next = AtomicUsize::new(0);
     let worker = || {
@@ -108,7 +128,7 @@ pub fn fetch_all(requests: &[Authorized]) -> Vec<Result<SecretValue, FailureKind
             let Some(request) = requests.get(index) else {
                 return done;
             };
-            done.push((index, fetch(request)));
+            done.push((index, fetch(request.borrow())));
         }
     };
     let mut results: Vec<Option<Result<SecretValue, FailureKind>>> = requests.iter().map(|_| None).collect();
@@ -128,7 +148,7 @@ pub fn fetch_all(requests: &[Authorized]) -> Vec<Result<SecretValue, FailureKind
         .map(|(result, request)| {
             result.unwrap_or_else(|| {
                 Err(FailureKind::Unavailable {
-                    store: request.location.store.clone(),
+                    store: request.borrow().location.store.clone(),
                     detail: "the fetch stopped unexpectedly".to_owned(),
                 })
             })

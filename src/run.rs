@@ -4,9 +4,9 @@
 
 use std::convert::Infallible;
 use std::ffi::OsString;
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{Error, FailureKind, Origin, SecretFailure};
 use crate::exec;
@@ -17,8 +17,9 @@ use crate::name::Name;
 use crate::resolve;
 use crate::secret::SecretValue;
 
+/// What every command that reads a manifest starts from.
 #[derive(Debug, Clone)]
-pub struct RunRequest {
+pub struct Inputs {
     /// `--config`; when `None`, the discovery order of [`Config::discover`].
     pub config: Option<PathBuf>,
     /// `--manifest`; when `None`, `./mxm-secrets.yaml` unless `--secret` was given.
@@ -26,88 +27,52 @@ pub struct RunRequest {
     /// `--secret NAME[=ENV]`, in order.
     pub secrets: Vec<String>,
     pub identity: RuntimeIdentity,
+}
+
+/// The loaded config and manifest, and the principal the identity speaks as.
+#[derive(Debug)]
+pub struct Prepared {
+    pub config: Config,
+    pub manifest: Manifest,
+    pub principal: Principal,
+}
+
+impl Inputs {
+    /// The shared first steps: config, manifest, principal.
+    pub fn prepare(&self) -> Result<Prepared, Error> {
+        let config = Config::load(&Config::discover(self.config.as_deref())?)?;
+        let manifest = load_manifest(self.manifest.as_deref(), &self.secrets)?;
+        let principal = derive_principal(&config.principals, &self.identity);
+        Ok(Prepared { config, manifest, principal })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub inputs: Inputs,
     /// `--clean-env` and `--keep`.
     pub inherit: Inherit,
     /// The program and its arguments.
     pub command: Vec<OsString>,
+    /// Audit records on stderr (`-v`, `--log-format`).
+    pub audit: Audit,
 }
 
 /// Runs the pipeline and execs the program; returns only with the reason it could not.
 pub fn run(request: RunRequest) -> Result<Infallible, Error> {
-    let (config, manifest, principal) = prepare(&request)?;
-    let authorized = resolve::authorize(&config, &manifest.names(), &principal, &request.identity)?;
+    if request.command.is_empty() {
+        return Err(Error::Usage("no command to run; give it after `--`".to_owned()));
+    }
+    let Prepared { config, manifest, principal } = request.inputs.prepare()?;
+    let judged = resolve::judge_all(&config, &manifest.names(), &principal, &request.inputs.identity);
+    request.audit.decisions(&principal, &judged);
+    let authorized = resolve::all_allowed(judged)?;
     let hardened = exec::harden()?;
-    let values = fetch_required(&manifest, &authorized)?;
+    let values = fetch_required(&manifest, &authorized, &principal, &request.audit)?;
     let plan =
         inject::plan(&config, &manifest, std::env::vars_os(), &request.inherit, &values, request.command)?;
     drop(values);
     exec::exec(plan, hardened)
-}
-
-/// What `--dry-run` shows, and how the run would end.
-#[derive(Debug)]
-pub struct DryRun {
-    /// The plan: principal, every name with its decision and target. Never a value.
-    pub report: String,
-    /// `Err` with the error `run` would stop with before fetching, if any.
-    pub outcome: Result<(), Error>,
-}
-
-/// `run --dry-run`: everything up to the first backend call, then a report instead.
-pub fn dry_run(request: &RunRequest) -> Result<DryRun, Error> {
-    let (config, manifest, principal) = prepare(request)?;
-    let targets = inject::targets(&manifest, inject::is_open)?;
-    let mut report = String::new();
-    let by = match principal.rule {
-        Some(index) => format!("principals[{index}] of the config"),
-        None => "the role".to_owned(),
-    };
-    let _ = writeln!(report, "principal: {} (from {by})", principal.name);
-    let command: Vec<String> = request.command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let _ = writeln!(report, "command: {}", command.join(" "));
-    let width = manifest.entries.iter().map(|e| e.name.as_str().len()).max().unwrap_or(0);
-    let mut failures = Vec::new();
-    for (entry, target) in manifest.entries.iter().zip(&targets) {
-        let decision = match resolve::judge(&config, &entry.name, &principal, &request.identity) {
-            Ok(authorized) => format!("allowed  store {}", authorized.location.store),
-            Err(kind) => {
-                let word = if matches!(kind, FailureKind::Denied { .. }) { "DENIED" } else { "UNDEFINED" };
-                if !failures.iter().any(|f: &SecretFailure| f.name == entry.name.as_str()) {
-                    failures.push(SecretFailure { name: entry.name.to_string(), kind });
-                }
-                word.to_owned()
-            }
-        };
-        let mut into = Vec::new();
-        if let Some(fd) = target.fd {
-            into.push(format!("fd {fd}"));
-        }
-        match (&target.env, target.fd) {
-            (Some(env), Some(fd)) => into.push(format!("env {env}=/dev/fd/{fd}")),
-            (Some(env), None) => into.push(format!("env {env}")),
-            (None, _) => {}
-        }
-        let optional = if entry.optional { " (optional)" } else { "" };
-        let _ = writeln!(
-            report,
-            "  {:width$}  -> {}{optional}  {decision}",
-            entry.name.as_str(),
-            into.join(", ")
-        );
-    }
-    let outcome = if failures.is_empty() { Ok(()) } else { Err(Error::Secrets(failures)) };
-    Ok(DryRun { report, outcome })
-}
-
-/// The shared first steps: config, manifest, principal.
-fn prepare(request: &RunRequest) -> Result<(Config, Manifest, Principal), Error> {
-    if request.command.is_empty() {
-        return Err(Error::Usage("no command to run; give it after `--`".to_owned()));
-    }
-    let config = Config::load(&Config::discover(request.config.as_deref())?)?;
-    let manifest = load_manifest(request.manifest.as_deref(), &request.secrets)?;
-    let principal = derive_principal(&config.principals, &request.identity);
-    Ok((config, manifest, principal))
 }
 
 /// The manifest file (given, or the default one unless `--secret` stands in for it) plus
@@ -133,20 +98,30 @@ pub fn load_manifest(path: Option<&Path>, secrets: &[String]) -> Result<Manifest
 /// Fetches every authorized secret. A secret missing from its store is skipped when every
 /// manifest entry for it is optional; any other failure fails the run, and the error lists
 /// every failed secret.
-fn fetch_required(
+pub fn fetch_required(
     manifest: &Manifest,
     authorized: &[resolve::Authorized],
+    principal: &Principal,
+    audit: &Audit,
 ) -> Result<Vec<(Name, SecretValue)>, Error> {
     let results = resolve::fetch_all(authorized);
     let mut values = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
     for (request, result) in authorized.iter().zip(results) {
         let name = &request.location.secret;
+        let optional = manifest.entries.iter().filter(|e| e.name == *name).all(|e| e.optional);
         match result {
-            Ok(value) => values.push((name.clone(), value)),
-            Err(FailureKind::NotFound { .. })
-                if manifest.entries.iter().filter(|e| e.name == *name).all(|e| e.optional) => {}
-            Err(kind) => failures.push(SecretFailure { name: name.to_string(), kind }),
+            Ok(value) => {
+                audit.fetched(principal, request, Ok(()), false);
+                values.push((name.clone(), value));
+            }
+            Err(kind) => {
+                let skipped = optional && matches!(kind, FailureKind::NotFound { .. });
+                audit.fetched(principal, request, Err(&kind), skipped);
+                if !skipped {
+                    failures.push(SecretFailure { name: name.to_string(), kind });
+                }
+            }
         }
     }
     if failures.is_empty() { Ok(values) } else { Err(Error::Secrets(failures)) }

@@ -44,7 +44,7 @@ fn conformance(f: &mut Fixture, store: &str, put: Put, holds: Holds) {
     get(f, "whole").code(0).stdout_is(&format!("{CANARY}\nuser: bob"));
     get(f, "user").code(0).stdout_is("bob");
     get(f, "first").code(0).stdout_is(CANARY);
-    get(f, "missing").code(66).stderr_has("secret `missing` does not exist in store `s`");
+    get(f, "missing").code(66).stderr_has("secret `missing`: does not exist in store `s`");
     if !holds.exact_bytes {
         return;
     }
@@ -296,7 +296,7 @@ fn one_failure_among_many_starts_nothing_and_every_failure_is_listed() {
         .stderr_has("3 secrets failed")
         .stderr_has("secret `bad`: store `s` failed: ")
         .stderr_has("vault sealed")
-        .stderr_has("secret `gone` does not exist in store `s`")
+        .stderr_has("secret `gone`: does not exist in store `s`")
         .stderr_has("secret `slow`: store `s` did not answer within 0.5s");
     assert!(!marker.exists(), "the program started although secrets failed");
     f.run([

@@ -101,5 +101,5 @@ fn an_unset_variable_is_a_missing_secret() {
         "true",
     ])
     .code(66)
-    .stderr_has("secret `api_key` does not exist in store `app`: variable MXM_APP_API_KEY is not set");
+    .stderr_has("secret `api_key`: does not exist in store `app`: variable MXM_APP_API_KEY is not set");
 }

@@ -174,17 +174,17 @@ fn dry_run_shows_the_plan_and_fetches_nothing() {
         marker.to_str().unwrap(),
     ]);
     run.code(0)
-        .stdout_has("principal: worker (from the role)")
-        .stdout_has("api    -> env API  allowed  store cmd")
-        .stdout_has("tls    -> fd 3, env TLS_KEY_FILE=/dev/fd/3  allowed  store files")
-        .stdout_has("token  -> env TOKEN (optional)  allowed");
+        .stdout_is(&format!(
+            "config     config.yaml\nprincipal  worker (the role)\n  api    allowed  store cmd    env API\n  tls    allowed  store files  fd 3, env TLS_KEY_FILE=/dev/fd/3\n  token  allowed  store files  env TOKEN (optional)\ncommand    touch {}\n",
+            marker.display()
+        ));
     assert!(!run.stdout().contains(CANARY) && !run.stdout().contains("value"));
     assert!(!log.exists(), "a dry run called a backend");
     assert!(!marker.exists(), "a dry run started the program");
     f.write("mxm-secrets.yaml", "secrets:\n  - {name: admin}\n  - {name: api}\n");
     f.run(["run", "--dry-run", "--config", "config.yaml", "--role", "worker", "--", "true"])
         .code(77)
-        .stdout_has("admin  -> env ADMIN  DENIED")
+        .stdout_has("  admin  DENIED              env ADMIN\n  api    allowed  store cmd  env API\n")
         .stderr_has("secret `admin`: denied to principal `worker`");
     assert!(!log.exists(), "a dry run called a backend");
 }

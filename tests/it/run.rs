@@ -136,7 +136,7 @@ fn undefined_names_are_manifest_errors_with_a_suggestion() {
     let (f, config) = fixture();
     f.run(["run", "--config", &config, "--role", "marketdata", "--secret", "api_kye", "--", "true"])
         .code(65)
-        .stderr_has("secret `api_kye` is not defined in the config")
+        .stderr_has("secret `api_kye`: not defined in the config")
         .stderr_has("did you mean `api_key`?");
 }
 

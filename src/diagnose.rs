@@ -1,0 +1,368 @@
+//! The operator's questions, answered without reading code: `check` (is this launch going to
+//! work?), `explain` (why may this identity read this secret, or not?), `list` (what may it
+//! read?). Each answer is a [`Report`]: aligned text for people, JSON for programs, and the
+//! outcome the exit code is taken from. A report never holds a value.
+//!
+//! JSON schemas are stable: fields are only ever added. Each object has `"schema"`:
+//! `mxm-secrets/check/1`, `mxm-secrets/explain/1` or `mxm-secrets/list/1`.
+
+use serde_json::{Value, json};
+
+use crate::audit::{Audit, failure_word};
+use crate::backend::BackendConfig;
+use crate::config::Config;
+use crate::error::{Error, FailureKind, SecretFailure};
+use crate::identity::{Principal, RuntimeIdentity, derive_principal};
+use crate::inject;
+use crate::name::Name;
+use crate::resolve::{self, Judged};
+use crate::run::{Inputs, Prepared};
+
+/// An answer, in both forms, and how the command ends.
+#[derive(Debug)]
+pub struct Report {
+    pub text: String,
+    pub json: Value,
+    pub outcome: Result<(), Error>,
+}
+
+impl Report {
+    /// JSON for an error that came before any report could be made (config not found, ...).
+    pub fn error_json(schema: &str, error: &Error) -> Value {
+        json!({"schema": schema, "ok": false, "exit_code": error.exit_code(), "error": error.to_string()})
+    }
+}
+
+/// Words coloured for a terminal; plain otherwise (and always with `NO_COLOR`).
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn good(self, word: &str) -> String {
+        self.paint("32", word)
+    }
+    fn bad(self, word: &str) -> String {
+        self.paint("31;1", word)
+    }
+    fn paint(self, code: &str, word: &str) -> String {
+        if self.color { format!("\x1b[{code}m{word}\x1b[0m") } else { word.to_owned() }
+    }
+}
+
+/// `check`, and `run --dry-run` (which is `check` without `fetch`): every requested name's
+/// decision and target, and with `fetch`, whether its backend answers. Values fetched are
+/// dropped (and wiped) at once.
+pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Result<Report, Error> {
+    let Prepared { config, manifest, principal } = inputs.prepare()?;
+    let targets = inject::targets(&manifest, inject::is_open)?;
+    let judged = resolve::judge_all(&config, &manifest.names(), &principal, &inputs.identity);
+    audit.decisions(&principal, &judged);
+    // Each fetched name with its outcome word and, unless skipped, its failure.
+    let mut fetched: Vec<(Name, &'static str, Option<FailureKind>)> = Vec::new();
+    if fetch && judged.iter().all(|(_, r)| r.is_ok()) {
+        let authorized: Vec<_> = judged.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+        let _hardened = crate::exec::harden()?;
+        for (request, result) in authorized.iter().zip(resolve::fetch_all(&authorized)) {
+            let optional =
+                manifest.entries.iter().filter(|e| e.name == request.location.secret).all(|e| e.optional);
+            let failure = result.err();
+            let skipped = optional && matches!(failure, Some(FailureKind::NotFound { .. }));
+            audit.fetched(&principal, request, failure.as_ref().map_or(Ok(()), Err), skipped);
+            let word = match &failure {
+                None => "ok",
+                Some(_) if skipped => "skipped",
+                Some(kind) => failure_word(kind),
+            };
+            fetched.push((request.location.secret.clone(), word, failure.filter(|_| !skipped)));
+        }
+    }
+    let mut rows = Vec::new();
+    let mut entries = Vec::new();
+    let mut failures = Vec::new();
+    for (entry, target) in manifest.entries.iter().zip(&targets) {
+        let (_, judgement) =
+            judged.iter().find(|(name, _)| *name == entry.name).expect("every entry was judged");
+        let fetch_result = fetched.iter().find(|(name, _, _)| *name == entry.name);
+        let mut into = Vec::new();
+        if let Some(fd) = target.fd {
+            into.push(format!("fd {fd}"));
+        }
+        match (&target.env, target.fd) {
+            (Some(env), Some(fd)) => into.push(format!("env {env}=/dev/fd/{fd}")),
+            (Some(env), None) => into.push(format!("env {env}")),
+            (None, _) => {}
+        }
+        let (decision, store, policy) = match judgement {
+            Ok(a) => ("allowed", Some(a.location.store.as_str()), Some(a.secret.policy.as_str())),
+            Err(kind) => {
+                (failure_word(kind), None, config.refs.get(entry.name.as_str()).map(|r| r.policy.as_str()))
+            }
+        };
+        let fetch_word = fetch_result.map(|(_, word, _)| *word);
+        let problem =
+            judgement.as_ref().err().or_else(|| fetch_result.and_then(|(_, _, failure)| failure.as_ref()));
+        if let Some(kind) = problem
+            && !failures.iter().any(|f: &SecretFailure| f.name == entry.name.as_str())
+        {
+            failures.push(SecretFailure { name: entry.name.to_string(), kind: kind.clone() });
+        }
+        let shown_decision =
+            if judgement.is_ok() { style.good(decision) } else { style.bad(&decision.to_uppercase()) };
+        let mut row = vec![
+            entry.name.to_string(),
+            shown_decision,
+            store.map_or(String::new(), |s| format!("store {s}")),
+            into.join(", ") + if entry.optional { " (optional)" } else { "" },
+        ];
+        if let Some(word) = fetch_word {
+            let shown = if matches!(word, "ok" | "skipped") { style.good(word) } else { style.bad(word) };
+            row.push(format!("fetch {shown}"));
+        }
+        rows.push(row);
+        entries.push(json!({
+            "name": entry.name.as_str(),
+            "decision": decision,
+            "store": store,
+            "policy": policy,
+            "optional": entry.optional,
+            "target": {"env": target.env, "fd": target.fd},
+            "fetch": fetch_word,
+            "reason": problem.map(ToString::to_string),
+        }));
+    }
+    let outcome = if failures.is_empty() { Ok(()) } else { Err(Error::Secrets(failures)) };
+    let exit_code = outcome.as_ref().err().map_or(0, Error::exit_code);
+    let mut text = format!("config     {}\n", config.source);
+    text.push_str(&format!("principal  {}\n", describe_principal(&principal)));
+    text.push_str(&table(&rows, "  "));
+    let json = json!({
+        "schema": "mxm-secrets/check/1",
+        "ok": outcome.is_ok(),
+        "exit_code": exit_code,
+        "config": config.source,
+        "principal": principal_json(&principal),
+        "fetched": fetch && !fetched.is_empty(),
+        "secrets": entries,
+    });
+    Ok(Report { text, json, outcome })
+}
+
+/// `explain NAME`: the whole resolution trace for one name and identity.
+pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: Style) -> Report {
+    let principal = derive_principal(&config.principals, identity);
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    let mut line = |key: &str, value: String| lines.push(vec![key.to_owned(), value]);
+    line("secret", name.to_owned());
+    line("identity", describe_identity(identity));
+    line("principal", describe_principal(&principal));
+    if let Some(index) = principal.rule {
+        line("rule", format!("{:?}", config.principals[index]));
+    }
+    let judged = Name::new(name).ok().map(|n| {
+        let result = resolve::judge(config, &n, &principal, identity);
+        (n, result)
+    });
+    let secret = config.refs.get(name);
+    let mut ref_json = Value::Null;
+    let mut store_json = Value::Null;
+    let mut policy_json = Value::Null;
+    if let Some(secret) = secret {
+        line(
+            "ref",
+            format!(
+                "store {}, path {}, policy {}, field {}, trim {:?}",
+                secret.store,
+                secret.path,
+                secret.policy,
+                secret.field.as_ref().map_or("(whole)".to_owned(), |f| format!("{f:?}")),
+                secret.trim
+            ),
+        );
+        ref_json = json!({"store": secret.store.as_str(), "path": secret.path, "policy": secret.policy.as_str(),
+            "field": secret.field.as_ref().map(|f| format!("{f:?}")), "trim": format!("{:?}", secret.trim).to_lowercase()});
+        if let Some(store) = config.stores.get(secret.store.as_str()) {
+            line(
+                "store",
+                format!(
+                    "{}: backend {}, root {}, timeout {}s{}",
+                    secret.store,
+                    store.backend.name(),
+                    store.root,
+                    store.timeout.as_secs_f64(),
+                    program_of(&store.backend).map_or(String::new(), |p| format!(", program {p}"))
+                ),
+            );
+            let location = store.locate(&secret.path).ok();
+            if let Some(location) = &location {
+                line("location", format!("{} {location}", store.backend.name()));
+            }
+            store_json = json!({"name": secret.store.as_str(), "backend": store.backend.name(), "root": store.root,
+                "timeout_seconds": store.timeout.as_secs_f64(), "location": location});
+        }
+        if let Some(policy) = config.policies.get(secret.policy.as_str()) {
+            let list = |l: &[String]| if l.is_empty() { "(none)".to_owned() } else { l.join(", ") };
+            let principals: Vec<String> = policy.allowed_principals.iter().map(Name::to_string).collect();
+            line(
+                "policy",
+                format!(
+                    "{}: principals {}; environments {}; machines {}",
+                    secret.policy,
+                    list(&principals),
+                    policy.environments.as_deref().map_or("any".to_owned(), list),
+                    policy.machines.as_deref().map_or("any".to_owned(), list),
+                ),
+            );
+            policy_json = json!({"name": secret.policy.as_str(), "allowed_principals": principals,
+                "environments": policy.environments, "machines": policy.machines});
+        }
+    }
+    let (decision, reason, outcome) = match judged {
+        Some((_, Ok(_))) => ("allowed", None, Ok(())),
+        Some((n, Err(kind))) => {
+            let reason = kind.to_string();
+            (
+                failure_word(&kind),
+                Some(reason),
+                Err(Error::Secrets(vec![SecretFailure { name: n.to_string(), kind }])),
+            )
+        }
+        None => {
+            let kind = FailureKind::Undefined {
+                hint: format!(" {} (`{name}` is not even a valid name)", config.source),
+            };
+            (
+                "undefined",
+                Some(kind.to_string()),
+                Err(Error::Secrets(vec![SecretFailure { name: name.to_owned(), kind }])),
+            )
+        }
+    };
+    let shown = match &reason {
+        None => style.good(decision),
+        Some(reason) => format!("{}: {reason}", style.bad(&decision.to_uppercase())),
+    };
+    line("decision", shown);
+    let json = json!({
+        "schema": "mxm-secrets/explain/1",
+        "ok": outcome.is_ok(),
+        "exit_code": outcome.as_ref().err().map_or(0, Error::exit_code),
+        "config": config.source,
+        "secret": name,
+        "identity": identity_json(identity),
+        "principal": principal_json(&principal),
+        "ref": ref_json,
+        "store": store_json,
+        "policy": policy_json,
+        "decision": decision,
+        "reason": reason,
+    });
+    Report { text: table(&lines, ""), json, outcome }
+}
+
+/// `list`: every secret this identity may read, with its store and policy.
+pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
+    let principal = derive_principal(&config.principals, identity);
+    let names: Vec<&Name> = config.refs.names().collect();
+    let judged: Vec<Judged> = resolve::judge_all(config, &names, &principal, identity);
+    let readable: Vec<_> = judged.iter().filter_map(|(n, r)| r.as_ref().ok().map(|a| (n, a))).collect();
+    let rows: Vec<Vec<String>> = readable
+        .iter()
+        .map(|(n, a)| {
+            vec![n.to_string(), format!("store {}", a.location.store), format!("policy {}", a.secret.policy)]
+        })
+        .collect();
+    let text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
+    let json = json!({
+        "schema": "mxm-secrets/list/1",
+        "ok": true,
+        "exit_code": 0,
+        "config": config.source,
+        "principal": principal_json(&principal),
+        "secrets": readable.iter().map(|(n, a)| json!({"name": n.as_str(), "store": a.location.store.as_str(),
+            "policy": a.secret.policy.as_str()})).collect::<Vec<_>>(),
+    });
+    Report { text, json, outcome: Ok(()) }
+}
+
+fn program_of(backend: &BackendConfig) -> Option<String> {
+    match backend {
+        BackendConfig::Gopass(g) => Some(g.binary.clone()),
+        BackendConfig::Pass(p) => Some(p.gpg.clone()),
+        BackendConfig::Command(c) => Some(c.command.join(" ")),
+        BackendConfig::Env(_) | BackendConfig::File(_) => None,
+    }
+}
+
+fn describe_principal(principal: &Principal) -> String {
+    match principal.rule {
+        Some(index) => format!("{} (from principals[{index}] of the config)", principal.name),
+        None => format!("{} (the role)", principal.name),
+    }
+}
+
+fn principal_json(principal: &Principal) -> Value {
+    json!({"name": principal.name.as_str(), "rule": principal.rule})
+}
+
+fn describe_identity(identity: &RuntimeIdentity) -> String {
+    let mut parts = vec![format!("role={}", identity.role)];
+    for (key, value) in identity_fields(identity) {
+        if let Some(value) = value {
+            parts.push(format!("{key}={value}"));
+        }
+    }
+    parts.join(" ")
+}
+
+fn identity_fields(identity: &RuntimeIdentity) -> [(&'static str, Option<&str>); 4] {
+    [
+        ("environment", identity.environment.as_deref()),
+        ("machine", identity.machine.as_deref()),
+        ("app", identity.app.as_deref()),
+        ("substrate", identity.substrate.as_deref()),
+    ]
+}
+
+fn identity_json(identity: &RuntimeIdentity) -> Value {
+    let mut object = json!({"role": identity.role.as_str()});
+    for (key, value) in identity_fields(identity) {
+        object[key] = json!(value);
+    }
+    object
+}
+
+/// Rows as aligned columns (widths ignore colour codes), each line prefixed by `indent`.
+fn table(rows: &[Vec<String>], indent: &str) -> String {
+    let visible = |s: &str| {
+        let mut width = 0;
+        let mut in_escape = false;
+        for c in s.chars() {
+            match (in_escape, c) {
+                (false, '\x1b') => in_escape = true,
+                (true, 'm') => in_escape = false,
+                (false, _) => width += 1,
+                _ => {}
+            }
+        }
+        width
+    };
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| visible(s)).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = indent.to_owned();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[c] - visible(cell) + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
