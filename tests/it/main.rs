@@ -9,4 +9,5 @@ mod diagnose;
 mod env_backend;
 mod gopass;
 mod inject;
+mod readme;
 mod run;

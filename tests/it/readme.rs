@@ -1,0 +1,94 @@
+//! README.md's examples, checked: every YAML block loads as the config or manifest it shows,
+//! and every `mxm-secrets` command line in it parses (it gets as far as looking for its
+//! config, not a usage error). The first command, the bundled example, is run by .ci/run.
+
+use mxm_secrets::config::Config;
+use mxm_secrets::manifest::Manifest;
+
+use crate::util::Fixture;
+
+fn blocks(language: &str) -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let fence = format!("```{language}\n");
+    readme.split(&fence).skip(1).map(|rest| rest.split("```").next().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn yaml_examples_load() {
+    let yaml = blocks("yaml");
+    assert!(yaml.len() >= 3, "found {} yaml blocks", yaml.len());
+    for block in yaml {
+        if block.starts_with("secrets:") {
+            Manifest::parse(&block, "README.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+        } else {
+            // A block that shows only stores is checked as the stores of an empty config.
+            let mut text = block.clone();
+            for section in ["refs", "policies"] {
+                if !text.contains(&format!("\n{section}:")) {
+                    text.push_str(&format!("{section}: {{}}\n"));
+                }
+            }
+            Config::parse(&text, "README.md").unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+    }
+}
+
+/// The words of a command line from `mxm-secrets` on, up to a redirection, pipe or comment.
+fn invocation(line: &str) -> Option<Vec<String>> {
+    let start = line.find("mxm-secrets ")?;
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    for c in line[start..].chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '>' | '|' | '#' | ')' | ';') => break,
+            (None, c) if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    Some(words.into_iter().skip(1).collect())
+}
+
+#[test]
+fn command_lines_parse() {
+    let mut lines: Vec<String> = ["sh", "ini", "cron"]
+        .iter()
+        .flat_map(|l| blocks(l))
+        .flat_map(|b| b.lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    for dockerfile in blocks("dockerfile") {
+        let array = |key: &str| -> Vec<String> {
+            dockerfile
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|json| serde_json::from_str(json.trim()).unwrap())
+                .unwrap_or_default()
+        };
+        lines.push([array("ENTRYPOINT"), array("CMD")].concat().join(" "));
+    }
+    let commands: Vec<Vec<String>> = lines.iter().filter_map(|l| invocation(l)).collect();
+    assert!(commands.len() >= 10, "found only {} command lines: {commands:?}", commands.len());
+    let mut f = Fixture::new();
+    let missing = f.path("no-config.yaml");
+    f.env("MXM_ROLE", "readme").env("MXM_SECRETS_CONFIG", missing);
+    for args in commands {
+        let run = f.run(&args);
+        let code = run.output.status.code();
+        assert!(
+            matches!(code, Some(0) | Some(78)),
+            "README command `mxm-secrets {}` did not parse: {code:?}\n{}",
+            args.join(" "),
+            run.stderr()
+        );
+    }
+}
