@@ -158,7 +158,7 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
     line("identity", describe_identity(identity));
     line("principal", describe_principal(&principal));
     if let Some(index) = principal.rule {
-        line("rule", format!("{:?}", config.principals[index]));
+        line("rule", format!("principals[{index}]: {}", config.principals[index]));
     }
     let judged = Name::new(name).ok().map(|n| {
         let result = resolve::judge(config, &n, &principal, identity);

@@ -112,6 +112,27 @@ impl TryFrom<RawRule> for PrincipalRule {
     }
 }
 
+/// As written in the config: `{principal: human_admin, role: admin, environment: dev}`.
+impl std::fmt::Display for PrincipalRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{{principal: {}", self.principal)?;
+        let role = self.role.as_ref().map(Name::as_str);
+        let fields = [
+            ("role", role),
+            ("environment", self.environment.as_deref()),
+            ("machine", self.machine.as_deref()),
+            ("app", self.app.as_deref()),
+            ("substrate", self.substrate.as_deref()),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                write!(f, ", {key}: {value}")?;
+            }
+        }
+        f.write_str("}")
+    }
+}
+
 impl PrincipalRule {
     pub fn matches(&self, identity: &RuntimeIdentity) -> bool {
         fn field<T: PartialEq>(wanted: &Option<T>, actual: &Option<T>) -> bool {

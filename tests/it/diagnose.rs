@@ -117,7 +117,9 @@ fn explain_traces_a_decision() {
         )
         .stdout_has("decision   allowed\n");
     let run = f.run(["explain", "admin_token", "--config", "config.yaml", "--role", "admin"]);
-    run.code(0).stdout_has("principal  human_admin (from principals[0] of the config)");
+    run.code(0)
+        .stdout_has("principal  human_admin (from principals[0] of the config)\n")
+        .stdout_has("rule       principals[0]: {principal: human_admin, role: admin, environment: dev}\n");
     let mut prod = fixture();
     prod.env("MXM_ENVIRONMENT", "prod");
     prod.run(["explain", "admin_token", "--config", "config.yaml", "--role", "admin"])
