@@ -8,8 +8,6 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
 use std::marker::PhantomData;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -324,6 +322,7 @@ impl Config {
 }
 
 fn read_sections(text: &str, source: &str) -> Result<Sections, Error> {
+    check_nesting(text, source).map_err(|(origin, message)| Error::config(origin, message))?;
     let wrapped = serde_yaml::from_str::<Peek>(text).is_ok_and(|p| p.mxm_secrets.is_some());
     let result = if wrapped {
         serde_yaml::from_str::<Wrapped>(text).map(|w| w.mxm_secrets)
@@ -334,6 +333,61 @@ fn read_sections(text: &str, source: &str) -> Result<Sections, Error> {
         let (origin, message) = yaml_error(source, &e);
         Error::config(origin, message)
     })
+}
+
+/// No real config or manifest nests flow collections (`[`, `{`) more than a few levels, and
+/// libyaml's scanner takes time quadratic in that depth (100,000 levels: minutes). Refused
+/// before parsing, at the position where the limit is passed.
+pub(crate) const MAX_NESTING: usize = 64;
+
+/// Counts an upper bound of the flow nesting depth. Quotes and comments are followed as
+/// libyaml does, but every doubt errs towards counting deeper: a quote may start wherever a
+/// token may (a superset of where libyaml starts one), an opening bracket inside a quote still
+/// counts, and only a closing bracket surely outside quotes and comments counts down.
+pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut in_comment = false;
+    let (mut line, mut column) = (1, 0);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let previous = if i == 0 { '\n' } else { chars[i - 1] };
+        column += 1;
+        if c == '\n' {
+            (line, column, in_comment) = (line + 1, 0, false);
+        } else if in_comment {
+        } else if let Some(q) = quote {
+            match c {
+                '\\' if q == '"' => i += 1,
+                '\'' if q == '\'' && chars.get(i + 1) == Some(&'\'') => i += 1,
+                c if c == q => quote = None,
+                '[' | '{' => depth += 1,
+                _ => {}
+            }
+        } else {
+            let token_start = previous.is_whitespace() || "[{,:-?".contains(previous);
+            match c {
+                '#' if previous.is_whitespace() => in_comment = true,
+                '"' | '\'' if token_start => quote = Some(c),
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if depth > MAX_NESTING {
+            let origin = Origin { source: source.to_owned(), line: Some(line), column: Some(column) };
+            return Err((
+                origin,
+                format!(
+                    "`[` and `{{` nest more than {MAX_NESTING} levels deep here; no config or manifest needs that"
+                ),
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// A serde_yaml error as `(file:line:column, message)`, with a "did you mean" for unknown
@@ -374,23 +428,15 @@ fn suggestion_for_unknown(message: &str) -> String {
 /// Reads a file that holds policy: it must be a regular file, not writable by group or
 /// others, and owned by root or by us (sshd's StrictModes rule), and so must a symlink to it.
 fn read_protected(path: &Path) -> Result<String, Error> {
-    let origin = || Origin::file(path.display().to_string());
-    let fail = |message: String| Err(Error::config(origin(), message));
+    let fail = |message: String| Err(Error::config(Origin::file(path.display().to_string()), message));
     let link = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) => return fail(format!("cannot read it: {e}")),
     };
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) => return fail(format!("cannot read it: {e}")),
+    let (text, meta) = match crate::files::read_text(path, MAX_CONFIG_BYTES) {
+        Ok(read) => read,
+        Err(message) => return fail(message),
     };
-    let meta = match file.metadata() {
-        Ok(meta) => meta,
-        Err(e) => return fail(format!("cannot read it: {e}")),
-    };
-    if !meta.is_file() {
-        return fail("is not a regular file".to_owned());
-    }
     let me = nix::unistd::geteuid().as_raw();
     let foreign = |what: &str, uid: u32| {
         fail(format!(
@@ -412,15 +458,7 @@ fn read_protected(path: &Path) -> Result<String, Error> {
             path.display()
         ));
     }
-    if meta.len() > MAX_CONFIG_BYTES {
-        return fail(format!("is {} bytes, more than the {MAX_CONFIG_BYTES} a config may have", meta.len()));
-    }
-    let mut bytes = Vec::new();
-    if let Err(e) = file.by_ref().take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes) {
-        return fail(format!("cannot read it: {e}"));
-    }
-    String::from_utf8(bytes)
-        .or_else(|e| fail(format!("is not UTF-8 text (byte {} is invalid)", e.utf8_error().valid_up_to())))
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -592,6 +630,30 @@ policies:
         // The same path twice (say, with different fields) is one variable, not a collision.
         let same_path = text.replace("path: db-pw, policy: p", "path: db/pw, policy: p, field: user");
         Config::parse(&same_path, "c.yaml").unwrap();
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep =
+            |n: usize| format!("stores: {}{}\nrefs: {{}}\npolicies: {{}}\n", "[".repeat(n), "]".repeat(n));
+        assert!(error(&deep(65)).starts_with("config c.yaml:1:73: `[` and `{` nest more than 64"));
+        assert!(!error(&deep(64)).contains("nest more than"));
+        let start = std::time::Instant::now();
+        error(&deep(400_000));
+        assert!(start.elapsed().as_secs() < 5, "refusing took {:?}", start.elapsed());
+        // Closing brackets inside quotes or comments do not hide depth ...
+        let hidden = format!("stores: {}\nrefs: {{}}\npolicies: {{}}\n", "[ ']]', ".repeat(70));
+        assert!(error(&hidden).contains("nest more than"));
+        let hidden = format!("stores: {}\nrefs: {{}}\npolicies: {{}}\n", "[ # ]]\n".repeat(70));
+        assert!(error(&hidden).contains("nest more than"));
+        let escaped = format!("stores: {}\nrefs: {{}}\npolicies: {{}}\n", "[ 'it''s ]', ".repeat(70));
+        assert!(error(&escaped).contains("nest more than"));
+        // ... and brackets in quoted strings and comments of a normal config do not count.
+        let busy = format!(
+            "{REFERENCE}{}",
+            "# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
+        );
+        Config::parse(&busy, "c.yaml").unwrap();
     }
 
     #[test]

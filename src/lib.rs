@@ -20,6 +20,7 @@ pub mod config;
 pub mod diagnose;
 pub mod error;
 pub mod exec;
+pub mod files;
 pub mod identity;
 pub mod inject;
 pub mod manifest;

@@ -16,7 +16,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -96,6 +96,8 @@ struct RawEntry {
 
 impl Manifest {
     pub fn parse(text: &str, source: &str) -> Result<Manifest, Error> {
+        crate::config::check_nesting(text, source)
+            .map_err(|(origin, message)| Error::manifest(origin, message))?;
         let raw: RawManifest = serde_yaml::from_str(text).map_err(|e| {
             let (origin, message) = yaml_error(source, &e);
             Error::manifest(origin, message)
@@ -113,24 +115,22 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Reads a manifest file. One that anybody may write is refused: whoever edits it chooses
+    /// where the secrets go (a variable the program logs, say). Group-writable is allowed, for
+    /// deploy groups.
     pub fn load(path: &Path) -> Result<Manifest, Error> {
         let source = path.display().to_string();
         let fail = |message: String| Error::manifest(Origin::file(&source), message);
-        let file = std::fs::File::open(path).map_err(|e| {
-            fail(format!("cannot read it: {e}; give the secrets with --manifest FILE or --secret NAME"))
+        let (text, meta) = crate::files::read_text(path, MAX_MANIFEST_BYTES).map_err(|message| {
+            fail(format!("{message}; give the secrets with --manifest FILE or --secret NAME"))
         })?;
-        let meta = file.metadata().map_err(|e| fail(format!("cannot read it: {e}")))?;
-        if !meta.is_file() {
-            return Err(fail("is not a regular file".to_owned()));
+        if meta.mode() & 0o002 != 0 {
+            return Err(fail(format!(
+                "is writable by anyone (mode {:04o}); whoever edits it chooses where the secrets go. \
+                 Fix: chmod o-w {source}",
+                meta.mode() & 0o7777
+            )));
         }
-        if meta.len() > MAX_MANIFEST_BYTES {
-            return Err(fail(format!("is larger than {MAX_MANIFEST_BYTES} bytes")));
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_MANIFEST_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(|e| fail(format!("cannot read it: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|_| fail("is not UTF-8 text".to_owned()))?;
         Manifest::parse(&text, &source)
     }
 

@@ -164,12 +164,19 @@ pub fn fetch(request: &Authorized) -> Result<SecretValue, FailureKind> {
         FetchError::Failed(detail) => FailureKind::Unavailable { store: store.clone(), detail },
         FetchError::TimedOut => FailureKind::TimedOut { store: store.clone(), after: request.store.timeout },
     })?;
-    value::extract(&raw, request.secret.field.as_ref(), request.secret.trim).ok_or_else(|| {
-        FailureKind::NotFound {
-            store,
-            detail: format!("the entry has no field `{}`", field_name(request.secret)),
-        }
-    })
+    let value =
+        value::extract(&raw, request.secret.field.as_ref(), request.secret.trim).ok_or_else(|| {
+            FailureKind::NotFound {
+                store: store.clone(),
+                detail: format!("the entry has no field `{}`", field_name(request.secret)),
+            }
+        })?;
+    // An empty secret is almost always a broken store or a wrong `field`; injecting "" would
+    // let the program start and fail later, far from the cause.
+    if value.is_empty() {
+        return Err(FailureKind::Unavailable { store, detail: "the value is empty".to_owned() });
+    }
+    Ok(value)
 }
 
 fn field_name(secret: &SecretRef) -> &str {

@@ -13,13 +13,13 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use zeroize::Zeroize;
 
 use super::process::STDOUT_LIMIT;
 use super::{Backend, FetchError, expand_root};
+use crate::files::open_regular;
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,18 +53,8 @@ impl Backend for Files {
                 root.display()
             )));
         }
-        // O_NONBLOCK: a FIFO swapped in after the check must not block the open.
-        let file = File::options()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-            .open(&resolved)
-            .map_err(|e| FetchError::Failed(format!("cannot open {shown}: {e}")))?;
-        let meta = file.metadata().map_err(|e| FetchError::Failed(format!("cannot read {shown}: {e}")))?;
-        if !meta.is_file() {
-            return Err(FetchError::Failed(format!(
-                "{shown} is not a regular file (a directory, FIFO or device)"
-            )));
-        }
+        let (file, meta) =
+            open_regular(&resolved).map_err(|e| FetchError::Failed(format!("cannot read {shown}: {e}")))?;
         if meta.len() > STDOUT_LIMIT as u64 {
             return Err(FetchError::Failed(format!(
                 "{shown} is larger than {} KiB, which no secret is",

@@ -4,6 +4,7 @@ mod util;
 
 mod api;
 mod backends;
+mod catalogue;
 mod config;
 mod diagnose;
 mod env_backend;
