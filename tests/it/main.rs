@@ -10,5 +10,6 @@ mod diagnose;
 mod env_backend;
 mod gopass;
 mod inject;
+mod properties;
 mod readme;
 mod run;
