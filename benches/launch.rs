@@ -1,0 +1,272 @@
+//! `cargo bench --bench launch`: what the launcher costs, as ratios against baselines
+//! measured in the same run, interleaved run by run so that a noisy machine slows both sides
+//! alike. `-- --guard` runs fewer rounds and exits 1 when a ratio passes its guard bound: a
+//! regression check that compares ratios, never absolute times.
+//!
+//! Needs gpg, pass and gopass (as the tests do); makes a throwaway cv25519 key and store.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LAUNCHER: &str = env!("CARGO_BIN_EXE_mxm-secrets");
+const SECRETS: usize = 10;
+
+/// Where the store and config live; builds the commands.
+struct Context {
+    dir: tempfile::TempDir,
+}
+
+impl Context {
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("GNUPGHOME", self.path("gnupg"))
+            .env("PASSWORD_STORE_DIR", self.path("store"))
+            .env("HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for i in 0..SECRETS {
+            command.env(format!("MXM_BENCH_S{i}"), format!("value-{i}"));
+        }
+        command
+    }
+
+    fn shell(&self, script: &str) -> Command {
+        self.command("sh", &["-c", script])
+    }
+
+    /// `mxm-secrets run` with `count` secrets of one store, running `true`.
+    fn launcher(&self, store: &str, count: usize) -> Command {
+        let mut args: Vec<String> =
+            ["run", "--config", "config.yaml", "--role", "bench"].map(String::from).to_vec();
+        for i in 0..count {
+            args.extend(["--secret".to_owned(), format!("{store}_s{i}=V{i}")]);
+        }
+        args.extend(["--", "true"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(LAUNCHER, &args)
+    }
+}
+
+struct Results {
+    rounds: usize,
+    failures: Vec<String>,
+}
+
+impl Results {
+    /// Median of `rounds` runs of each, interleaved; prints the ratio; a ratio over `guard`
+    /// is a regression.
+    fn compare(
+        &mut self,
+        label: &str,
+        target: f64,
+        guard: f64,
+        baseline: impl Fn() -> Command,
+        ours: impl Fn() -> Command,
+    ) {
+        for _ in 0..3 {
+            time(&mut baseline());
+            time(&mut ours());
+        }
+        let (mut base, mut mine) = (Vec::new(), Vec::new());
+        for _ in 0..self.rounds {
+            base.push(time(&mut baseline()));
+            mine.push(time(&mut ours()));
+        }
+        let (base, mine) = (median(base), median(mine));
+        let ratio = mine.as_secs_f64() / base.as_secs_f64();
+        let verdict = if ratio <= target { "meets target" } else { "over target" };
+        let target = if target.is_finite() {
+            format!("target <= {target}, {verdict}")
+        } else {
+            "for reference".to_owned()
+        };
+        println!("{label:<60} {:>7.2} ms vs {:>7.2} ms  ratio {ratio:>5.2}  ({target})", ms(mine), ms(base));
+        if ratio > guard {
+            self.failures.push(format!("{label}: ratio {ratio:.2} is over its guard bound {guard}"));
+        }
+    }
+}
+
+fn time(command: &mut Command) -> Duration {
+    let start = Instant::now();
+    let status = command.status().expect("runs");
+    assert!(status.success(), "{command:?} failed: {status}");
+    start.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn setup(dir: &Path) -> String {
+    let gnupg = dir.join("gnupg");
+    fs::create_dir(&gnupg).unwrap();
+    fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
+    let tool = |program: &str, args: &[&str], input: &[u8]| {
+        use std::io::Write;
+        let mut child = Command::new(program)
+            .args(args)
+            .env("GNUPGHOME", &gnupg)
+            .env("PASSWORD_STORE_DIR", dir.join("store"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (apt-get install gnupg pass gopass)"));
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tool(
+        "gpg",
+        &[
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "bench <b@example.invalid>",
+            "ed25519",
+            "cert,sign",
+            "never",
+        ],
+        b"",
+    );
+    let listing = tool("gpg", &["--batch", "--with-colons", "--list-keys"], b"");
+    let fpr = listing.lines().find_map(|l| l.strip_prefix("fpr:")).unwrap().trim_matches(':').to_owned();
+    tool("gpg", &["--batch", "--passphrase", "", "--quick-add-key", &fpr, "cv25519", "encr", "never"], b"");
+    tool("pass", &["init", &fpr], b"");
+    for i in 0..SECRETS {
+        tool("pass", &["insert", "-m", &format!("mxm/s{i}")], format!("secret-{i}\n").as_bytes());
+    }
+    let mut config = String::new();
+    writeln!(config, "stores:").unwrap();
+    writeln!(config, "  env: {{backend: env, root: mxm_bench}}").unwrap();
+    writeln!(config, "  gopass: {{backend: gopass, root: mxm}}").unwrap();
+    writeln!(config, "  pass: {{backend: pass, root: '{}/store/mxm'}}", dir.display()).unwrap();
+    writeln!(config, "refs:").unwrap();
+    for i in 0..SECRETS {
+        for store in ["env", "gopass", "pass"] {
+            writeln!(config, "  {store}_s{i}: {{store: {store}, path: s{i}, policy: p}}").unwrap();
+        }
+    }
+    writeln!(config, "policies:\n  p: {{allowed_principals: [bench]}}").unwrap();
+    let path = dir.join("config.yaml");
+    fs::write(&path, config).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let keys = tool("gpg", &["--batch", "--with-colons", "--list-keys"], b"");
+    keys.lines()
+        .filter(|l| l.starts_with("sub:"))
+        .filter_map(|l| l.split(':').nth(16))
+        .next()
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// Peak resident memory of one launcher run, in KiB, from `wait4`.
+#[allow(unsafe_code)]
+fn peak_rss_kib(mut command: Command) -> i64 {
+    let child = command.spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for the child we own.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `child.id()` is our unreaped child; both pointers are to live locals.
+    let pid = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    std::mem::forget(child); // reaped above
+    usage.ru_maxrss
+}
+
+fn main() {
+    let guard = std::env::args().any(|a| a == "--guard");
+    let context = Context { dir: tempfile::Builder::new().prefix("mxm-bench-").tempdir().unwrap() };
+    let curve = setup(context.dir.path());
+    let mut results = Results { rounds: if guard { 15 } else { 40 }, failures: Vec::new() };
+    println!(
+        "mxm-secrets launch benchmark: {} interleaved rounds each, medians; gpg encryption key {curve}",
+        results.rounds
+    );
+    println!(
+        "(with an rsa key the gpg-agent serializes private-key work, and parallel fetches gain little)\n"
+    );
+    let c = &context;
+    let all = "0 1 2 3 4 5 6 7 8 9";
+    let gopass_parallel = format!("for i in {all}; do gopass show -- mxm/s$i >/dev/null & done; wait");
+    let gopass_sequential = format!("for i in {all}; do gopass show -- mxm/s$i >/dev/null; done");
+    let gpg_parallel = format!(
+        "for i in {all}; do gpg --batch --quiet --decrypt -- store/mxm/s$i.gpg >/dev/null & done; wait"
+    );
+
+    results.compare(
+        "(a) run, env backend, 1 secret  vs  env X=v true",
+        2.0,
+        6.0,
+        || c.command("env", &["X=v", "true"]),
+        || c.launcher("env", 1),
+    );
+    results.compare(
+        "(b) run, 1 gopass secret  vs  gopass show",
+        1.5,
+        2.5,
+        || c.command("gopass", &["show", "--", "mxm/s0"]),
+        || c.launcher("gopass", 1),
+    );
+    results.compare(
+        "(c) run, 10 gopass secrets  vs  10 gopass show in parallel",
+        1.25,
+        2.0,
+        || c.shell(&gopass_parallel),
+        || c.launcher("gopass", SECRETS),
+    );
+    results.compare(
+        "    10 gopass show one after another  vs  10 in parallel",
+        f64::INFINITY,
+        f64::INFINITY,
+        || c.shell(&gopass_parallel),
+        || c.shell(&gopass_sequential),
+    );
+    results.compare(
+        "(d) run, 10 pass secrets  vs  10 gpg --decrypt in parallel",
+        1.25,
+        2.0,
+        || c.shell(&gpg_parallel),
+        || c.launcher("pass", SECRETS),
+    );
+    let rss = peak_rss_kib(c.launcher("env", SECRETS));
+    let verdict = if rss <= 8 * 1024 { "meets target" } else { "over target" };
+    println!("(e) peak RSS of run with 10 env secrets: {rss} KiB  (target <= 8192 KiB, {verdict})");
+    if rss > 12 * 1024 {
+        results.failures.push(format!("peak RSS {rss} KiB is over its guard bound of 12288 KiB"));
+    }
+    println!(
+        "(f) the Python mxm-secrets 0.3.2: not measured; it needs Python >= 3.13, and this machine has 3.11"
+    );
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "gpg-agent"])
+        .env("GNUPGHOME", context.path("gnupg"))
+        .status();
+    if guard && !results.failures.is_empty() {
+        eprintln!("\nregressions:");
+        for failure in &results.failures {
+            eprintln!("  {failure}");
+        }
+        std::process::exit(1);
+    }
+}
