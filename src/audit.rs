@@ -35,6 +35,8 @@ pub fn failure_word(kind: &FailureKind) -> &'static str {
         FailureKind::NotFound { .. } => "not_found",
         FailureKind::Unavailable { .. } => "failed",
         FailureKind::TimedOut { .. } => "timed_out",
+        FailureKind::ServiceDenied { .. } => "denied_by_store",
+        FailureKind::Misconfigured { .. } => "misconfigured",
     }
 }
 

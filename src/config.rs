@@ -35,6 +35,8 @@ pub struct SecretRef {
     pub policy: Name,
     pub field: Option<Field>,
     pub trim: Trim,
+    /// A pinned version, for stores that keep versions (`vault`).
+    pub version: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +48,7 @@ struct RawRef {
     field: Option<Field>,
     #[serde(default)]
     trim: Trim,
+    version: Option<u64>,
 }
 
 impl From<RawRef> for SecretRef {
@@ -56,6 +59,7 @@ impl From<RawRef> for SecretRef {
             policy: raw.policy.0,
             field: raw.field,
             trim: raw.trim,
+            version: raw.version,
         }
     }
 }
@@ -303,6 +307,13 @@ impl Config {
                     return fail(format!("refs.{name}: store `{}` cannot use this path: {e}", secret.store));
                 }
             };
+            if secret.version.is_some() && !store.keeps_versions() {
+                return fail(format!(
+                    "refs.{name}: `version` is for stores that keep versions (vault); store `{}` is {}",
+                    secret.store,
+                    store.backend.name()
+                ));
+            }
             let Some(variable) = store.source_variable(&location) else {
                 continue;
             };
@@ -552,7 +563,7 @@ policies:
             "{message}"
         );
         assert!(message.ends_with("did you mean `gopass`?"), "{message}");
-        let message = error(&REFERENCE.replace("backend: gopass", "backend: vault_x"));
+        let message = error(&REFERENCE.replace("backend: gopass", "backend: keychain"));
         assert!(!message.contains("did you mean"), "{message}");
         let message = error(&REFERENCE.replace("root: mxm/red", "root: mxm/red\n    binary: ''"));
         assert!(message.contains("stores.red: program `` must name a program"), "{message}");
@@ -594,6 +605,32 @@ policies:
             REFERENCE.replace("policies:\n", "policies:\n  marketdata_access: {allowed_principals: []}\n");
         let message = error(&text);
         assert!(message.contains("`marketdata_access` is defined twice"), "{message}");
+    }
+
+    #[test]
+    fn vault_stores() {
+        let text = "stores:\n  v: {backend: vault, root: secret/mxm, address: 'https://vault:8200', namespace: a}\n  f: {backend: file, root: /run/secrets}\nrefs:\n  a: {store: v, path: db, policy: p, field: password, version: 3}\npolicies:\n  p: {allowed_principals: [x]}\n";
+        let config = Config::parse(text, "c.yaml").unwrap();
+        assert_eq!(config.refs.get("a").unwrap().version, Some(3));
+        assert_eq!(config.stores.get("v").unwrap().locate("db").unwrap(), "secret/data/mxm/db");
+        let message = error(&text.replace("store: v,", "store: f,"));
+        assert!(
+            message.contains("refs.a: `version` is for stores that keep versions (vault); store `f` is file"),
+            "{message}"
+        );
+        let message = error(&text.replace("'https://vault:8200'", "'http://vault:8200'"));
+        assert!(message.contains("plain http to another machine"), "{message}");
+        Config::parse(
+            &text.replace("'https://vault:8200'", "'http://vault:8200', insecure_http: true"),
+            "c.yaml",
+        )
+        .unwrap();
+        let message = error(&text.replace("namespace: a", "role_id: r"));
+        assert!(message.contains("AppRole needs both `role_id` and `secret_id_file`"), "{message}");
+        let message = error(&text.replace("namespace: a", "role_id: r, secret_id_file: /s, token_file: /t"));
+        assert!(message.contains("not both"), "{message}");
+        let message = error(&text.replace("namespace: a", "tokenfile: /t"));
+        assert!(message.contains("did you mean `token_file`?"), "{message}");
     }
 
     #[test]

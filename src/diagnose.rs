@@ -291,6 +291,7 @@ fn program_of(backend: &BackendConfig) -> Option<String> {
         BackendConfig::Gopass(g) => Some(g.binary.clone()),
         BackendConfig::Pass(p) => Some(p.gpg.clone()),
         BackendConfig::Command(c) => Some(c.command.join(" ")),
+        BackendConfig::Vault(v) => v.address.clone(),
         BackendConfig::Env(_) | BackendConfig::File(_) => None,
     }
 }

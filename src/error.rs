@@ -92,13 +92,18 @@ pub enum FailureKind {
     Unavailable { store: Name, detail: String },
     /// The backend did not answer in time; its processes were killed (75).
     TimedOut { store: Name, after: Duration },
+    /// The store's own access control refused, e.g. Vault's 403 (77).
+    ServiceDenied { store: Name, detail: String },
+    /// The store is set up so that no fetch can work: no credentials, an ambiguous secret (78).
+    Misconfigured { store: Name, detail: String },
 }
 
 impl FailureKind {
     pub fn exit_code(&self) -> u8 {
         match self {
             FailureKind::Undefined { .. } | FailureKind::Unusable(_) => EX_DATAERR,
-            FailureKind::Denied { .. } => EX_NOPERM,
+            FailureKind::Denied { .. } | FailureKind::ServiceDenied { .. } => EX_NOPERM,
+            FailureKind::Misconfigured { .. } => EX_CONFIG,
             FailureKind::NotFound { .. } => EX_NOINPUT,
             FailureKind::Unavailable { .. } => EX_UNAVAILABLE,
             FailureKind::TimedOut { .. } => EX_TEMPFAIL,
@@ -109,8 +114,9 @@ impl FailureKind {
     /// failure: a retry (75) should only be suggested when nothing else is wrong.
     fn precedence(&self) -> u8 {
         match self {
+            FailureKind::Misconfigured { .. } => 0,
             FailureKind::Undefined { .. } | FailureKind::Unusable(_) => 0,
-            FailureKind::Denied { .. } => 1,
+            FailureKind::Denied { .. } | FailureKind::ServiceDenied { .. } => 1,
             FailureKind::NotFound { .. } => 2,
             FailureKind::Unavailable { .. } => 3,
             FailureKind::TimedOut { .. } => 4,
@@ -198,6 +204,12 @@ impl fmt::Display for FailureKind {
                 write!(f, "does not exist in store `{store}`: {detail}")
             }
             FailureKind::Unavailable { store, detail } => write!(f, "store `{store}` failed: {detail}"),
+            FailureKind::ServiceDenied { store, detail } => {
+                write!(f, "denied by the secret service behind store `{store}`: {detail}")
+            }
+            FailureKind::Misconfigured { store, detail } => {
+                write!(f, "store `{store}` cannot work as set up: {detail}")
+            }
             FailureKind::TimedOut { store, after } => write!(
                 f,
                 "store `{store}` did not answer within {}s and was stopped; retrying may help, or \

@@ -51,17 +51,17 @@ pub struct LaunchPlan {
 }
 
 /// Every variable of the launcher that the config names as a secret's source (env backend),
-/// whether or not this run asked for that secret: a source never leaks to a child.
+/// whether or not this run asked for that secret, and every credential a store reads from
+/// the environment (a vault token): neither ever leaks to a child.
 pub fn source_variables(config: &Config) -> BTreeSet<String> {
-    config
-        .refs
-        .iter()
-        .filter_map(|(_, secret)| {
-            let store = config.stores.get(secret.store.as_str())?;
-            let location = store.locate(&secret.path).ok()?;
-            store.source_variable(&location).map(str::to_owned)
-        })
-        .collect()
+    let sources = config.refs.iter().filter_map(|(_, secret)| {
+        let store = config.stores.get(secret.store.as_str())?;
+        let location = store.locate(&secret.path).ok()?;
+        store.source_variable(&location).map(str::to_owned)
+    });
+    let credentials =
+        config.stores.iter().flat_map(|(_, store)| store.credential_variables()).map(|v| v.to_string());
+    sources.chain(credentials).collect()
 }
 
 /// The target of every manifest entry, in order. A `file: true` entry gets the lowest

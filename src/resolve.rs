@@ -156,33 +156,32 @@ pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
         .collect()
 }
 
-/// One secret: ask the backend, then apply the ref's `field` and `trim`.
+/// One secret: ask the backend, then apply the ref's `field` (unless the backend picked it)
+/// and `trim`.
 pub fn fetch(request: &Authorized) -> Result<SecretValue, FailureKind> {
     let store = request.location.store.clone();
-    let raw = request.store.fetch(&request.location.backend_path).map_err(|e| match e {
-        FetchError::NotFound(detail) => FailureKind::NotFound { store: store.clone(), detail },
-        FetchError::Failed(detail) => FailureKind::Unavailable { store: store.clone(), detail },
-        FetchError::TimedOut => FailureKind::TimedOut { store: store.clone(), after: request.store.timeout },
-    })?;
-    let value =
-        value::extract(&raw, request.secret.field.as_ref(), request.secret.trim).ok_or_else(|| {
-            FailureKind::NotFound {
-                store: store.clone(),
-                detail: format!("the entry has no field `{}`", field_name(request.secret)),
+    let secret = request.secret;
+    let raw = request
+        .store
+        .fetch(&request.location.backend_path, secret.field.as_ref(), secret.version)
+        .map_err(|e| match e {
+            FetchError::NotFound(detail) => FailureKind::NotFound { store: store.clone(), detail },
+            FetchError::Failed(detail) => FailureKind::Unavailable { store: store.clone(), detail },
+            FetchError::TimedOut => {
+                FailureKind::TimedOut { store: store.clone(), after: request.store.timeout }
             }
+            FetchError::Denied(detail) => FailureKind::ServiceDenied { store: store.clone(), detail },
+            FetchError::Misconfigured(detail) => FailureKind::Misconfigured { store: store.clone(), detail },
         })?;
+    let field = if request.store.backend.as_backend().picks_fields() { None } else { secret.field.as_ref() };
+    let value = value::extract(&raw, field, secret.trim).ok_or_else(|| FailureKind::NotFound {
+        store: store.clone(),
+        detail: format!("the entry has no field `{}`", field.map_or("", value::Field::key)),
+    })?;
     // An empty secret is almost always a broken store or a wrong `field`; injecting "" would
     // let the program start and fail later, far from the cause.
     if value.is_empty() {
         return Err(FailureKind::Unavailable { store, detail: "the value is empty".to_owned() });
     }
     Ok(value)
-}
-
-fn field_name(secret: &SecretRef) -> &str {
-    match &secret.field {
-        Some(value::Field::Key(key)) => key,
-        Some(value::Field::Password) => "password",
-        None => "",
-    }
 }

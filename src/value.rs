@@ -14,6 +14,16 @@ pub enum Field {
     Key(String),
 }
 
+impl Field {
+    /// The word as the config wrote it (`password`, or the key).
+    pub fn key(&self) -> &str {
+        match self {
+            Field::Password => "password",
+            Field::Key(key) => key,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let word = String::deserialize(deserializer)?;

@@ -12,10 +12,9 @@
 //! can be skipped; any other failure is the provider failing (69), shown with its stderr.
 
 use std::process::Command;
-use std::time::Duration;
 
 use super::process::{self, RunError};
-use super::{Backend, FetchError, program_failed};
+use super::{Backend, FetchError, FetchRequest, program_failed};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +30,8 @@ impl Backend for Provider {
         Ok(format!("{}/{path}", root.trim_end_matches('/')))
     }
 
-    fn fetch(&self, location: &str, timeout: Duration) -> Result<SecretValue, FetchError> {
+    fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
+        let (location, timeout) = (request.location, request.timeout);
         let program = &self.command[0];
         let mut command = Command::new(program);
         command.args(&self.command[1..]).arg(location);

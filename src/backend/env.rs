@@ -8,9 +8,8 @@
 //! ```
 
 use std::os::unix::ffi::OsStringExt;
-use std::time::Duration;
 
-use super::{Backend, FetchError};
+use super::{Backend, FetchError, FetchRequest};
 use crate::name::is_env_var_name;
 use crate::secret::SecretValue;
 
@@ -42,7 +41,8 @@ impl Backend for Env {
         }
     }
 
-    fn fetch(&self, location: &str, _timeout: Duration) -> Result<SecretValue, FetchError> {
+    fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
+        let location = request.location;
         match std::env::var_os(location) {
             Some(value) => Ok(SecretValue::new(value.into_vec())),
             None => Err(FetchError::NotFound(format!("variable {location} is not set"))),

@@ -13,12 +13,11 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::time::Duration;
 
 use zeroize::Zeroize;
 
 use super::process::STDOUT_LIMIT;
-use super::{Backend, FetchError, expand_root};
+use super::{Backend, FetchError, FetchRequest, expand_root};
 use crate::files::open_regular;
 use crate::secret::SecretValue;
 
@@ -33,7 +32,8 @@ impl Backend for Files {
         Ok(format!("{}/{path}", root.trim_end_matches('/')))
     }
 
-    fn fetch(&self, location: &str, _timeout: Duration) -> Result<SecretValue, FetchError> {
+    fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
+        let location = request.location;
         let path = expand_root(location)?;
         let shown = path.display();
         let resolved = match path.canonicalize() {

@@ -10,10 +10,9 @@
 //! failure (69) with gopass's own message.
 
 use std::process::Command;
-use std::time::Duration;
 
 use super::process::{self, RunError};
-use super::{Backend, FetchError, program_failed};
+use super::{Backend, FetchError, FetchRequest, program_failed};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +30,8 @@ impl Backend for Gopass {
         Ok(format!("{}/{path}", root.trim_end_matches('/')))
     }
 
-    fn fetch(&self, location: &str, timeout: Duration) -> Result<SecretValue, FetchError> {
+    fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
+        let (location, timeout) = (request.location, request.timeout);
         let mut command = Command::new(&self.binary);
         command.arg("show").arg("--").arg(location);
         let finished = process::run(command, timeout).map_err(|e| match e {

@@ -11,6 +11,7 @@ pub mod file;
 pub mod gopass;
 pub mod pass;
 pub mod process;
+pub mod vault;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 use crate::name::{check_store_path, checked_string};
 use crate::secret::SecretValue;
+use crate::value::Field;
 
 /// `$VAR` or `$VAR/rest` at the start of a directory root names a variable, read when a
 /// secret is fetched (systemd sets `$CREDENTIALS_DIRECTORY` only for the service it starts).
@@ -66,8 +68,24 @@ pub trait Backend: Send + Sync {
     /// config loads, so a path a backend cannot address is a config error, not a late surprise.
     fn locate(&self, root: &str, path: &str) -> Result<String, String>;
 
-    /// The value at `location`, within `timeout`.
-    fn fetch(&self, location: &str, timeout: Duration) -> Result<SecretValue, FetchError>;
+    /// The value at `request.location`, within `request.timeout`.
+    fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError>;
+
+    /// Whether this backend picks a ref's `field` itself (a key of a structured secret). For
+    /// every other backend `field` picks a part of the text, the same way for all of them.
+    fn picks_fields(&self) -> bool {
+        false
+    }
+}
+
+/// One fetch: where, what part (for backends that [pick fields](Backend::picks_fields)),
+/// which version (for backends that keep versions), and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRequest<'a> {
+    pub location: &'a str,
+    pub field: Option<&'a Field>,
+    pub version: Option<u64>,
+    pub timeout: Duration,
 }
 
 /// How a fetch fails. Messages come from the backend's stderr or our own words, never from
@@ -77,6 +95,10 @@ pub enum FetchError {
     NotFound(String),
     Failed(String),
     TimedOut,
+    /// The store's own access control refused (Vault's 403), as opposed to our policy.
+    Denied(String),
+    /// The store is set up so that no fetch can work (no token, an ambiguous secret).
+    Misconfigured(String),
 }
 
 /// The failure of a program that exited non-zero, with its own message.
@@ -111,6 +133,8 @@ pub enum BackendConfig {
     Env(env::Env),
     File(file::Files),
     Command(command::Provider),
+    /// Boxed: its connection pool and session make it much larger than the others.
+    Vault(Box<vault::Vault>),
 }
 
 impl BackendConfig {
@@ -121,6 +145,7 @@ impl BackendConfig {
             BackendConfig::Env(_) => "env",
             BackendConfig::File(_) => "file",
             BackendConfig::Command(_) => "command",
+            BackendConfig::Vault(_) => "vault",
         }
     }
 
@@ -131,6 +156,7 @@ impl BackendConfig {
             BackendConfig::Env(b) => b,
             BackendConfig::File(b) => b,
             BackendConfig::Command(b) => b,
+            BackendConfig::Vault(b) => b.as_ref(),
         }
     }
 }
@@ -144,6 +170,7 @@ enum BackendKind {
     Env,
     File,
     Command,
+    Vault,
 }
 
 impl SecretStore {
@@ -151,8 +178,27 @@ impl SecretStore {
         self.backend.as_backend().locate(&self.root, path)
     }
 
-    pub fn fetch(&self, location: &str) -> Result<SecretValue, FetchError> {
-        self.backend.as_backend().fetch(location, self.timeout)
+    pub fn fetch(
+        &self,
+        location: &str,
+        field: Option<&Field>,
+        version: Option<u64>,
+    ) -> Result<SecretValue, FetchError> {
+        let request = FetchRequest { location, field, version, timeout: self.timeout };
+        self.backend.as_backend().fetch(&request)
+    }
+
+    /// Whether refs may pin a `version`.
+    pub fn keeps_versions(&self) -> bool {
+        matches!(self.backend, BackendConfig::Vault(_))
+    }
+
+    /// Launcher variables the store reads credentials from, which the program must not see.
+    pub fn credential_variables(&self) -> &'static [&'static str] {
+        match &self.backend {
+            BackendConfig::Vault(v) if v.token_from_environment() => &["VAULT_TOKEN", "BAO_TOKEN"],
+            _ => &[],
+        }
     }
 
     /// The launcher variable a location reads, for backends that read one.
@@ -173,6 +219,13 @@ struct RawStore {
     binary: Option<Program>,
     gpg: Option<Program>,
     command: Option<Vec<Program>>,
+    address: Option<Program>,
+    token_file: Option<Program>,
+    role_id: Option<Program>,
+    secret_id_file: Option<Program>,
+    ca_cert: Option<Program>,
+    namespace: Option<Program>,
+    insecure_http: Option<bool>,
 }
 
 impl TryFrom<RawStore> for SecretStore {
@@ -205,6 +258,44 @@ impl TryFrom<RawStore> for SecretStore {
                         .to_owned());
                 }
                 (BackendConfig::Command(command::Provider { command }), &["command"])
+            }
+            BackendKind::Vault => {
+                let text = |p: Option<Program>| p.map(|p| p.0);
+                let auth = match (
+                    text(raw.token_file.clone()),
+                    text(raw.role_id.clone()),
+                    text(raw.secret_id_file.clone()),
+                ) {
+                    (file, None, None) => vault::Auth::Token { file },
+                    (None, Some(role_id), Some(secret_id_file)) => {
+                        vault::Auth::AppRole { role_id, secret_id_file }
+                    }
+                    (Some(_), Some(_), _) => {
+                        return Err("give `token_file` or `role_id`, not both".to_owned());
+                    }
+                    (_, Some(_), None) | (_, None, Some(_)) => {
+                        return Err("AppRole needs both `role_id` and `secret_id_file`".to_owned());
+                    }
+                };
+                let vault = vault::Vault::new(
+                    text(raw.address.clone()),
+                    auth,
+                    text(raw.ca_cert.clone()),
+                    text(raw.namespace.clone()),
+                    raw.insecure_http.unwrap_or(false),
+                )?;
+                (
+                    BackendConfig::Vault(Box::new(vault)),
+                    &[
+                        "address",
+                        "token_file",
+                        "role_id",
+                        "secret_id_file",
+                        "ca_cert",
+                        "namespace",
+                        "insecure_http",
+                    ],
+                )
             }
         };
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !options.contains(key)) {
@@ -257,7 +348,7 @@ impl<'de> Deserialize<'de> for Timeout {
 
 fn check_root(backend: &BackendConfig, root: &str) -> Result<(), String> {
     match backend {
-        BackendConfig::Gopass(_) | BackendConfig::Command(_) => {
+        BackendConfig::Gopass(_) | BackendConfig::Command(_) | BackendConfig::Vault(_) => {
             check_store_path("root", root.trim_end_matches('/'))
         }
         BackendConfig::Pass(_) | BackendConfig::File(_) => check_directory_root(root),

@@ -10,10 +10,9 @@
 //! `root` may start with `$VAR` (e.g. `$PASSWORD_STORE_DIR/mxm`), read when a secret is fetched.
 
 use std::process::Command;
-use std::time::Duration;
 
 use super::process::{self, RunError};
-use super::{Backend, FetchError, expand_root, program_failed};
+use super::{Backend, FetchError, FetchRequest, expand_root, program_failed};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +26,8 @@ impl Backend for Pass {
         Ok(format!("{}/{path}.gpg", root.trim_end_matches('/')))
     }
 
-    fn fetch(&self, location: &str, timeout: Duration) -> Result<SecretValue, FetchError> {
+    fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
+        let (location, timeout) = (request.location, request.timeout);
         let file = expand_root(location)?;
         match std::fs::metadata(&file) {
             Ok(meta) if meta.is_file() => {}

@@ -13,3 +13,4 @@ mod inject;
 mod properties;
 mod readme;
 mod run;
+mod vault;

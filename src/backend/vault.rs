@@ -1,0 +1,464 @@
+//! The `vault` backend: KV version 2 of HashiCorp Vault or OpenBao, over HTTPS. This is how a
+//! fleet outgrows one machine: many launchers, one replicated secret service.
+//!
+//! ```yaml
+//! stores:
+//!   fleet:
+//!     backend: vault
+//!     root: secret/mxm/red          # the KV v2 mount, then a prefix
+//!     address: https://vault.internal:8200   # else $VAULT_ADDR, else $BAO_ADDR
+//!     token_file: /run/secrets/vault-token   # else $VAULT_TOKEN, else $BAO_TOKEN
+//!     ca_cert: /etc/ssl/vault-ca.pem          # else the system's roots
+//!     namespace: team-a
+//!   fleet_approle: {backend: vault, root: secret/mxm, role_id: 5f1c..., secret_id_file: /run/secrets/secret-id}
+//! refs:
+//!   db_password: {store: fleet, path: db/postgres, policy: p, field: password, version: 3}
+//! ```
+//!
+//! A ref's `field` names the key of the secret's data; a secret with one key needs none.
+//! Plain `http://` is allowed to loopback only, unless the store says `insecure_http: true`.
+//! The AppRole login happens once per run, shared by all fetches from the store, over one
+//! connection pool. 404 is "not found" (66), 403 "denied by the secret service" (77).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, Visitor};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{Backend, FetchError, FetchRequest};
+use crate::secret::SecretValue;
+
+/// Responses larger than this are refused: a KV secret is small.
+const MAX_RESPONSE_BYTES: u64 = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `token_file`, else `$VAULT_TOKEN`, else `$BAO_TOKEN`.
+    Token { file: Option<String> },
+    /// An AppRole login with `role_id` and the secret ID read from `secret_id_file`.
+    AppRole { role_id: String, secret_id_file: String },
+}
+
+pub struct Vault {
+    pub address: Option<String>,
+    pub auth: Auth,
+    pub ca_cert: Option<String>,
+    pub namespace: Option<String>,
+    pub insecure_http: bool,
+    /// The connection pool and token, made at the first fetch and shared by all of them.
+    session: OnceLock<Result<Session, FetchError>>,
+}
+
+struct Session {
+    agent: ureq::Agent,
+    address: String,
+    token: SecretValue,
+}
+
+impl Vault {
+    pub fn new(
+        address: Option<String>,
+        auth: Auth,
+        ca_cert: Option<String>,
+        namespace: Option<String>,
+        insecure_http: bool,
+    ) -> Result<Vault, String> {
+        if let Some(address) = &address {
+            check_address(address, insecure_http)?;
+        }
+        Ok(Vault { address, auth, ca_cert, namespace, insecure_http, session: OnceLock::new() })
+    }
+
+    /// Whether the token comes from the launcher's environment (which then must not pass it on).
+    pub fn token_from_environment(&self) -> bool {
+        matches!(self.auth, Auth::Token { file: None })
+    }
+
+    fn session(&self, timeout: Duration) -> Result<&Session, FetchError> {
+        self.session.get_or_init(|| self.connect(timeout)).as_ref().map_err(Clone::clone)
+    }
+
+    fn connect(&self, timeout: Duration) -> Result<Session, FetchError> {
+        let variable = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let address = self
+            .address
+            .clone()
+            .or_else(|| variable("VAULT_ADDR"))
+            .or_else(|| variable("BAO_ADDR"))
+            .ok_or_else(|| {
+                FetchError::Misconfigured(
+                    "no address: set the store's `address`, or VAULT_ADDR or BAO_ADDR".to_owned(),
+                )
+            })?;
+        check_address(&address, self.insecure_http).map_err(FetchError::Misconfigured)?;
+        let address = address.trim_end_matches('/').to_owned();
+        let mut tls = ureq::tls::TlsConfig::builder();
+        tls = match &self.ca_cert {
+            Some(path) => {
+                let (pem, _) = crate::files::read_text(std::path::Path::new(path), 1 << 20)
+                    .map_err(|e| FetchError::Misconfigured(format!("ca_cert {path} {e}")))?;
+                let certificates = ureq::tls::parse_pem(pem.as_bytes())
+                    .filter_map(|item| match item {
+                        Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>();
+                if certificates.is_empty() {
+                    return Err(FetchError::Misconfigured(format!(
+                        "ca_cert {path} holds no PEM certificate"
+                    )));
+                }
+                tls.root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certificates)))
+            }
+            None => tls.root_certs(ureq::tls::RootCerts::PlatformVerifier),
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .tls_config(tls.build())
+            .build()
+            .into();
+        let token = match &self.auth {
+            Auth::Token { file: Some(path) } => read_secret_file(path, "token_file")?,
+            Auth::Token { file: None } => {
+                let token = variable("VAULT_TOKEN").or_else(|| variable("BAO_TOKEN")).ok_or_else(|| {
+                    FetchError::Misconfigured(
+                        "no token: set token_file, VAULT_TOKEN or BAO_TOKEN, or role_id and secret_id_file"
+                            .to_owned(),
+                    )
+                })?;
+                SecretValue::new(token.into_bytes())
+            }
+            Auth::AppRole { role_id, secret_id_file } => {
+                let secret_id = read_secret_file(secret_id_file, "secret_id_file")?;
+                self.login(&agent, &address, role_id, &secret_id)?
+            }
+        };
+        Ok(Session { agent, address, token })
+    }
+
+    fn login(
+        &self,
+        agent: &ureq::Agent,
+        address: &str,
+        role_id: &str,
+        secret_id: &SecretValue,
+    ) -> Result<SecretValue, FetchError> {
+        #[derive(serde::Serialize)]
+        struct Login<'a> {
+            role_id: &'a str,
+            secret_id: &'a str,
+        }
+        let secret_id = std::str::from_utf8(secret_id.expose())
+            .map_err(|_| FetchError::Misconfigured("secret_id_file is not UTF-8 text".to_owned()))?;
+        let body = Zeroizing::new(serde_json::to_vec(&Login { role_id, secret_id }).unwrap_or_default());
+        let url = format!("{address}/v1/auth/approle/login");
+        let mut request = agent.post(&url).header("Content-Type", "application/json");
+        if let Some(namespace) = &self.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        let response = request.send(&body[..]).map_err(|e| transport(address, e))?;
+        let (status, body) = read_body(response, address)?;
+        match status {
+            200 => {}
+            400 | 403 => {
+                return Err(FetchError::Denied(format!("AppRole login refused: {}", service_errors(&body))));
+            }
+            _ => {
+                return Err(FetchError::Failed(format!(
+                    "AppRole login: HTTP {status}: {}",
+                    service_errors(&body)
+                )));
+            }
+        }
+        #[derive(Deserialize)]
+        struct LoginResponse {
+            auth: Option<LoginAuth>,
+        }
+        #[derive(Deserialize)]
+        struct LoginAuth {
+            client_token: Sensitive,
+        }
+        let parsed: LoginResponse = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Failed(format!("AppRole login: unreadable answer: {e}")))?;
+        parsed
+            .auth
+            .map(|a| a.client_token.0)
+            .ok_or_else(|| FetchError::Failed("AppRole login: the answer holds no token".to_owned()))
+    }
+}
+
+impl Backend for Vault {
+    fn locate(&self, root: &str, path: &str) -> Result<String, String> {
+        let root = root.trim_end_matches('/');
+        Ok(match root.split_once('/') {
+            Some((mount, prefix)) => format!("{mount}/data/{prefix}/{path}"),
+            None => format!("{root}/data/{path}"),
+        })
+    }
+
+    fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
+        let session = self.session(request.timeout)?;
+        let mut url = format!("{}/v1/{}", session.address, request.location);
+        if let Some(version) = request.version {
+            url.push_str(&format!("?version={version}"));
+        }
+        let token = std::str::from_utf8(session.token.expose())
+            .map_err(|_| FetchError::Misconfigured("the token is not UTF-8 text".to_owned()))?;
+        let mut call = session.agent.get(&url).header("X-Vault-Token", token);
+        if let Some(namespace) = &self.namespace {
+            call = call.header("X-Vault-Namespace", namespace);
+        }
+        let response = call.call().map_err(|e| transport(&session.address, e))?;
+        let (status, body) = read_body(response, &session.address)?;
+        let location = request.location;
+        match status {
+            200 => {}
+            404 => {
+                return Err(FetchError::NotFound(format!("the secret service has no secret at {location}")));
+            }
+            403 => {
+                return Err(FetchError::Denied(format!(
+                    "the token may not read {location}: {}",
+                    service_errors(&body)
+                )));
+            }
+            _ => return Err(FetchError::Failed(format!("HTTP {status}: {}", service_errors(&body)))),
+        }
+        #[derive(Deserialize)]
+        struct Read {
+            data: Option<ReadData>,
+        }
+        #[derive(Deserialize)]
+        struct ReadData {
+            data: Option<BTreeMap<String, Sensitive>>,
+        }
+        let read: Read = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Failed(format!("unreadable answer for {location}: {e}")))?;
+        let mut keys = read.data.and_then(|d| d.data).ok_or_else(|| {
+            FetchError::NotFound(format!("the secret at {location} has no data (deleted or destroyed)"))
+        })?;
+        let names = keys_list(keys.keys());
+        match request.field {
+            Some(field) => keys.remove(field.key()).map(|v| v.0).ok_or_else(|| {
+                FetchError::NotFound(format!(
+                    "the secret at {location} has no key `{}` (keys: {names})",
+                    field.key()
+                ))
+            }),
+            None if keys.len() == 1 => Ok(keys.pop_first().map(|(_, v)| v.0).unwrap_or_default()),
+            None => Err(FetchError::Misconfigured(format!(
+                "the secret at {location} has keys {names}; give the ref a `field` to choose one"
+            ))),
+        }
+    }
+
+    fn picks_fields(&self) -> bool {
+        true
+    }
+}
+
+fn keys_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let keys: Vec<String> = keys.map(|k| format!("`{k}`")).collect();
+    if keys.is_empty() { "none".to_owned() } else { keys.join(", ") }
+}
+
+/// The status and the body, at most [`MAX_RESPONSE_BYTES`], in a buffer wiped when dropped.
+fn read_body(
+    mut response: ureq::http::Response<ureq::Body>,
+    address: &str,
+) -> Result<(u16, Zeroizing<Vec<u8>>), FetchError> {
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| transport(address, e))?;
+    Ok((status, Zeroizing::new(body)))
+}
+
+fn transport(address: &str, error: ureq::Error) -> FetchError {
+    match error {
+        ureq::Error::Timeout(_) => FetchError::TimedOut,
+        ureq::Error::BodyExceedsLimit(limit) => {
+            FetchError::Failed(format!("{address} answered with more than {limit} bytes"))
+        }
+        other => FetchError::Failed(format!("cannot reach {address}: {other}")),
+    }
+}
+
+/// The `errors` list of an error answer; never the body itself.
+fn service_errors(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    match serde_json::from_slice::<Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => e.errors.join("; "),
+        _ => "no reason given".to_owned(),
+    }
+}
+
+fn read_secret_file(path: &str, what: &str) -> Result<SecretValue, FetchError> {
+    let (mut text, _) = crate::files::read_text(std::path::Path::new(path), 64 * 1024)
+        .map_err(|e| FetchError::Misconfigured(format!("{what} {path} {e}")))?;
+    let value = SecretValue::new(text.trim().as_bytes().to_vec());
+    text.zeroize();
+    if value.is_empty() {
+        return Err(FetchError::Misconfigured(format!("{what} {path} is empty")));
+    }
+    Ok(value)
+}
+
+/// `https://`, or `http://` to loopback (or anywhere with `insecure_http`).
+fn check_address(address: &str, insecure_http: bool) -> Result<(), String> {
+    let (scheme, rest) =
+        address.split_once("://").ok_or_else(|| format!("address `{address}` must start with https://"))?;
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(format!("address `{address}` names no host"));
+    }
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match scheme {
+        "https" => Ok(()),
+        "http" if loopback || insecure_http => Ok(()),
+        "http" => Err(format!(
+            "address `{address}` is plain http to another machine: tokens and secrets would cross the \
+             network unencrypted; use https, or set `insecure_http: true` if something else protects it"
+        )),
+        other => Err(format!("address `{address}`: scheme `{other}` is neither https nor http")),
+    }
+}
+
+/// A string from a JSON answer that is a secret: it goes straight into a wiping buffer. A
+/// value that is not a string (a number, a list) is kept as its JSON text.
+struct Sensitive(SecretValue);
+
+impl<'de> Deserialize<'de> for Sensitive {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Sensitive;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Sensitive, E> {
+                Ok(Sensitive(SecretValue::new(v.as_bytes().to_vec())))
+            }
+            fn visit_string<E: serde::de::Error>(self, mut v: String) -> Result<Sensitive, E> {
+                let value = SecretValue::new(v.as_bytes().to_vec());
+                v.zeroize();
+                Ok(Sensitive(value))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Sensitive, E> {
+                self.visit_string(v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Sensitive, E> {
+                self.visit_string(v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Sensitive, E> {
+                self.visit_string(v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Sensitive, E> {
+                self.visit_string(v.to_string())
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Sensitive, E> {
+                Ok(Sensitive(SecretValue::default()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Sensitive, A::Error> {
+                let value =
+                    serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                self.visit_string(value.to_string())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Sensitive, A::Error> {
+                let value =
+                    serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                self.visit_string(value.to_string())
+            }
+        }
+        deserializer.deserialize_any(Text)
+    }
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault")
+            .field("address", &self.address)
+            .field("auth", &self.auth)
+            .field("ca_cert", &self.ca_cert)
+            .field("namespace", &self.namespace)
+            .field("insecure_http", &self.insecure_http)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store's settings compare equal whatever its session holds.
+impl PartialEq for Vault {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.address, &self.auth, &self.ca_cert, &self.namespace, self.insecure_http)
+            == (&other.address, &other.auth, &other.ca_cert, &other.namespace, other.insecure_http)
+    }
+}
+
+impl Eq for Vault {}
+
+/// A copy starts without a session of its own.
+impl Clone for Vault {
+    fn clone(&self) -> Self {
+        Vault {
+            address: self.address.clone(),
+            auth: self.auth.clone(),
+            ca_cert: self.ca_cert.clone(),
+            namespace: self.namespace.clone(),
+            insecure_http: self.insecure_http,
+            session: OnceLock::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        for good in [
+            "https://vault:8200",
+            "https://10.0.0.1",
+            "http://127.0.0.1:8200",
+            "http://localhost:1",
+            "http://[::1]:8200/",
+        ] {
+            check_address(good, false).unwrap();
+        }
+        for bad in [
+            "http://vault:8200",
+            "http://10.0.0.1:8200",
+            "vault:8200",
+            "ftp://x",
+            "https://",
+            "http://[::2]:1",
+        ] {
+            assert!(check_address(bad, false).is_err(), "{bad}");
+        }
+        check_address("http://vault:8200", true).unwrap();
+    }
+
+    #[test]
+    fn locations() {
+        let vault = Vault::new(None, Auth::Token { file: None }, None, None, false).unwrap();
+        assert_eq!(vault.locate("secret/mxm/red", "db/pw").unwrap(), "secret/data/mxm/red/db/pw");
+        assert_eq!(vault.locate("secret", "db").unwrap(), "secret/data/db");
+        assert_eq!(vault.locate("secret/", "db").unwrap(), "secret/data/db");
+    }
+}

