@@ -16,7 +16,7 @@ use crate::identity::{Principal, RuntimeIdentity, derive_principal};
 use crate::inject;
 use crate::name::Name;
 use crate::resolve::{self, Judged};
-use crate::run::{Inputs, Prepared};
+use crate::run::{Fetched, Inputs, Prepared};
 
 /// An answer, in both forms, and how the command ends.
 #[derive(Debug)]
@@ -64,18 +64,13 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     if fetch && judged.iter().all(|(_, r)| r.is_ok()) {
         let authorized: Vec<_> = judged.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
         let _hardened = crate::exec::harden()?;
-        for (request, result) in authorized.iter().zip(resolve::fetch_all(&authorized)) {
-            let optional =
-                manifest.entries.iter().filter(|e| e.name == request.location.secret).all(|e| e.optional);
-            let failure = result.err();
-            let skipped = optional && matches!(failure, Some(FailureKind::NotFound { .. }));
-            audit.fetched(&principal, request, failure.as_ref().map_or(Ok(()), Err), skipped);
-            let word = match &failure {
-                None => "ok",
-                Some(_) if skipped => "skipped",
-                Some(kind) => failure_word(kind),
+        for (name, outcome) in crate::run::fetch_outcomes(&manifest, &authorized, &principal, audit) {
+            let (word, failure) = match outcome {
+                Fetched::Value(_) => ("ok", None),
+                Fetched::Skipped => ("skipped", None),
+                Fetched::Failed(kind) => (failure_word(&kind), Some(kind)),
             };
-            fetched.push((request.location.secret.clone(), word, failure.filter(|_| !skipped)));
+            fetched.push((name, word, failure));
         }
     }
     let mut rows = Vec::new();

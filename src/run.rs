@@ -95,33 +95,59 @@ pub fn load_manifest(path: Option<&Path>, secrets: &[String]) -> Result<Manifest
     Ok(manifest)
 }
 
-/// Fetches every authorized secret. A secret missing from its store is skipped when every
-/// manifest entry for it is optional; any other failure fails the run, and the error lists
-/// every failed secret.
+/// How one fetch ended, once the manifest's `optional` is applied.
+pub enum Fetched {
+    Value(SecretValue),
+    /// Missing from its store, and every manifest entry for it is optional.
+    Skipped,
+    Failed(FailureKind),
+}
+
+/// Fetches every authorized secret (concurrently, see [`resolve::fetch_all`]) and audits
+/// each outcome.
+pub fn fetch_outcomes<'c, A: std::borrow::Borrow<resolve::Authorized<'c>> + Sync>(
+    manifest: &Manifest,
+    authorized: &[A],
+    principal: &Principal,
+    audit: &Audit,
+) -> Vec<(Name, Fetched)> {
+    let results = resolve::fetch_all(authorized);
+    authorized
+        .iter()
+        .map(std::borrow::Borrow::borrow)
+        .zip(results)
+        .map(|(request, result)| {
+            let name = &request.location.secret;
+            let optional = manifest.entries.iter().filter(|e| e.name == *name).all(|e| e.optional);
+            let outcome = match result {
+                Ok(value) => Fetched::Value(value),
+                Err(FailureKind::NotFound { .. }) if optional => Fetched::Skipped,
+                Err(kind) => Fetched::Failed(kind),
+            };
+            let failure = match &outcome {
+                Fetched::Failed(kind) => Err(kind),
+                _ => Ok(()),
+            };
+            audit.fetched(principal, request, failure, matches!(outcome, Fetched::Skipped));
+            (name.clone(), outcome)
+        })
+        .collect()
+}
+
+/// The values of every authorized secret, or an error listing every one that failed.
 pub fn fetch_required(
     manifest: &Manifest,
     authorized: &[resolve::Authorized],
     principal: &Principal,
     audit: &Audit,
 ) -> Result<Vec<(Name, SecretValue)>, Error> {
-    let results = resolve::fetch_all(authorized);
-    let mut values = Vec::with_capacity(results.len());
+    let mut values = Vec::with_capacity(authorized.len());
     let mut failures = Vec::new();
-    for (request, result) in authorized.iter().zip(results) {
-        let name = &request.location.secret;
-        let optional = manifest.entries.iter().filter(|e| e.name == *name).all(|e| e.optional);
-        match result {
-            Ok(value) => {
-                audit.fetched(principal, request, Ok(()), false);
-                values.push((name.clone(), value));
-            }
-            Err(kind) => {
-                let skipped = optional && matches!(kind, FailureKind::NotFound { .. });
-                audit.fetched(principal, request, Err(&kind), skipped);
-                if !skipped {
-                    failures.push(SecretFailure { name: name.to_string(), kind });
-                }
-            }
+    for (name, outcome) in fetch_outcomes(manifest, authorized, principal, audit) {
+        match outcome {
+            Fetched::Value(value) => values.push((name, value)),
+            Fetched::Skipped => {}
+            Fetched::Failed(kind) => failures.push(SecretFailure { name: name.to_string(), kind }),
         }
     }
     if failures.is_empty() { Ok(values) } else { Err(Error::Secrets(failures)) }

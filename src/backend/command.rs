@@ -13,8 +13,8 @@
 
 use std::process::Command;
 
-use super::process::{self, RunError};
-use super::{Backend, FetchError, FetchRequest, program_failed};
+use super::process;
+use super::{Backend, FetchError, FetchRequest, join, program_failed};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ const EXIT_NOT_FOUND: i32 = 66;
 
 impl Backend for Provider {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
-        Ok(format!("{}/{path}", root.trim_end_matches('/')))
+        Ok(join(root, path))
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
@@ -35,10 +35,7 @@ impl Backend for Provider {
         let program = &self.command[0];
         let mut command = Command::new(program);
         command.args(&self.command[1..]).arg(location);
-        let finished = process::run(command, timeout).map_err(|e| match e {
-            RunError::TimedOut => FetchError::TimedOut,
-            other => FetchError::Failed(format!("`{program}`: {other}")),
-        })?;
+        let finished = process::run_backend(command, program, timeout)?;
         match finished.status.code() {
             Some(0) => Ok(finished.stdout),
             Some(EXIT_NOT_FOUND) => {

@@ -17,7 +17,7 @@ use std::io::{ErrorKind, Read};
 use zeroize::Zeroize;
 
 use super::process::STDOUT_LIMIT;
-use super::{Backend, FetchError, FetchRequest, expand_root};
+use super::{Backend, FetchError, FetchRequest, expand_root, join};
 use crate::files::open_regular;
 use crate::secret::SecretValue;
 
@@ -29,7 +29,7 @@ pub struct Files {
 
 impl Backend for Files {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
-        Ok(format!("{}/{path}", root.trim_end_matches('/')))
+        Ok(join(root, path))
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {

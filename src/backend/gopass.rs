@@ -11,8 +11,8 @@
 
 use std::process::Command;
 
-use super::process::{self, RunError};
-use super::{Backend, FetchError, FetchRequest, program_failed};
+use super::process;
+use super::{Backend, FetchError, FetchRequest, join, program_failed};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,17 +27,14 @@ const NOT_FOUND_MESSAGES: [&str; 2] = ["could not find password", "entry is not 
 
 impl Backend for Gopass {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
-        Ok(format!("{}/{path}", root.trim_end_matches('/')))
+        Ok(join(root, path))
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
         let (location, timeout) = (request.location, request.timeout);
         let mut command = Command::new(&self.binary);
         command.arg("show").arg("--").arg(location);
-        let finished = process::run(command, timeout).map_err(|e| match e {
-            RunError::TimedOut => FetchError::TimedOut,
-            other => FetchError::Failed(format!("`{}`: {other}", self.binary)),
-        })?;
+        let finished = process::run_backend(command, &self.binary, timeout)?;
         if finished.status.success() {
             return Ok(finished.stdout);
         }

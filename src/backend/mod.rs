@@ -21,6 +21,11 @@ use crate::name::{check_store_path, checked_string};
 use crate::secret::SecretValue;
 use crate::value::Field;
 
+/// `ROOT/PATH`, however many slashes the root ends with (the reference's join).
+pub(crate) fn join(root: &str, path: &str) -> String {
+    format!("{}/{path}", root.trim_end_matches('/'))
+}
+
 /// `$VAR` or `$VAR/rest` at the start of a directory root names a variable, read when a
 /// secret is fetched (systemd sets `$CREDENTIALS_DIRECTORY` only for the service it starts).
 pub(crate) fn expand_root(location: &str) -> Result<std::path::PathBuf, FetchError> {

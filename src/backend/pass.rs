@@ -11,8 +11,8 @@
 
 use std::process::Command;
 
-use super::process::{self, RunError};
-use super::{Backend, FetchError, FetchRequest, expand_root, program_failed};
+use super::process;
+use super::{Backend, FetchError, FetchRequest, expand_root, join, program_failed};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct Pass {
 
 impl Backend for Pass {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
-        Ok(format!("{}/{path}.gpg", root.trim_end_matches('/')))
+        Ok(format!("{}.gpg", join(root, path)))
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
@@ -43,10 +43,7 @@ impl Backend for Pass {
         }
         let mut command = Command::new(&self.gpg);
         command.args(["--batch", "--quiet", "--decrypt", "--"]).arg(&file);
-        let finished = process::run(command, timeout).map_err(|e| match e {
-            RunError::TimedOut => FetchError::TimedOut,
-            other => FetchError::Failed(format!("`{}`: {other}", self.gpg)),
-        })?;
+        let finished = process::run_backend(command, &self.gpg, timeout)?;
         if finished.status.success() {
             Ok(finished.stdout)
         } else {

@@ -59,6 +59,18 @@ impl std::fmt::Display for RunError {
     }
 }
 
+/// [`run`] for a backend: its failures as the backend's, naming `program`.
+pub fn run_backend(
+    command: Command,
+    program: &str,
+    timeout: Duration,
+) -> Result<Finished, super::FetchError> {
+    run(command, timeout).map_err(|e| match e {
+        RunError::TimedOut => super::FetchError::TimedOut,
+        other => super::FetchError::Failed(format!("`{program}`: {other}")),
+    })
+}
+
 /// Runs `command` to completion, or kills its process group when `timeout` passes.
 pub fn run(mut command: Command, timeout: Duration) -> Result<Finished, RunError> {
     let deadline = Instant::now() + timeout;
