@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{CANARY, Fixture, LAUNCHER};
 
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
@@ -204,6 +204,24 @@ fn audit_records_decisions_and_fetches_without_values() {
     assert_eq!(record["decision"], "denied");
     assert!(record["reason"].as_str().unwrap().contains("policy `admins`"));
     assert!(record.get("path").is_none());
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let mut f = fixture();
+    let on_terminal = |f: &Fixture| {
+        let line = format!("{LAUNCHER} explain api_key --config config.yaml --role research");
+        // script(1) gives the launcher a terminal for stdout.
+        let output =
+            f.tool("script").args(["-qec", &line, "/dev/null"]).output().expect("script (bsdutils) runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(on_terminal(&f).contains("\x1b[32mallowed\x1b[0m"), "{:?}", on_terminal(&f));
+    f.env("NO_COLOR", "1");
+    let plain = on_terminal(&f);
+    assert!(plain.contains("allowed") && !plain.contains('\x1b'), "{plain:?}");
+    let piped = f.run(["explain", "api_key", "--config", "config.yaml", "--role", "research"]);
+    assert!(!piped.stdout().contains('\x1b'));
 }
 
 #[test]

@@ -2,9 +2,8 @@
 //! environments, core limits, dry runs, and (under strace) proof that nothing is written.
 
 use std::fs;
-use std::process::Command;
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{CANARY, Fixture, LAUNCHER};
 
 /// A file store holding `tls` (multi-line, trailing newlines, binary) and `token`, read with
 /// `trim: none` so the child must see the exact bytes.
@@ -69,17 +68,10 @@ fn file_true_takes_the_next_descriptor_the_launcher_does_not_hold() {
     let f = fixture();
     f.write("mxm-secrets.yaml", "secrets:\n  - {name: tls, file: true}\n  - {name: token, fd: 4}\n");
     // The launcher inherits descriptor 3 (as from systemd socket activation): left alone.
-    let launcher = env!("CARGO_BIN_EXE_mxm-secrets");
     let script = format!(
-        "exec 3</dev/null; exec {launcher} run --config config.yaml --role worker -- sh -c 'echo $TLS; readlink /proc/self/fd/3; cat <&4'"
+        "exec 3</dev/null; exec {LAUNCHER} run --config config.yaml --role worker -- sh -c 'echo $TLS; readlink /proc/self/fd/3; cat <&4'"
     );
-    let output = Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(f.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .output()
-        .unwrap();
+    let output = f.tool("sh").args(["-c", &script]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stdout, format!("/dev/fd/5\n/dev/null\n{CANARY}"));
@@ -139,11 +131,10 @@ fn clean_env_keeps_only_what_is_asked() {
 #[test]
 fn the_program_gets_the_core_limit_back() {
     let f = fixture();
-    let launcher = env!("CARGO_BIN_EXE_mxm-secrets");
     let script = format!(
-        "ulimit -c 1234 && exec {launcher} run --config config.yaml --role worker --secret token -- sh -c 'ulimit -c'"
+        "ulimit -c 1234 && exec {LAUNCHER} run --config config.yaml --role worker --secret token -- sh -c 'ulimit -c'"
     );
-    let output = Command::new("sh").args(["-c", &script]).current_dir(f.dir.path()).output().unwrap();
+    let output = f.tool("sh").args(["-c", &script]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "1234\n");
 }
@@ -206,10 +197,9 @@ fn the_launcher_writes_nothing_to_disk() {
         "mxm-secrets.yaml",
         "secrets:\n  - {name: key}\n  - {name: tls, fd: 3}\n  - {name: token, file: true}\n",
     );
-    let launcher = env!("CARGO_BIN_EXE_mxm-secrets");
     let calls = "open,openat,openat2,creat,mkdir,mkdirat,link,linkat,symlink,symlinkat,rename,renameat,renameat2,unlink,unlinkat,truncate,ftruncate,mknod,mknodat,memfd_create,execve";
-    let mut command = f.command(Vec::<&str>::new());
-    command.args([
+    let mut strace = f.tool("strace");
+    strace.args([
         "-f",
         "-qq",
         "-o",
@@ -217,12 +207,9 @@ fn the_launcher_writes_nothing_to_disk() {
         "-e",
         &format!("trace={calls}"),
         "--",
-        launcher,
+        LAUNCHER,
     ]);
-    command.args(["run", "--config", "config.yaml", "--role", "worker", "--", "true"]);
-    let mut strace = Command::new("strace");
-    strace.args(command.get_args()).current_dir(f.dir.path());
-    strace.env_clear().envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    strace.args(["run", "--config", "config.yaml", "--role", "worker", "--", "true"]);
     let output = strace.output().expect("strace must be installed (apt-get install strace)");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let log = fs::read_to_string(&trace).unwrap();

@@ -14,6 +14,8 @@ use tempfile::TempDir;
 /// where a secret belongs.
 pub const CANARY: &str = "canary-7d1f0c2e-never-print-me";
 
+pub const LAUNCHER: &str = env!("CARGO_BIN_EXE_mxm-secrets");
+
 pub struct Fixture {
     pub dir: TempDir,
     env: Vec<(String, String)>,
@@ -70,8 +72,16 @@ impl Fixture {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mxm-secrets"));
-        command.args(args).current_dir(self.dir.path()).env_clear().stdin(Stdio::null());
+        let mut command = self.tool(LAUNCHER);
+        command.args(args);
+        command
+    }
+
+    /// Any program, in the fixture's dir, with only the fixture's environment (to run the
+    /// launcher under strace or on a terminal).
+    pub fn tool(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command.current_dir(self.dir.path()).env_clear().stdin(Stdio::null());
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
