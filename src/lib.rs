@@ -8,9 +8,13 @@
 //! identity --derive----------->  Principal
 //! policy   --judge every name->  all allowed, or an error naming every denied one
 //! resolve  --fetch allowed---->  values, concurrently, each backend with its timeout
-//! inject   --build------------>  the child's environment
+//! inject   --build------------>  the child's environment and sealed memfd descriptors
 //! exec     --replace us------->  the program, same PID, nothing of ours left
 //! ```
+//!
+//! Beside the pipeline: `backend/*` (one file per store kind behind one trait), `value`
+//! (`field` and `trim`), `audit` (records on stderr), `diagnose` (check, explain, list),
+//! `api` (the same pipeline for Rust programs).
 #![deny(unsafe_code)]
 
 pub mod api;
