@@ -3,7 +3,7 @@
 //! location that was already authorized.
 //!
 //! Adding a backend: a file here with its options struct and `impl Backend`, a variant of
-//! [`BackendConfig`], and its keys in [`RawStore`].
+//! [`BackendConfig`], and its keys in `RawStore`.
 
 pub mod command;
 pub mod env;
