@@ -103,3 +103,27 @@ fn an_unset_variable_is_a_missing_secret() {
     .code(66)
     .stderr_has("secret `api_key`: does not exist in store `app`: variable MXM_APP_API_KEY is not set");
 }
+
+#[test]
+fn one_secret_can_go_into_two_variables() {
+    let mut f = Fixture::new();
+    let config = f.config(CONFIG);
+    f.env("MXM_APP_API_KEY", CANARY);
+    let run = f.run([
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--role",
+        "worker",
+        "--secret",
+        "api_key=FIRST",
+        "--secret",
+        "api_key=SECOND",
+        "--",
+        "env",
+    ]);
+    run.code(0);
+    let env = env_of(&run.stdout());
+    assert_eq!(env.get("FIRST").map(String::as_str), Some(CANARY));
+    assert_eq!(env.get("SECOND").map(String::as_str), Some(CANARY));
+}
