@@ -83,11 +83,7 @@ fn file_conforms() {
     conformance(
         &mut f,
         &format!("{{backend: file, root: '{}'}}", root.display()),
-        &|f, path, bytes| {
-            let file = f.path(&format!("secrets/{path}"));
-            fs::create_dir_all(file.parent().unwrap()).unwrap();
-            fs::write(file, bytes).unwrap();
-        },
+        &|f, path, bytes| drop(f.write(&format!("secrets/{path}"), bytes)),
         ANY_BYTES,
     );
 }
@@ -102,11 +98,7 @@ fn command_conforms() {
     conformance(
         &mut f,
         &format!("{{backend: command, root: prefix, command: ['{}', fixed-arg]}}", provider.display()),
-        &|f, path, bytes| {
-            let file = f.path(&format!("vault/prefix/{path}"));
-            fs::create_dir_all(file.parent().unwrap()).unwrap();
-            fs::write(file, bytes).unwrap();
-        },
+        &|f, path, bytes| drop(f.write(&format!("vault/prefix/{path}"), bytes)),
         ANY_BYTES,
     );
 }

@@ -123,7 +123,7 @@ fn files_that_are_not_configs() {
     let check =
         |config: &str| f.run(["check", "--config", config, "--role", "worker", "--secret", "api_key"]);
     check("binary.yaml").code(78).stderr_has("is not UTF-8 text (byte 5 is invalid)");
-    f.write("huge.yaml", &"# padding\n".repeat(200_000));
+    f.write("huge.yaml", "# padding\n".repeat(200_000));
     check("huge.yaml").code(78).stderr_has("is 2000000 bytes, more than the 1048576 it may have");
     nix::unistd::mkfifo(&f.path("fifo.yaml"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     check("fifo.yaml").code(78).stderr_has("not a regular file");

@@ -37,8 +37,8 @@ impl Fixture {
         self.dir.path().join(relative)
     }
 
-    /// Writes a file readable and writable by its owner only.
-    pub fn write(&self, relative: &str, contents: &str) -> PathBuf {
+    /// Writes a file readable and writable by its owner only, making its directories.
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path(relative);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).unwrap();
@@ -50,7 +50,7 @@ impl Fixture {
 
     /// Writes an executable script.
     pub fn script(&self, relative: &str, body: &str) -> PathBuf {
-        let path = self.write(relative, &format!("#!/bin/sh\n{body}\n"));
+        let path = self.write(relative, format!("#!/bin/sh\n{body}\n"));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
         path
     }
