@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
 use crate::identity::{RuntimeIdentity, derive_principal};
@@ -21,21 +22,27 @@ use crate::secret::SecretValue;
 #[derive(Debug, Clone)]
 pub struct SecretsApi {
     config: Config,
+    audit: Audit,
 }
 
 impl SecretsApi {
     /// From config text (YAML, or JSON, which is YAML), either shape of the reference.
     pub fn from_config_data(text: &str) -> Result<SecretsApi, Error> {
-        Ok(SecretsApi { config: Config::parse(text, "<config data>")? })
+        Ok(SecretsApi::from_config(Config::parse(text, "<config data>")?))
     }
 
     /// From a config file, with the same ownership and permission checks as the launcher.
     pub fn from_config_file(path: &Path) -> Result<SecretsApi, Error> {
-        Ok(SecretsApi { config: Config::load(path)? })
+        Ok(SecretsApi::from_config(Config::load(path)?))
     }
 
     pub fn from_config(config: Config) -> SecretsApi {
-        SecretsApi { config }
+        SecretsApi { config, audit: Audit::quiet() }
+    }
+
+    /// Audit records on stderr for every decision and fetch (quiet by default).
+    pub fn with_audit(self, audit: Audit) -> SecretsApi {
+        SecretsApi { audit, ..self }
     }
 
     pub fn config(&self) -> &Config {
@@ -57,8 +64,11 @@ impl SecretsApi {
             }])
         })?;
         let principal = derive_principal(&self.config.principals, identity);
-        let authorized = resolve::authorize(&self.config, &[&name], &principal, identity)?;
-        resolve::fetch(&authorized[0])
-            .map_err(|kind| Error::Secrets(vec![SecretFailure { name: name.to_string(), kind }]))
+        let judged = resolve::judge_all(&self.config, &[&name], &principal, identity);
+        self.audit.decisions(&principal, &judged);
+        let authorized = resolve::all_allowed(judged)?;
+        let result = resolve::fetch(&authorized[0]);
+        self.audit.fetched(&principal, &authorized[0], result.as_ref().map(drop), false);
+        result.map_err(|kind| Error::Secrets(vec![SecretFailure { name: name.to_string(), kind }]))
     }
 }

@@ -238,7 +238,7 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             match run(request)? {}
         }
         Command::Get { name, config, identity } => {
-            let api = SecretsApi::from_config(load_config(&config)?);
+            let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit);
             let value = api.get_secret(&name, &identity.identity()?)?;
             write_stdout(value.expose())?;
             if std::io::stdout().is_terminal() {

@@ -204,6 +204,11 @@ fn audit_records_decisions_and_fetches_without_values() {
     assert_eq!(record["decision"], "denied");
     assert!(record["reason"].as_str().unwrap().contains("policy `admins`"));
     assert!(record.get("path").is_none());
+    // get is audited the same way.
+    let run = f.run(["-v", "get", "api_key", "--config", "config.yaml", "--role", "marketdata"]);
+    run.code(0)
+        .stderr_has("audit: decision principal=marketdata secret=api_key decision=allowed store=vault\n")
+        .stderr_has("audit: fetch principal=marketdata secret=api_key store=vault outcome=ok\n");
 }
 
 #[test]
