@@ -35,6 +35,11 @@ pub mod run;
 pub mod secret;
 pub mod value;
 
+/// README.md's Rust example compiles (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 pub use api::SecretsApi;
 pub use config::{Config, SecretPolicy, SecretRef, SecretStore};
 pub use error::{Error, FailureKind, SecretFailure};
