@@ -13,9 +13,9 @@ use std::path::Path;
 
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::error::{Error, FailureKind, SecretFailure};
+use crate::error::{Error, SecretFailure};
 use crate::identity::{RuntimeIdentity, derive_principal};
-use crate::name::{Name, did_you_mean};
+use crate::name::Name;
 use crate::resolve;
 use crate::secret::SecretValue;
 
@@ -54,13 +54,7 @@ impl SecretsApi {
         let name = Name::new(name).map_err(|_| {
             Error::Secrets(vec![SecretFailure {
                 name: name.escape_debug().to_string(),
-                kind: FailureKind::Undefined {
-                    hint: format!(
-                        " {}{}",
-                        self.config.source,
-                        did_you_mean(name, self.config.refs.names().map(Name::as_str))
-                    ),
-                },
+                kind: resolve::undefined(&self.config, name),
             }])
         })?;
         let principal = derive_principal(&self.config.principals, identity);

@@ -60,7 +60,7 @@ impl Audit {
                     "secret": name.as_str(),
                     "decision": decision,
                     "store": store,
-                    "reason": reason.map(reason_text),
+                    "reason": reason.map(ToString::to_string),
                 }),
                 path,
             );
@@ -87,7 +87,7 @@ impl Audit {
                 "secret": request.location.secret.as_str(),
                 "store": request.location.store.as_str(),
                 "outcome": word,
-                "reason": outcome.err().map(reason_text),
+                "reason": outcome.err().map(ToString::to_string),
             }),
             Some(&request.location.backend_path),
         );
@@ -126,8 +126,4 @@ fn text_line(record: &serde_json::Value) -> String {
         }
     }
     line
-}
-
-fn reason_text(kind: &FailureKind) -> String {
-    kind.to_string()
 }

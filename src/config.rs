@@ -222,13 +222,15 @@ impl Config {
     /// only knows line and column while it reads, so this is how a dangling reference gets
     /// an exact position. Config files are small; both readings together take microseconds.
     pub fn parse(text: &str, source: &str) -> Result<Config, Error> {
-        let first = read_sections(text, source)?;
+        check_nesting(text, source).map_err(|(origin, message)| Error::config(origin, message))?;
+        let wrapped = serde_yaml::from_str::<Peek>(text).is_ok_and(|p| p.mxm_secrets.is_some());
+        let first = read_sections(text, source, wrapped)?;
         let known = Known {
             stores: first.stores.0.into_keys().collect(),
             policies: first.policies.0.into_keys().collect(),
         };
         KNOWN.with(|k| *k.borrow_mut() = Some(known));
-        let second = read_sections(text, source);
+        let second = read_sections(text, source, wrapped);
         KNOWN.with(|k| *k.borrow_mut() = None);
         let section = second?;
         let config = Config {
@@ -332,9 +334,8 @@ impl Config {
     }
 }
 
-fn read_sections(text: &str, source: &str) -> Result<Sections, Error> {
-    check_nesting(text, source).map_err(|(origin, message)| Error::config(origin, message))?;
-    let wrapped = serde_yaml::from_str::<Peek>(text).is_ok_and(|p| p.mxm_secrets.is_some());
+/// One reading of the sections, under `mxm_secrets:` or at the top level.
+fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, Error> {
     let result = if wrapped {
         serde_yaml::from_str::<Wrapped>(text).map(|w| w.mxm_secrets)
     } else {

@@ -71,6 +71,12 @@ pub fn authorize<'c>(
     all_allowed(judge_all(config, names, principal, identity))
 }
 
+/// A name the config does not define, with the closest one it does.
+pub fn undefined(config: &Config, name: &str) -> FailureKind {
+    let hint = did_you_mean(name, config.refs.names().map(Name::as_str));
+    FailureKind::Undefined { hint: format!(" {}{hint}", config.source) }
+}
+
 /// One name: defined, allowed for this principal and identity, and addressable in its store.
 pub fn judge<'c>(
     config: &'c Config,
@@ -79,8 +85,7 @@ pub fn judge<'c>(
     identity: &RuntimeIdentity,
 ) -> Result<Authorized<'c>, FailureKind> {
     let Some(secret) = config.refs.get(name.as_str()) else {
-        let hint = did_you_mean(name.as_str(), config.refs.names().map(Name::as_str));
-        return Err(FailureKind::Undefined { hint: format!(" {}{hint}", config.source) });
+        return Err(undefined(config, name.as_str()));
     };
     // Config loading checked both references; a miss here is a library caller's hand-built
     // Config, and denying is the safe answer.
