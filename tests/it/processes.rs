@@ -190,6 +190,9 @@ fn get_hardens_before_it_asks_a_backend() {
     }
     let _ = launcher.kill();
     let _ = launcher.wait();
+    if let Ok(pid) = fs::read_to_string(f.path("bin/probe.grandchild")) {
+        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+    }
 }
 
 fn nix_uid() -> u32 {
@@ -262,15 +265,11 @@ fn backends_and_their_groups_die_with_the_launcher() {
         let (mut launcher, providers, grandchildren) = launch_slow(&f);
         let pid = launcher.id().to_string();
         kill(signal, &if to_group { format!("-{pid}") } else { pid });
-        let start = Instant::now();
         let status = launcher.wait().unwrap();
         assert_eq!(status.code(), Some(128 + number), "{signal} (group: {to_group}): {status:?}");
         let all: Vec<String> = providers.iter().chain(&grandchildren).cloned().collect();
         assert!(
-            all_gone_within(
-                &all,
-                Duration::from_secs(1).saturating_sub(start.elapsed()).max(Duration::from_millis(200))
-            ),
+            all_gone_within(&all, Duration::from_secs(1)),
             "{signal} (group: {to_group}) left backends running: {all:?}"
         );
     }
