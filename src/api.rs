@@ -61,7 +61,8 @@ impl SecretsApi {
         let judged = resolve::judge_all(&self.config, &[&name], &principal, identity);
         self.audit.decisions(&principal, &judged);
         let authorized = resolve::all_allowed(judged)?;
-        let result = resolve::fetch(&authorized[0]);
+        let environment = crate::inject::backend_environment(&self.config, std::env::vars_os());
+        let result = resolve::fetch(&authorized[0], &environment);
         self.audit.fetched(&principal, &authorized[0], result.as_ref().map(drop), false);
         result.map_err(|kind| Error::Secrets(vec![SecretFailure { name: name.to_string(), kind }]))
     }

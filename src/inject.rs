@@ -10,6 +10,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use zeroize::Zeroize;
 
+use crate::backend::process::Environment;
 use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
 use crate::manifest::{Descriptor, MAX_DESCRIPTOR, Manifest};
@@ -64,10 +65,52 @@ pub fn source_variables(config: &Config) -> BTreeSet<String> {
     sources.chain(credentials).collect()
 }
 
+/// Every variable of the launcher that no process it starts may see, neither the program nor
+/// a backend: the control variables and [`source_variables`].
+pub fn withheld(config: &Config) -> BTreeSet<String> {
+    let mut withheld = source_variables(config);
+    withheld.extend(CONTROL_VARIABLES.iter().map(|v| v.to_string()));
+    withheld
+}
+
+/// The environment of every backend program: `inherited` (the launcher's) less
+/// [`withheld`]. Our copies of the withheld values are wiped.
+pub fn backend_environment(
+    config: &Config,
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Environment {
+    let withheld = withheld(config);
+    let mut passed = Vec::new();
+    for (key, value) in inherited {
+        if withheld.contains(key.to_string_lossy().as_ref()) {
+            value.into_vec().zeroize();
+        } else {
+            passed.push((key, value));
+        }
+    }
+    Environment::new(passed)
+}
+
 /// The target of every manifest entry, in order. A `file: true` entry gets the lowest
 /// descriptor from 3 that no entry asks for and `is_open` says the launcher does not hold
-/// (an inherited descriptor, such as a systemd socket, is left alone).
+/// (an inherited descriptor, such as a systemd socket, is left alone). A descriptor at or
+/// above this process's limit (`ulimit -n`) is refused: neither we nor the program could
+/// hold it.
 pub fn targets(manifest: &Manifest, is_open: impl Fn(i32) -> bool) -> Result<Vec<Target>, Error> {
+    let limit = crate::exec::descriptor_limit();
+    let within = |n: i32| u64::try_from(n).is_ok_and(|n| n < limit);
+    if let Some((entry, n)) = manifest.entries.iter().find_map(|e| match e.fd {
+        Some(Descriptor::Fixed(n)) if !within(n) => Some((e, n)),
+        _ => None,
+    }) {
+        return Err(Error::manifest(
+            entry.origin.clone(),
+            format!(
+                "fd {n} is not below this process's descriptor limit ({limit}, `ulimit -n`): choose a \
+                 lower number, or raise the limit"
+            ),
+        ));
+    }
     let mut taken: BTreeSet<i32> = manifest
         .entries
         .iter()
@@ -83,8 +126,8 @@ pub fn targets(manifest: &Manifest, is_open: impl Fn(i32) -> bool) -> Result<Vec
             Some(Descriptor::Fixed(n)) => Some(n),
             Some(Descriptor::Next) => {
                 let free =
-                    (3..=MAX_DESCRIPTOR).find(|n| !taken.contains(n) && !is_open(*n)).ok_or_else(|| {
-                        Error::manifest(entry.origin.clone(), "no free descriptor is left for `file: true`")
+                    (3..=MAX_DESCRIPTOR).take_while(|n| within(*n)).find(|n| !taken.contains(n) && !is_open(*n)).ok_or_else(|| {
+                        Error::manifest(entry.origin.clone(), format!("no free descriptor below the limit ({limit}, `ulimit -n`) is left for `file: true`"))
                     })?;
                 taken.insert(free);
                 Some(free)
@@ -114,8 +157,8 @@ pub fn plan(
     let mut command = command.into_iter();
     let program =
         command.next().ok_or_else(|| Error::Usage("no command to run was given after `--`".to_owned()))?;
-    let removed = source_variables(config);
-    let forbidden = |key: &str| CONTROL_VARIABLES.contains(&key) || removed.contains(key);
+    let withheld = withheld(config);
+    let forbidden = |key: &str| withheld.contains(key);
     if let Some(key) = inherit.keep.iter().find(|k| forbidden(k)) {
         return Err(Error::Usage(format!(
             "--keep {key}: that variable steers mxm-secrets or holds a secret's source, and never reaches the program"

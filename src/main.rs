@@ -239,6 +239,7 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
         }
         Command::Get { name, config, identity } => {
             let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit);
+            let _hardened = mxm_secrets::exec::harden()?;
             let value = api.get_secret(&name, &identity.identity()?)?;
             write_stdout(value.expose())?;
             if std::io::stdout().is_terminal() {

@@ -5,6 +5,7 @@ use std::borrow::Borrow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
+use crate::backend::process::Environment;
 use crate::backend::{FetchError, SecretStore};
 use crate::config::{Config, SecretRef};
 use crate::error::{Error, FailureKind, SecretFailure};
@@ -117,13 +118,14 @@ pub fn judge<'c>(
     Ok(Authorized { secret, store, location })
 }
 
-/// Fetches every authorized secret, at most [`MAX_CONCURRENT_FETCHES`] at a time. The
-/// results are in the order of `requests`.
+/// Fetches every authorized secret, at most [`MAX_CONCURRENT_FETCHES`] at a time, any
+/// program a backend runs getting `environment`. The results are in the order of `requests`.
 pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
     requests: &[A],
+    environment: &Environment,
 ) -> Vec<Result<SecretValue, FailureKind>> {
     if requests.len() <= 1 {
-        return requests.iter().map(|r| fetch(r.borrow())).collect();
+        return requests.iter().map(|r| fetch(r.borrow(), environment)).collect();
     }
     let next = AtomicUsize::new(0);
     let worker = || {
@@ -133,7 +135,7 @@ pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
             let Some(request) = requests.get(index) else {
                 return done;
             };
-            done.push((index, fetch(request.borrow())));
+            done.push((index, fetch(request.borrow(), environment)));
         }
     };
     let mut results: Vec<Option<Result<SecretValue, FailureKind>>> = requests.iter().map(|_| None).collect();
@@ -161,14 +163,14 @@ pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
         .collect()
 }
 
-/// One secret: ask the backend, then apply the ref's `field` (unless the backend picked it)
-/// and `trim`.
-pub fn fetch(request: &Authorized) -> Result<SecretValue, FailureKind> {
+/// One secret: ask the backend (any program it runs gets `environment`), then apply the
+/// ref's `field` (unless the backend picked it) and `trim`.
+pub fn fetch(request: &Authorized, environment: &Environment) -> Result<SecretValue, FailureKind> {
     let store = request.location.store.clone();
     let secret = request.secret;
     let raw = request
         .store
-        .fetch(&request.location.backend_path, secret.field.as_ref(), secret.version)
+        .fetch(&request.location.backend_path, secret.field.as_ref(), secret.version, environment)
         .map_err(|e| match e {
             FetchError::NotFound(detail) => FailureKind::NotFound { store: store.clone(), detail },
             FetchError::Failed(detail) => FailureKind::Unavailable { store: store.clone(), detail },

@@ -64,11 +64,14 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
         return Err(Error::Usage("no command to run; give it after `--`".to_owned()));
     }
     let Prepared { config, manifest, principal } = request.inputs.prepare()?;
+    // Descriptors the program could not hold (beyond `ulimit -n`) are refused before any
+    // backend is asked; `inject::plan` places them after.
+    inject::targets(&manifest, inject::is_open)?;
     let judged = resolve::judge_all(&config, &manifest.names(), &principal, &request.inputs.identity);
     request.audit.decisions(&principal, &judged);
     let authorized = resolve::all_allowed(judged)?;
     let hardened = exec::harden()?;
-    let values = fetch_required(&manifest, &authorized, &principal, &request.audit)?;
+    let values = fetch_required(&config, &manifest, &authorized, &principal, &request.audit)?;
     let plan =
         inject::plan(&config, &manifest, std::env::vars_os(), &request.inherit, &values, request.command)?;
     drop(values);
@@ -104,14 +107,16 @@ pub enum Fetched {
 }
 
 /// Fetches every authorized secret (concurrently, see [`resolve::fetch_all`]) and audits
-/// each outcome.
+/// each outcome. Backend programs get the launcher's environment less what `config` withholds.
 pub fn fetch_outcomes<'c, A: std::borrow::Borrow<resolve::Authorized<'c>> + Sync>(
+    config: &Config,
     manifest: &Manifest,
     authorized: &[A],
     principal: &Principal,
     audit: &Audit,
 ) -> Vec<(Name, Fetched)> {
-    let results = resolve::fetch_all(authorized);
+    let environment = inject::backend_environment(config, std::env::vars_os());
+    let results = resolve::fetch_all(authorized, &environment);
     authorized
         .iter()
         .map(std::borrow::Borrow::borrow)
@@ -136,6 +141,7 @@ pub fn fetch_outcomes<'c, A: std::borrow::Borrow<resolve::Authorized<'c>> + Sync
 
 /// The values of every authorized secret, or an error listing every one that failed.
 pub fn fetch_required(
+    config: &Config,
     manifest: &Manifest,
     authorized: &[resolve::Authorized],
     principal: &Principal,
@@ -143,7 +149,7 @@ pub fn fetch_required(
 ) -> Result<Vec<(Name, SecretValue)>, Error> {
     let mut values = Vec::with_capacity(authorized.len());
     let mut failures = Vec::new();
-    for (name, outcome) in fetch_outcomes(manifest, authorized, principal, audit) {
+    for (name, outcome) in fetch_outcomes(config, manifest, authorized, principal, audit) {
         match outcome {
             Fetched::Value(value) => values.push((name, value)),
             Fetched::Skipped => {}

@@ -31,11 +31,11 @@ impl Backend for Provider {
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        let (location, timeout) = (request.location, request.timeout);
+        let location = request.location;
         let program = &self.command[0];
         let mut command = Command::new(program);
         command.args(&self.command[1..]).arg(location);
-        let finished = process::run_backend(command, program, timeout)?;
+        let finished = process::run_backend(command, program, request)?;
         match finished.status.code() {
             Some(0) => Ok(finished.stdout),
             Some(EXIT_NOT_FOUND) => {

@@ -31,10 +31,10 @@ impl Backend for Gopass {
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        let (location, timeout) = (request.location, request.timeout);
+        let location = request.location;
         let mut command = Command::new(&self.binary);
         command.arg("show").arg("--").arg(location);
-        let finished = process::run_backend(command, &self.binary, timeout)?;
+        let finished = process::run_backend(command, &self.binary, request)?;
         if finished.status.success() {
             return Ok(finished.stdout);
         }

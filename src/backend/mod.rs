@@ -84,13 +84,15 @@ pub trait Backend: Send + Sync {
 }
 
 /// One fetch: where, what part (for backends that [pick fields](Backend::picks_fields)),
-/// which version (for backends that keep versions), and how long it may take.
+/// which version (for backends that keep versions), how long it may take, and the
+/// environment of any program it runs.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchRequest<'a> {
     pub location: &'a str,
     pub field: Option<&'a Field>,
     pub version: Option<u64>,
     pub timeout: Duration,
+    pub environment: &'a process::Environment,
 }
 
 /// How a fetch fails. Messages come from the backend's stderr or our own words, never from
@@ -188,8 +190,9 @@ impl SecretStore {
         location: &str,
         field: Option<&Field>,
         version: Option<u64>,
+        environment: &process::Environment,
     ) -> Result<SecretValue, FetchError> {
-        let request = FetchRequest { location, field, version, timeout: self.timeout };
+        let request = FetchRequest { location, field, version, timeout: self.timeout, environment };
         self.backend.as_backend().fetch(&request)
     }
 

@@ -27,7 +27,7 @@ impl Backend for Pass {
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        let (location, timeout) = (request.location, request.timeout);
+        let location = request.location;
         let file = expand_root(location)?;
         match std::fs::metadata(&file) {
             Ok(meta) if meta.is_file() => {}
@@ -43,7 +43,7 @@ impl Backend for Pass {
         }
         let mut command = Command::new(&self.gpg);
         command.args(["--batch", "--quiet", "--decrypt", "--"]).arg(&file);
-        let finished = process::run_backend(command, &self.gpg, timeout)?;
+        let finished = process::run_backend(command, &self.gpg, request)?;
         if finished.status.success() {
             Ok(finished.stdout)
         } else {

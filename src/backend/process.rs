@@ -1,7 +1,10 @@
-//! Running a backend's program: stdin from `/dev/null`, its own process group, output read
-//! with bounds, and a deadline after which the whole group is killed. Shared by every backend
-//! that runs a program, so each of them gets the same guarantees.
+//! Running a backend's program: stdin from `/dev/null`, descriptors 0-2 only, the
+//! [`Environment`] it is given and nothing else, its own process group, output read with
+//! bounds, and a deadline after which the whole group is killed; if the launcher dies first,
+//! so does the program (see `exec::isolate_backend`). Shared by every backend that runs a
+//! program, so each of them gets the same guarantees.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -16,7 +19,32 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use zeroize::Zeroize;
 
+use crate::exec;
 use crate::secret::SecretValue;
+
+/// The variables a backend's program runs with: the launcher's, less the ones that only the
+/// launcher may read (control variables, env-backend sources, store credentials). Computed
+/// once per launch by `inject::backend_environment` and handed to backends as data, so that
+/// no backend decides for itself what to pass on.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Environment(Vec<(OsString, OsString)>);
+
+impl Environment {
+    pub fn new(variables: Vec<(OsString, OsString)>) -> Environment {
+        Environment(variables)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+        self.0.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+    }
+}
+
+/// Names only: values are the launcher's business.
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+    }
+}
 
 /// The most a backend may print on stdout: far above any real secret, far below trouble.
 pub const STDOUT_LIMIT: usize = 1 << 20;
@@ -63,24 +91,30 @@ impl std::fmt::Display for RunError {
 pub fn run_backend(
     command: Command,
     program: &str,
-    timeout: Duration,
+    request: &super::FetchRequest,
 ) -> Result<Finished, super::FetchError> {
-    run(command, timeout).map_err(|e| match e {
+    run(command, request.environment, request.timeout).map_err(|e| match e {
         RunError::TimedOut => super::FetchError::TimedOut,
         other => super::FetchError::Failed(format!("`{program}`: {other}")),
     })
 }
 
-/// Runs `command` to completion, or kills its process group when `timeout` passes.
-pub fn run(mut command: Command, timeout: Duration) -> Result<Finished, RunError> {
+/// Runs `command` with exactly `environment` to completion, or kills its process group when
+/// `timeout` passes. Waits for the program on the calling thread, which its
+/// PR_SET_PDEATHSIG needs.
+pub fn run(mut command: Command, environment: &Environment, timeout: Duration) -> Result<Finished, RunError> {
     let deadline = Instant::now() + timeout;
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    command.env_clear().envs(environment.iter());
+    exec::isolate_backend(&mut command);
     let mut child = command.spawn().map_err(RunError::Spawn)?;
     let pid = Pid::from_raw(child.id() as i32);
+    let group = exec::BackendGroup::register(pid);
     let outcome = collect(&mut child, pid, deadline);
     // The child is not reaped yet, so its PID (the group's ID) cannot have been reused:
     // this kills only what the backend left behind, or all of it on timeout.
     let _ = killpg(pid, Signal::SIGKILL);
+    drop(group);
     let status = child.wait().map_err(RunError::Io)?;
     let (stdout, stderr) = outcome?;
     Ok(Finished { status, stdout, stderr })
