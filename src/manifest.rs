@@ -16,13 +16,13 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::config::yaml_error;
 use crate::error::{Error, Origin};
+use crate::files::OpenError;
 use crate::name::{Name, is_env_var_name};
 
 pub const DEFAULT_MANIFEST: &str = "mxm-secrets.yaml";
@@ -115,22 +115,22 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Reads a manifest file. One that anybody may write is refused: whoever edits it chooses
-    /// where the secrets go (a variable the program logs, say). Group-writable is allowed, for
-    /// deploy groups.
+    /// Reads a manifest file, trusted like the config: whoever can edit it chooses where the
+    /// secrets go (a variable the program logs, say), so it, every directory on the way and
+    /// every link must be owned by root or the caller and not writable by others.
+    /// Group-writable is allowed, for deploy groups.
     pub fn load(path: &Path) -> Result<Manifest, Error> {
         let source = path.display().to_string();
-        let fail = |message: String| Error::manifest(Origin::file(&source), message);
-        let (text, meta) = crate::files::read_text(path, MAX_MANIFEST_BYTES).map_err(|message| {
-            fail(format!("{message}; give the secrets with --manifest FILE or --secret NAME"))
-        })?;
-        if meta.mode() & 0o002 != 0 {
-            return Err(fail(format!(
-                "is writable by anyone (mode {:04o}); whoever edits it chooses where the secrets go. \
-                 Fix: chmod o-w {source}",
-                meta.mode() & 0o7777
-            )));
-        }
+        let text =
+            crate::files::read_trusted(path, MAX_MANIFEST_BYTES, &crate::files::MANIFEST).map_err(|e| {
+                let message = match e {
+                    OpenError::Unsafe(message) => message,
+                    OpenError::Missing(message) | OpenError::Unusable(message) => {
+                        format!("{message}; give the secrets with --manifest FILE or --secret NAME")
+                    }
+                };
+                Error::manifest(Origin::file(&source), message)
+            })?;
         Manifest::parse(&text, &source)
     }
 

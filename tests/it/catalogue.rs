@@ -264,3 +264,151 @@ fn garbage_output_is_a_value_not_a_crash() {
     run.code(0);
     assert_eq!(run.output.stdout, b"\xff\xfe\x00\x1b[31m");
 }
+
+/// A second local user for the length of a test: made with `useradd`, removed on drop. None
+/// (with the reason printed) when not root; CI runs as root.
+struct OtherUser {
+    name: String,
+    uid: u32,
+}
+
+impl OtherUser {
+    fn new(tag: &str) -> Option<OtherUser> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to create a second user with useradd; CI runs as root");
+            return None;
+        }
+        let name = format!("mxm{tag}{}", std::process::id() % 100_000);
+        // useradd locks /etc/passwd; tests running at once may find it locked for a moment.
+        for _ in 0..50 {
+            let made = std::process::Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+                .output()
+                .expect("useradd is installed");
+            if made.status.success() {
+                let uid = nix::unistd::User::from_name(&name).unwrap().expect("the new user").uid.as_raw();
+                return Some(OtherUser { name, uid });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("useradd {name} kept failing");
+    }
+
+    /// `uid N (name)`, as messages name an owner.
+    fn shown(&self) -> String {
+        format!("uid {} ({})", self.uid, self.name)
+    }
+}
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let removed = std::process::Command::new("userdel").args(["-r", &self.name]).output();
+            // 6: no such user; 12: no home to remove (we made none). Either way it is gone.
+            if removed.is_ok_and(|r| matches!(r.status.code(), Some(0 | 6 | 12))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_manifest_owned_by_another_user_is_refused() {
+    let Some(other) = OtherUser::new("m") else { return };
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(GOOD);
+    let manifest = f.write("m.yaml", "secrets:\n  - {name: api_key}\n");
+    let check =
+        |f: &Fixture| f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]);
+    check(&f).code(0);
+    std::os::unix::fs::chown(&manifest, Some(other.uid), None).unwrap();
+    check(&f)
+        .code(65)
+        .stderr_has(&format!(
+            "manifest m.yaml: the file is owned by {}, neither root nor you (uid 0)",
+            other.shown()
+        ))
+        .stderr_has("whoever owns the manifest decides where the secrets go")
+        .stderr_has("Fix: chown root m.yaml");
+    // Its group may write it (a deploy group), nobody else.
+    std::os::unix::fs::chown(&manifest, Some(0), Some(other.uid)).unwrap();
+    fs::set_permissions(&manifest, fs::Permissions::from_mode(0o664)).unwrap();
+    check(&f).code(0);
+}
+
+/// Every link of a chain and every directory on the way is checked, for the config (78) and
+/// the manifest (65) alike: whoever owns any of them can repoint the file.
+#[test]
+fn every_link_and_directory_on_the_way_is_checked() {
+    let Some(other) = OtherUser::new("c") else { return };
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    let dir = f.path("conf");
+    fs::create_dir(&dir).unwrap();
+    f.write("conf/config.yaml", GOOD);
+    f.write("conf/m.yaml", "secrets:\n  - {name: api_key}\n");
+    // first -> middle -> conf/config.yaml, and the same for the manifest.
+    std::os::unix::fs::symlink("middle.yaml", f.path("first.yaml")).unwrap();
+    std::os::unix::fs::symlink("conf/config.yaml", f.path("middle.yaml")).unwrap();
+    std::os::unix::fs::symlink("middle-m.yaml", f.path("first-m.yaml")).unwrap();
+    std::os::unix::fs::symlink("conf/m.yaml", f.path("middle-m.yaml")).unwrap();
+    let check = |f: &Fixture, config: &str, manifest: &str| {
+        f.run(["check", "--config", config, "--manifest", manifest, "--role", "worker"])
+    };
+    check(&f, "first.yaml", "first-m.yaml").code(0);
+
+    // A middle link owned by another user: it could point anywhere.
+    std::os::unix::fs::lchown(f.path("middle.yaml"), Some(other.uid), None).unwrap();
+    let middle = f.dir.path().canonicalize().unwrap().join("middle.yaml");
+    check(&f, "first.yaml", "conf/m.yaml").code(78).stderr_has(&format!(
+        "config first.yaml: the symlink {} on the way to it is owned by {}, neither root nor you (uid 0)",
+        middle.display(),
+        other.shown()
+    ));
+    check(&f, "first.yaml", "conf/m.yaml").stderr_has(&format!("Fix: chown -h root {}", middle.display()));
+    std::os::unix::fs::lchown(f.path("middle-m.yaml"), Some(other.uid), None).unwrap();
+    check(&f, "conf/config.yaml", "first-m.yaml")
+        .code(65)
+        .stderr_has("manifest first-m.yaml: the symlink ")
+        .stderr_has(&format!("middle-m.yaml on the way to it is owned by {}", other.shown()));
+    std::os::unix::fs::lchown(f.path("middle.yaml"), Some(0), None).unwrap();
+    std::os::unix::fs::lchown(f.path("middle-m.yaml"), Some(0), None).unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(0);
+
+    // A directory on the way owned by another user: they can swap the file.
+    std::os::unix::fs::chown(&dir, Some(other.uid), None).unwrap();
+    let real = dir.canonicalize().unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(78).stderr_has(&format!(
+        "the directory {} on the way to it is owned by {}, neither root nor you (uid 0)",
+        real.display(),
+        other.shown()
+    ));
+    check(&f, "first.yaml", "first-m.yaml").stderr_has(&format!("Fix: chown root {}", real.display()));
+    std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+
+    // Writable by group: refused for the config, allowed for a manifest (deploy groups);
+    // writable by others: refused for both, unless sticky like /tmp.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
+    check(&f, "first.yaml", "first-m.yaml")
+        .code(78)
+        .stderr_has(&format!(
+            "the directory {} on the way to it is writable by group or others (mode 0775) and not sticky",
+            real.display()
+        ))
+        .stderr_has(&format!("Fix: chmod go-w {}", real.display()));
+    check(&f, "config.yaml", "first-m.yaml").code(78);
+    f.write("config.yaml", GOOD);
+    check(&f, "config.yaml", "first-m.yaml").code(0);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    check(&f, "config.yaml", "first-m.yaml")
+        .code(65)
+        .stderr_has("writable by anyone (mode 0777) and not sticky")
+        .stderr_has(&format!("Fix: chmod o-w {}", real.display()));
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(0);
+    // ... but not a sticky directory that someone else owns.
+    std::os::unix::fs::chown(&dir, Some(other.uid), None).unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(78).stderr_has("on the way to it is owned by");
+}
