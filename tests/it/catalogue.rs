@@ -412,3 +412,87 @@ fn every_link_and_directory_on_the_way_is_checked() {
     std::os::unix::fs::chown(&dir, Some(other.uid), None).unwrap();
     check(&f, "first.yaml", "first-m.yaml").code(78).stderr_has("on the way to it is owned by");
 }
+
+/// The file backend against a racing swap: a path flipped between a regular file and a link
+/// out of root in a tight loop, hundreds of launches, and the value outside never read.
+#[test]
+fn file_backend_never_follows_a_racing_link_out_of_root() {
+    let f = Fixture::new();
+    let root = f.path("creds");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("real"), "inside").unwrap();
+    let outside = f.write("outside", CANARY);
+    f.config(
+        &GOOD
+            .replace("{backend: env, root: src}", &format!("{{backend: file, root: '{}'}}", root.display()))
+            .replace("path: api/key", "path: key"),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (root, stop) = (root.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fs::hard_link(root.join("real"), root.join("tmp"));
+                let _ = fs::rename(root.join("tmp"), root.join("key"));
+                let _ = std::os::unix::fs::symlink(&outside, root.join("tmp"));
+                let _ = fs::rename(root.join("tmp"), root.join("key"));
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let start = Instant::now();
+    let (mut inside, mut refused, mut runs) = (0, 0, 0);
+    while runs < 400 && start.elapsed() < Duration::from_secs(60) {
+        let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+        runs += 1;
+        assert!(!run.stdout().contains(CANARY), "read outside root on run {runs}");
+        match run.output.status.code() {
+            Some(0) => {
+                run.stdout_is("inside");
+                inside += 1;
+            }
+            Some(69) => {
+                run.no_canary_on_stderr().stderr_has("outside the store's root");
+                refused += 1;
+            }
+            _ => panic!("unexpected: {}", run.stderr()),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    assert!(runs >= 100, "only {runs} runs in 60 s");
+    assert!(
+        inside > 0 && refused > 0,
+        "the race did not happen: {inside} inside, {refused} refused, {flips} flips"
+    );
+}
+
+/// A Kubernetes secret mount: `key -> ..data/key`, `..data -> ..2024_x` (relative links that
+/// stay inside root) is read; a link from it out of root is not.
+#[test]
+fn file_backend_reads_a_kubernetes_mount() {
+    let f = Fixture::new();
+    let root = f.path("mount");
+    fs::create_dir_all(root.join("..2024_11_29_04_00_00.1234")).unwrap();
+    fs::write(root.join("..2024_11_29_04_00_00.1234/key"), CANARY).unwrap();
+    std::os::unix::fs::symlink("..2024_11_29_04_00_00.1234", root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/key", root.join("key")).unwrap();
+    f.config(
+        &GOOD
+            .replace("{backend: env, root: src}", &format!("{{backend: file, root: '{}'}}", root.display()))
+            .replace("path: api/key", "path: key"),
+    );
+    let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.output.stdout, CANARY.as_bytes());
+    fs::remove_file(root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("../..", root.join("..data")).unwrap();
+    f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"])
+        .code(69)
+        .stderr_has(
+            "key is a link to ..data/key, ..data is a link to ../.., which leads outside the store's root",
+        )
+        .stdout_is("");
+}
