@@ -265,6 +265,83 @@ fn garbage_output_is_a_value_not_a_crash() {
     assert_eq!(run.output.stdout, b"\xff\xfe\x00\x1b[31m");
 }
 
+#[test]
+fn manifest_targets_that_load_code_are_refused_in_any_case() {
+    // One of each class of FORBIDDEN (src/manifest.rs), in the spellings a review tried.
+    let cases = [
+        ("LD_PRELOAD", "LD_*"),
+        ("ld_preload", "LD_*"),
+        ("Ld_Preload", "LD_*"),
+        ("DYLD_INSERT_LIBRARIES", "DYLD_*"),
+        ("GCONV_PATH", "GCONV_PATH"),
+        ("glibc_tunables", "GLIBC_TUNABLES"),
+        ("MALLOC_TRACE", "MALLOC_*"),
+        ("TERMINFO", "TERMINFO"),
+        ("BASH_ENV", "BASH_ENV"),
+        ("SHELLOPTS", "SHELLOPTS"),
+        ("BASHOPTS", "BASHOPTS"),
+        ("PS4", "PS4"),
+        ("ps1", "PS1"),
+        ("ZDOTDIR", "ZDOTDIR"),
+        ("PATH", "PATH"),
+        ("GIT_SSH_COMMAND", "GIT_SSH_COMMAND"),
+        ("GIT_CONFIG_KEY_0", "GIT_CONFIG_KEY_*"),
+        ("PYTHONHOME", "PYTHONHOME"),
+        ("PythonWarnings", "PYTHONWARNINGS"),
+        ("PERL5LIB", "PERL5LIB"),
+        ("RUBYLIB", "RUBYLIB"),
+        ("NODE_OPTIONS", "NODE_OPTIONS"),
+        ("JAVA_TOOL_OPTIONS", "JAVA_TOOL_OPTIONS"),
+        ("_JAVA_OPTIONS", "_JAVA_OPTIONS"),
+        ("DOTNET_STARTUP_HOOKS", "DOTNET_STARTUP_HOOKS"),
+        ("LUA_INIT_5_4", "LUA_INIT*"),
+        ("OPENSSL_CONF", "OPENSSL_CONF"),
+    ];
+    for (env, pattern) in cases {
+        let said = format!("may not be injected as {env} ({pattern}, in any case)");
+        manifest_case(&format!("secrets:\n  - {{name: api_key, env: {env}}}\n"), 65, &said);
+        manifest_case(
+            &format!("secrets:\n  - {{name: api_key, env: {env}}}\n"),
+            65,
+            "manifest m.yaml: secrets[0]: ",
+        );
+        manifest_case(&format!("secrets:\n  - {{name: api_key, fd: 3, env: {env}}}\n"), 65, &said);
+        let f = Fixture::new();
+        f.config(GOOD);
+        f.run([
+            "check",
+            "--config",
+            "config.yaml",
+            "--role",
+            "worker",
+            "--secret",
+            &format!("api_key={env}"),
+        ])
+        .code(65)
+        .stderr_has(&format!("manifest --secret api_key={env}: a secret"))
+        .stderr_has(&said)
+        .stderr_has("Fix: inject it as another variable");
+    }
+    // Near misses stay allowed: a variable that merely starts like a forbidden one.
+    for env in ["LDAP_PASSWORD", "PATH_TO_KEY", "SSL_CERT_FILE", "HTTPS_PROXY", "GIT_TOKEN"] {
+        let mut f = Fixture::new();
+        f.env("SRC_API_KEY", CANARY);
+        f.config(GOOD);
+        f.run([
+            "run",
+            "--config",
+            "config.yaml",
+            "--role",
+            "worker",
+            "--secret",
+            &format!("api_key={env}"),
+            "--",
+            "true",
+        ])
+        .code(0);
+    }
+}
+
 /// A second local user for the length of a test: made with `useradd`, removed on drop. None
 /// (with the reason printed) when not root; CI runs as root.
 struct OtherUser {
