@@ -9,7 +9,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -437,40 +436,12 @@ fn suggestion_for_unknown(message: &str) -> String {
     did_you_mean(word, candidates)
 }
 
-/// Reads a file that holds policy: it must be a regular file, not writable by group or
-/// others, and owned by root or by us (sshd's StrictModes rule), and so must a symlink to it.
+/// Reads a file that holds policy: a regular file that only root or we can change, reached
+/// through directories and links that only root or we can change (sshd's StrictModes rule;
+/// [`crate::files::read_trusted`] checks every step of the way).
 fn read_protected(path: &Path) -> Result<String, Error> {
-    let fail = |message: String| Err(Error::config(Origin::file(path.display().to_string()), message));
-    let link = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) => return fail(format!("cannot read it: {e}")),
-    };
-    let (text, meta) = match crate::files::read_text(path, MAX_CONFIG_BYTES) {
-        Ok(read) => read,
-        Err(message) => return fail(message),
-    };
-    let me = nix::unistd::geteuid().as_raw();
-    let foreign = |what: &str, uid: u32| {
-        fail(format!(
-            "{what} is owned by uid {uid}, neither root nor you (uid {me}); whoever owns the \
-             config decides who reads which secret"
-        ))
-    };
-    if link.file_type().is_symlink() && link.uid() != 0 && link.uid() != me {
-        return foreign("the symlink", link.uid());
-    }
-    if meta.uid() != 0 && meta.uid() != me {
-        return foreign("the file", meta.uid());
-    }
-    if meta.mode() & 0o022 != 0 {
-        return fail(format!(
-            "is writable by group or others (mode {:04o}); whoever can edit it can grant \
-             themselves any secret. Fix: chmod go-w {}",
-            meta.mode() & 0o7777,
-            path.display()
-        ));
-    }
-    Ok(text)
+    crate::files::read_trusted(path, MAX_CONFIG_BYTES, &crate::files::CONFIG)
+        .map_err(|e| Error::config(Origin::file(path.display().to_string()), e.to_string()))
 }
 
 #[cfg(test)]

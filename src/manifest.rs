@@ -16,33 +16,180 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::config::yaml_error;
 use crate::error::{Error, Origin};
+use crate::files::OpenError;
 use crate::name::{Name, is_env_var_name};
 
 pub const DEFAULT_MANIFEST: &str = "mxm-secrets.yaml";
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
-/// Variables that change how programs load or start: a secret there could run code.
-const FORBIDDEN_EXACT: [&str; 11] = [
-    "BASH_ENV",
-    "ENV",
-    "PROMPT_COMMAND",
-    "PYTHONSTARTUP",
-    "PYTHONPATH",
-    "NODE_OPTIONS",
-    "PERL5OPT",
-    "RUBYOPT",
-    "PATH",
-    "HOME",
-    "IFS",
+/// Variables a secret may not be injected as: each makes a program load or run code, or
+/// changes how it starts, so a secret there would be code, or a path code is loaded from
+/// (DESIGN section 7; the list is a floor). A name ending in `*` is a prefix. Matched without
+/// regard to case: some runtimes fold case (Windows' environment, a few tools' lower-case
+/// twins), and a lower-case spelling must not slip past a list that means the upper-case one.
+///
+/// Sources: glibc's `sysdeps/generic/unsecvars.h` (what the loader strips for setuid
+/// programs), sudo's `initial_badenv_table` (what sudo strips for any command), and each
+/// runtime's manual. Deliberately not listed: `SSL_CERT_FILE`, `SSL_CERT_DIR`,
+/// `NODE_EXTRA_CA_CERTS`, `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE` (they pick trusted CAs, not
+/// code, and a CA bundle handed over as `fd: N` + `env: SSL_CERT_FILE` is a good use),
+/// `KRB5_KTNAME` and `KRB5CCNAME` (a keytab is itself a secret), `http_proxy` and its kin
+/// (proxy URLs carry credentials), `TZ`, `LANG`, `LC_*`.
+const FORBIDDEN: &[(&str, &str)] = &[
+    // The dynamic loader: libraries preloaded, searched, audited (glibc `ld.so(8)`; macOS
+    // dyld, for manifests shared with Macs).
+    ("LD_*", LOADER),
+    ("DYLD_*", LOADER),
+    // glibc outside the loader (unsecvars.h): iconv modules (GCONV_PATH loads a shared
+    // object), tunables, locale and message catalogues, resolver files, malloc tracing
+    // (MALLOC_TRACE writes where it says), temp and zoneinfo directories.
+    ("GCONV_PATH", LIBC),
+    ("GETCONF_DIR", LIBC),
+    ("GLIBC_TUNABLES", LIBC),
+    ("HOSTALIASES", LIBC),
+    ("LOCALDOMAIN", LIBC),
+    ("LOCPATH", LIBC),
+    ("MALLOC_*", LIBC),
+    ("NIS_PATH", LIBC),
+    ("NLSPATH", LIBC),
+    ("RESOLV_HOST_CONF", LIBC),
+    ("RES_OPTIONS", LIBC),
+    ("TMPDIR", LIBC),
+    ("TZDIR", LIBC),
+    // Terminal descriptions, parsed by curses at start-up (sudo strips them).
+    ("TERMINFO", LIBC),
+    ("TERMINFO_DIRS", LIBC),
+    ("TERMPATH", LIBC),
+    ("TERMCAP", LIBC),
+    // Shells: files sourced at start-up (BASH_ENV, ENV, ZDOTDIR), options (SHELLOPTS,
+    // BASHOPTS), strings expanded with command substitution (prompts, PS4 under `set -x`,
+    // PROMPT_COMMAND), word splitting and lookup (IFS, CDPATH, GLOBIGNORE), where functions
+    // and modules load from (FPATH, BASH_LOADABLES_PATH, zsh's MODULE_PATH), and zsh's
+    // commands for bare redirections.
+    ("BASH_ENV", SHELL),
+    ("ENV", SHELL),
+    ("ZDOTDIR", SHELL),
+    ("SHELLOPTS", SHELL),
+    ("BASHOPTS", SHELL),
+    ("PROMPT_COMMAND", SHELL),
+    ("PS0", SHELL),
+    ("PS1", SHELL),
+    ("PS2", SHELL),
+    ("PS3", SHELL),
+    ("PS4", SHELL),
+    ("IFS", SHELL),
+    ("CDPATH", SHELL),
+    ("GLOBIGNORE", SHELL),
+    ("FPATH", SHELL),
+    ("BASH_LOADABLES_PATH", SHELL),
+    ("MODULE_PATH", SHELL),
+    ("NULLCMD", SHELL),
+    ("READNULLCMD", SHELL),
+    // Programs found or run by what the variable says: the search path, the home whose dot
+    // files programs read, and the commands other programs start (`man` runs $PAGER through
+    // a shell, `sudo -A` runs $SUDO_ASKPASS), and vi's start-up commands.
+    ("PATH", COMMAND),
+    ("HOME", COMMAND),
+    ("SHELL", COMMAND),
+    ("PAGER", COMMAND),
+    ("MANPAGER", COMMAND),
+    ("EDITOR", COMMAND),
+    ("VISUAL", COMMAND),
+    ("BROWSER", COMMAND),
+    ("SSH_ASKPASS", COMMAND),
+    ("SUDO_ASKPASS", COMMAND),
+    ("VIMINIT", COMMAND),
+    ("EXINIT", COMMAND),
+    // git runs these as commands or reads configuration from them, and configuration can
+    // name commands (core.sshCommand, core.pager, alias.*); a token belongs in a credential
+    // helper, not in git's configuration.
+    ("GIT_SSH", COMMAND),
+    ("GIT_SSH_COMMAND", COMMAND),
+    ("GIT_ASKPASS", COMMAND),
+    ("GIT_EXEC_PATH", COMMAND),
+    ("GIT_PROXY_COMMAND", COMMAND),
+    ("GIT_EXTERNAL_DIFF", COMMAND),
+    ("GIT_PAGER", COMMAND),
+    ("GIT_EDITOR", COMMAND),
+    ("GIT_SEQUENCE_EDITOR", COMMAND),
+    ("GIT_TEMPLATE_DIR", COMMAND),
+    ("GIT_CONFIG", COMMAND),
+    ("GIT_CONFIG_GLOBAL", COMMAND),
+    ("GIT_CONFIG_SYSTEM", COMMAND),
+    ("GIT_CONFIG_PARAMETERS", COMMAND),
+    ("GIT_CONFIG_COUNT", COMMAND),
+    ("GIT_CONFIG_KEY_*", COMMAND),
+    ("GIT_CONFIG_VALUE_*", COMMAND),
+    // Python (`python(1)`, "Environment variables"): a script run at start, the import path
+    // and prefix, `-W` filters (PYTHONWARNINGS imports the category's module), the
+    // breakpoint hook (imports a callable), interactive mode after the script, the user
+    // site directory (its .pth files run), the bytecode cache read instead of sources.
+    ("PYTHONSTARTUP", RUNTIME),
+    ("PYTHONPATH", RUNTIME),
+    ("PYTHONHOME", RUNTIME),
+    ("PYTHONPLATLIBDIR", RUNTIME),
+    ("PYTHONWARNINGS", RUNTIME),
+    ("PYTHONBREAKPOINT", RUNTIME),
+    ("PYTHONINSPECT", RUNTIME),
+    ("PYTHONUSERBASE", RUNTIME),
+    ("PYTHONPYCACHEPREFIX", RUNTIME),
+    ("PYTHONEXECUTABLE", RUNTIME),
+    // Perl (`perlrun`): options as if on the command line (-M loads modules), library
+    // paths, the debugger command.
+    ("PERL5OPT", RUNTIME),
+    ("PERL5LIB", RUNTIME),
+    ("PERLLIB", RUNTIME),
+    ("PERL5DB", RUNTIME),
+    // Ruby: options (-r requires), load path, gem directories, and bundler's Gemfile (Ruby
+    // code it evaluates).
+    ("RUBYOPT", RUNTIME),
+    ("RUBYLIB", RUNTIME),
+    ("GEM_HOME", RUNTIME),
+    ("GEM_PATH", RUNTIME),
+    ("BUNDLE_GEMFILE", RUNTIME),
+    // Node.js: options (--require, --import), module path, the REPL's module.
+    ("NODE_OPTIONS", RUNTIME),
+    ("NODE_PATH", RUNTIME),
+    ("NODE_REPL_EXTERNAL_MODULE", RUNTIME),
+    // The JVM reads the first three as options (-javaagent loads code); JAVA_OPTS and
+    // JAVA_HOME are how launch scripts (Tomcat, Gradle, Maven) pick options and the java
+    // binary; CLASSPATH is where classes load from.
+    ("JAVA_TOOL_OPTIONS", RUNTIME),
+    ("_JAVA_OPTIONS", RUNTIME),
+    ("JDK_JAVA_OPTIONS", RUNTIME),
+    ("JAVA_OPTS", RUNTIME),
+    ("JAVA_HOME", RUNTIME),
+    ("CLASSPATH", RUNTIME),
+    // .NET: startup hooks and extra dependencies load assemblies; CORECLR_* loads a profiler.
+    ("DOTNET_STARTUP_HOOKS", RUNTIME),
+    ("DOTNET_ADDITIONAL_DEPS", RUNTIME),
+    ("CORECLR_*", RUNTIME),
+    // Lua runs LUA_INIT (and LUA_INIT_5_4, ...) as code; the paths pick modules.
+    ("LUA_INIT*", RUNTIME),
+    ("LUA_PATH*", RUNTIME),
+    ("LUA_CPATH*", RUNTIME),
+    ("TCLLIBPATH", RUNTIME),
+    // `go` commands take flags from GOFLAGS (-toolexec runs a program).
+    ("GOFLAGS", RUNTIME),
+    // OpenSSL's configuration can load engines and providers (shared objects), from the
+    // directories the other two name.
+    ("OPENSSL_CONF", RUNTIME),
+    ("OPENSSL_ENGINES", RUNTIME),
+    ("OPENSSL_MODULES", RUNTIME),
 ];
-const FORBIDDEN_PREFIX: &str = "LD_";
+
+const LOADER: &str = "the dynamic loader reads it to choose which libraries to load";
+const LIBC: &str =
+    "the C library reads it at start-up to choose files to load (glibc drops it for setuid programs)";
+const SHELL: &str = "shells read it at start-up and source, run or expand what it says";
+const COMMAND: &str = "programs find or run commands by what it says";
+const RUNTIME: &str = "a language runtime reads it at start-up to choose code to load or run";
 
 /// Descriptors a manifest may ask for: above stdin, stdout and stderr, below the usual
 /// 1024 open-file limit.
@@ -115,22 +262,22 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Reads a manifest file. One that anybody may write is refused: whoever edits it chooses
-    /// where the secrets go (a variable the program logs, say). Group-writable is allowed, for
-    /// deploy groups.
+    /// Reads a manifest file, trusted like the config: whoever can edit it chooses where the
+    /// secrets go (a variable the program logs, say), so it, every directory on the way and
+    /// every link must be owned by root or the caller and not writable by others.
+    /// Group-writable is allowed, for deploy groups.
     pub fn load(path: &Path) -> Result<Manifest, Error> {
         let source = path.display().to_string();
-        let fail = |message: String| Error::manifest(Origin::file(&source), message);
-        let (text, meta) = crate::files::read_text(path, MAX_MANIFEST_BYTES).map_err(|message| {
-            fail(format!("{message}; give the secrets with --manifest FILE or --secret NAME"))
-        })?;
-        if meta.mode() & 0o002 != 0 {
-            return Err(fail(format!(
-                "is writable by anyone (mode {:04o}); whoever edits it chooses where the secrets go. \
-                 Fix: chmod o-w {source}",
-                meta.mode() & 0o7777
-            )));
-        }
+        let text =
+            crate::files::read_trusted(path, MAX_MANIFEST_BYTES, &crate::files::MANIFEST).map_err(|e| {
+                let message = match e {
+                    OpenError::Unsafe(message) => message,
+                    OpenError::Missing(message) | OpenError::Unusable(message) => {
+                        format!("{message}; give the secrets with --manifest FILE or --secret NAME")
+                    }
+                };
+                Error::manifest(Origin::file(&source), message)
+            })?;
         Manifest::parse(&text, &source)
     }
 
@@ -227,14 +374,23 @@ fn check_variable(env: &str) -> Result<(), String> {
     if !is_env_var_name(env) {
         return Err(format!("`{}` is not a variable name (^[A-Za-z_][A-Za-z0-9_]*$)", env.escape_debug()));
     }
-    if env.starts_with(FORBIDDEN_PREFIX) || FORBIDDEN_EXACT.contains(&env) {
+    if let Some((pattern, why)) = forbidden(env) {
         return Err(format!(
-            "a secret may not be injected as {env}: that variable changes how programs load or \
-             start (refused: LD_*, {})",
-            FORBIDDEN_EXACT.join(", ")
+            "a secret may not be injected as {env} ({pattern}, in any case): {why}, so a secret \
+             there could become code or choose the code that runs. Fix: inject it as another \
+             variable (`env: OTHER` in the manifest, `--secret NAME=OTHER` on the command line)"
         ));
     }
     Ok(())
+}
+
+/// The entry of [`FORBIDDEN`] that `env` matches, in any case.
+fn forbidden(env: &str) -> Option<(&'static str, &'static str)> {
+    let upper = env.to_ascii_uppercase();
+    FORBIDDEN.iter().copied().find(|(pattern, _)| match pattern.strip_suffix('*') {
+        Some(prefix) => upper.starts_with(prefix),
+        None => upper == *pattern,
+    })
 }
 
 #[cfg(test)]
@@ -282,6 +438,29 @@ mod tests {
         assert!(error("secrets:\n  - {name: a, fd: -3}\n").contains("out of range"));
         assert!(error("secrets:\n  - {name: a, fd: 99999999999}\n").contains("out of range"));
         assert!(error("secrets:\n  - {name: a, fd: three}\n").contains("secrets[0].fd"));
+    }
+
+    #[test]
+    fn every_forbidden_target_is_refused_in_any_spelling() {
+        for (pattern, _) in FORBIDDEN {
+            let name = pattern.replace('*', "X");
+            let mixed: String = (name.chars().enumerate())
+                .map(|(i, c)| if i % 2 == 0 { c.to_ascii_lowercase() } else { c })
+                .collect();
+            for env in [name.clone(), name.to_ascii_lowercase(), mixed] {
+                let e = ManifestEntry::from_arg(&format!("a={env}")).expect_err(&env);
+                assert_eq!(e.exit_code(), 65);
+                let message = e.to_string();
+                assert!(message.starts_with(&format!("manifest --secret a={env}: ")), "{message}");
+                assert!(
+                    message.contains(&format!("injected as {env} ({pattern}, in any case)")),
+                    "{message}"
+                );
+            }
+        }
+        for allowed in ["LDAP_PASSWORD", "PATHS", "MY_PATH", "SSL_CERT_FILE", "GIT_CREDENTIALS", "PS5"] {
+            assert!(check_variable(allowed).is_ok(), "{allowed}");
+        }
     }
 
     #[test]

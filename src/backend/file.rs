@@ -8,17 +8,20 @@
 //! ```
 //!
 //! `root` may start with `$VAR`, read when a secret is fetched. The file must be a regular
-//! file inside root once every symlink is resolved (Kubernetes mounts are symlinks inside the
-//! mount, and stay allowed), and at most 1 MiB.
+//! file of at most 1 MiB below root, reached through links that stay below root (Kubernetes
+//! mounts are relative links inside the mount, `key -> ..data/key`, `..data -> ..2024_x`,
+//! and stay allowed). The path is resolved and opened in one step below an open handle on
+//! root ([`crate::files::open_beneath`]), so a link swapped in while we read cannot lead out.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
+use std::path::Path;
 
 use zeroize::Zeroize;
 
 use super::process::STDOUT_LIMIT;
 use super::{Backend, FetchError, FetchRequest, expand_root, join};
-use crate::files::open_regular;
+use crate::files::{OpenError, open_beneath};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,25 +39,18 @@ impl Backend for Files {
         let location = request.location;
         let path = expand_root(location)?;
         let shown = path.display();
-        let resolved = match path.canonicalize() {
-            Ok(resolved) => resolved,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(FetchError::NotFound(format!("there is no file {shown}")));
-            }
-            Err(e) => return Err(FetchError::Failed(format!("cannot read {shown}: {e}"))),
-        };
-        let root = expand_root(&self.root)?
-            .canonicalize()
-            .map_err(|e| FetchError::Failed(format!("the store's root {} cannot be used: {e}", self.root)))?;
-        if !resolved.starts_with(&root) {
-            return Err(FetchError::Failed(format!(
-                "{shown} resolves to {}, outside the store's root {}; refusing to follow the link",
-                resolved.display(),
-                root.display()
-            )));
-        }
-        let (file, meta) =
-            open_regular(&resolved).map_err(|e| FetchError::Failed(format!("cannot read {shown}: {e}")))?;
+        let relative = location
+            .strip_prefix(self.root.trim_end_matches('/'))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or_else(|| {
+                FetchError::Failed(format!("{location} is not below the store's root {}", self.root))
+            })?;
+        let root = expand_root(&self.root)?;
+        let (file, meta) = open_beneath(&root, Path::new(relative)).map_err(|e| match e {
+            OpenError::Missing(_) => FetchError::NotFound(format!("there is no file {shown}")),
+            OpenError::Unusable(message) => FetchError::Failed(format!("cannot read {shown}: {message}")),
+            OpenError::Unsafe(message) => FetchError::Failed(format!("{shown}: {message}")),
+        })?;
         if meta.len() > STDOUT_LIMIT as u64 {
             return Err(FetchError::Failed(format!(
                 "{shown} is larger than {} KiB, which no secret is",

@@ -264,3 +264,318 @@ fn garbage_output_is_a_value_not_a_crash() {
     run.code(0);
     assert_eq!(run.output.stdout, b"\xff\xfe\x00\x1b[31m");
 }
+
+#[test]
+fn manifest_targets_that_load_code_are_refused_in_any_case() {
+    // One of each class of FORBIDDEN (src/manifest.rs), in the spellings a review tried.
+    let cases = [
+        ("LD_PRELOAD", "LD_*"),
+        ("ld_preload", "LD_*"),
+        ("Ld_Preload", "LD_*"),
+        ("DYLD_INSERT_LIBRARIES", "DYLD_*"),
+        ("GCONV_PATH", "GCONV_PATH"),
+        ("glibc_tunables", "GLIBC_TUNABLES"),
+        ("MALLOC_TRACE", "MALLOC_*"),
+        ("TERMINFO", "TERMINFO"),
+        ("BASH_ENV", "BASH_ENV"),
+        ("SHELLOPTS", "SHELLOPTS"),
+        ("BASHOPTS", "BASHOPTS"),
+        ("PS4", "PS4"),
+        ("ps1", "PS1"),
+        ("ZDOTDIR", "ZDOTDIR"),
+        ("PATH", "PATH"),
+        ("GIT_SSH_COMMAND", "GIT_SSH_COMMAND"),
+        ("GIT_CONFIG_KEY_0", "GIT_CONFIG_KEY_*"),
+        ("PYTHONHOME", "PYTHONHOME"),
+        ("PythonWarnings", "PYTHONWARNINGS"),
+        ("PERL5LIB", "PERL5LIB"),
+        ("RUBYLIB", "RUBYLIB"),
+        ("NODE_OPTIONS", "NODE_OPTIONS"),
+        ("JAVA_TOOL_OPTIONS", "JAVA_TOOL_OPTIONS"),
+        ("_JAVA_OPTIONS", "_JAVA_OPTIONS"),
+        ("DOTNET_STARTUP_HOOKS", "DOTNET_STARTUP_HOOKS"),
+        ("LUA_INIT_5_4", "LUA_INIT*"),
+        ("OPENSSL_CONF", "OPENSSL_CONF"),
+    ];
+    for (env, pattern) in cases {
+        let said = format!("may not be injected as {env} ({pattern}, in any case)");
+        manifest_case(&format!("secrets:\n  - {{name: api_key, env: {env}}}\n"), 65, &said);
+        manifest_case(
+            &format!("secrets:\n  - {{name: api_key, env: {env}}}\n"),
+            65,
+            "manifest m.yaml: secrets[0]: ",
+        );
+        manifest_case(&format!("secrets:\n  - {{name: api_key, fd: 3, env: {env}}}\n"), 65, &said);
+        let f = Fixture::new();
+        f.config(GOOD);
+        f.run([
+            "check",
+            "--config",
+            "config.yaml",
+            "--role",
+            "worker",
+            "--secret",
+            &format!("api_key={env}"),
+        ])
+        .code(65)
+        .stderr_has(&format!("manifest --secret api_key={env}: a secret"))
+        .stderr_has(&said)
+        .stderr_has("Fix: inject it as another variable");
+    }
+    // Near misses stay allowed: a variable that merely starts like a forbidden one.
+    for env in ["LDAP_PASSWORD", "PATH_TO_KEY", "SSL_CERT_FILE", "HTTPS_PROXY", "GIT_TOKEN"] {
+        let mut f = Fixture::new();
+        f.env("SRC_API_KEY", CANARY);
+        f.config(GOOD);
+        f.run([
+            "run",
+            "--config",
+            "config.yaml",
+            "--role",
+            "worker",
+            "--secret",
+            &format!("api_key={env}"),
+            "--",
+            "true",
+        ])
+        .code(0);
+    }
+}
+
+/// A second local user for the length of a test: made with `useradd`, removed on drop. None
+/// (with the reason printed) when not root; CI runs as root.
+struct OtherUser {
+    name: String,
+    uid: u32,
+}
+
+impl OtherUser {
+    fn new(tag: &str) -> Option<OtherUser> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to create a second user with useradd; CI runs as root");
+            return None;
+        }
+        let name = format!("mxm{tag}{}", std::process::id() % 100_000);
+        // useradd locks /etc/passwd; tests running at once may find it locked for a moment.
+        for _ in 0..50 {
+            let made = std::process::Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+                .output()
+                .expect("useradd is installed");
+            if made.status.success() {
+                let uid = nix::unistd::User::from_name(&name).unwrap().expect("the new user").uid.as_raw();
+                return Some(OtherUser { name, uid });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("useradd {name} kept failing");
+    }
+
+    /// `uid N (name)`, as messages name an owner.
+    fn shown(&self) -> String {
+        format!("uid {} ({})", self.uid, self.name)
+    }
+}
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let removed = std::process::Command::new("userdel").args(["-r", &self.name]).output();
+            // 6: no such user; 12: no home to remove (we made none). Either way it is gone.
+            if removed.is_ok_and(|r| matches!(r.status.code(), Some(0 | 6 | 12))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_manifest_owned_by_another_user_is_refused() {
+    let Some(other) = OtherUser::new("m") else { return };
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(GOOD);
+    let manifest = f.write("m.yaml", "secrets:\n  - {name: api_key}\n");
+    let check =
+        |f: &Fixture| f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]);
+    check(&f).code(0);
+    std::os::unix::fs::chown(&manifest, Some(other.uid), None).unwrap();
+    check(&f)
+        .code(65)
+        .stderr_has(&format!(
+            "manifest m.yaml: the file is owned by {}, neither root nor you (uid 0)",
+            other.shown()
+        ))
+        .stderr_has("whoever owns the manifest decides where the secrets go")
+        .stderr_has("Fix: chown root m.yaml");
+    // Its group may write it (a deploy group), nobody else.
+    std::os::unix::fs::chown(&manifest, Some(0), Some(other.uid)).unwrap();
+    fs::set_permissions(&manifest, fs::Permissions::from_mode(0o664)).unwrap();
+    check(&f).code(0);
+}
+
+/// Every link of a chain and every directory on the way is checked, for the config (78) and
+/// the manifest (65) alike: whoever owns any of them can repoint the file.
+#[test]
+fn every_link_and_directory_on_the_way_is_checked() {
+    let Some(other) = OtherUser::new("c") else { return };
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    let dir = f.path("conf");
+    fs::create_dir(&dir).unwrap();
+    f.write("conf/config.yaml", GOOD);
+    f.write("conf/m.yaml", "secrets:\n  - {name: api_key}\n");
+    // first -> middle -> conf/config.yaml, and the same for the manifest.
+    std::os::unix::fs::symlink("middle.yaml", f.path("first.yaml")).unwrap();
+    std::os::unix::fs::symlink("conf/config.yaml", f.path("middle.yaml")).unwrap();
+    std::os::unix::fs::symlink("middle-m.yaml", f.path("first-m.yaml")).unwrap();
+    std::os::unix::fs::symlink("conf/m.yaml", f.path("middle-m.yaml")).unwrap();
+    let check = |f: &Fixture, config: &str, manifest: &str| {
+        f.run(["check", "--config", config, "--manifest", manifest, "--role", "worker"])
+    };
+    check(&f, "first.yaml", "first-m.yaml").code(0);
+
+    // A middle link owned by another user: it could point anywhere.
+    std::os::unix::fs::lchown(f.path("middle.yaml"), Some(other.uid), None).unwrap();
+    let middle = f.dir.path().canonicalize().unwrap().join("middle.yaml");
+    check(&f, "first.yaml", "conf/m.yaml").code(78).stderr_has(&format!(
+        "config first.yaml: the symlink {} on the way to it is owned by {}, neither root nor you (uid 0)",
+        middle.display(),
+        other.shown()
+    ));
+    check(&f, "first.yaml", "conf/m.yaml").stderr_has(&format!("Fix: chown -h root {}", middle.display()));
+    std::os::unix::fs::lchown(f.path("middle-m.yaml"), Some(other.uid), None).unwrap();
+    check(&f, "conf/config.yaml", "first-m.yaml")
+        .code(65)
+        .stderr_has("manifest first-m.yaml: the symlink ")
+        .stderr_has(&format!("middle-m.yaml on the way to it is owned by {}", other.shown()));
+    std::os::unix::fs::lchown(f.path("middle.yaml"), Some(0), None).unwrap();
+    std::os::unix::fs::lchown(f.path("middle-m.yaml"), Some(0), None).unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(0);
+
+    // A directory on the way owned by another user: they can swap the file.
+    std::os::unix::fs::chown(&dir, Some(other.uid), None).unwrap();
+    let real = dir.canonicalize().unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(78).stderr_has(&format!(
+        "the directory {} on the way to it is owned by {}, neither root nor you (uid 0)",
+        real.display(),
+        other.shown()
+    ));
+    check(&f, "first.yaml", "first-m.yaml").stderr_has(&format!("Fix: chown root {}", real.display()));
+    std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+
+    // Writable by group: refused for the config, allowed for a manifest (deploy groups);
+    // writable by others: refused for both, unless sticky like /tmp.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
+    check(&f, "first.yaml", "first-m.yaml")
+        .code(78)
+        .stderr_has(&format!(
+            "the directory {} on the way to it is writable by group or others (mode 0775) and not sticky",
+            real.display()
+        ))
+        .stderr_has(&format!("Fix: chmod go-w {}", real.display()));
+    check(&f, "config.yaml", "first-m.yaml").code(78);
+    f.write("config.yaml", GOOD);
+    check(&f, "config.yaml", "first-m.yaml").code(0);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    check(&f, "config.yaml", "first-m.yaml")
+        .code(65)
+        .stderr_has("writable by anyone (mode 0777) and not sticky")
+        .stderr_has(&format!("Fix: chmod o-w {}", real.display()));
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777)).unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(0);
+    // ... but not a sticky directory that someone else owns.
+    std::os::unix::fs::chown(&dir, Some(other.uid), None).unwrap();
+    check(&f, "first.yaml", "first-m.yaml").code(78).stderr_has("on the way to it is owned by");
+}
+
+/// The file backend against a racing swap: a path flipped between a regular file and a link
+/// out of root in a tight loop, hundreds of launches, and the value outside never read.
+#[test]
+fn file_backend_never_follows_a_racing_link_out_of_root() {
+    let f = Fixture::new();
+    let root = f.path("creds");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("real"), "inside").unwrap();
+    fs::write(root.join("key"), "inside").unwrap();
+    let outside = f.write("outside", CANARY);
+    f.config(
+        &GOOD
+            .replace("{backend: env, root: src}", &format!("{{backend: file, root: '{}'}}", root.display()))
+            .replace("path: api/key", "path: key"),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (root, stop) = (root.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fs::hard_link(root.join("real"), root.join("tmp"));
+                let _ = fs::rename(root.join("tmp"), root.join("key"));
+                let _ = std::os::unix::fs::symlink(&outside, root.join("tmp"));
+                let _ = fs::rename(root.join("tmp"), root.join("key"));
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let start = Instant::now();
+    let (mut inside, mut refused, mut runs) = (0, 0, 0);
+    while runs < 400 && start.elapsed() < Duration::from_secs(60) {
+        let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+        runs += 1;
+        assert!(!run.stdout().contains(CANARY), "read outside root on run {runs}");
+        match run.output.status.code() {
+            Some(0) => {
+                run.stdout_is("inside");
+                inside += 1;
+            }
+            Some(69) => {
+                let said = run.no_canary_on_stderr().stderr();
+                // The link seen and refused, or (in the walk) the file swapped between look and open.
+                assert!(
+                    said.contains("outside the store's root") || said.contains("changed while it was opened"),
+                    "{said}"
+                );
+                refused += 1;
+            }
+            _ => panic!("unexpected: {}", run.stderr()),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    assert!(runs >= 100, "only {runs} runs in 60 s");
+    assert!(
+        inside > 0 && refused > 0,
+        "the race did not happen: {inside} inside, {refused} refused, {flips} flips"
+    );
+}
+
+/// A Kubernetes secret mount: `key -> ..data/key`, `..data -> ..2024_x` (relative links that
+/// stay inside root) is read; a link from it out of root is not.
+#[test]
+fn file_backend_reads_a_kubernetes_mount() {
+    let f = Fixture::new();
+    let root = f.path("mount");
+    fs::create_dir_all(root.join("..2024_11_29_04_00_00.1234")).unwrap();
+    fs::write(root.join("..2024_11_29_04_00_00.1234/key"), CANARY).unwrap();
+    std::os::unix::fs::symlink("..2024_11_29_04_00_00.1234", root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/key", root.join("key")).unwrap();
+    f.config(
+        &GOOD
+            .replace("{backend: env, root: src}", &format!("{{backend: file, root: '{}'}}", root.display()))
+            .replace("path: api/key", "path: key"),
+    );
+    let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+    assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.output.stdout, CANARY.as_bytes());
+    fs::remove_file(root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("../..", root.join("..data")).unwrap();
+    f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"])
+        .code(69)
+        .stderr_has(
+            "key is a link to ..data/key, ..data is a link to ../.., which leads outside the store's root",
+        )
+        .stdout_is("");
+}

@@ -68,7 +68,9 @@ fn a_config_owned_by_another_user_is_refused() {
     symlink(&config, f.path("link.yaml")).unwrap();
     runs(&f, &["--config", "link.yaml"]).code(0);
     std::os::unix::fs::lchown(f.path("link.yaml"), Some(4242), None).unwrap();
-    runs(&f, &["--config", "link.yaml"]).code(78).stderr_has("the symlink is owned by uid 4242");
+    runs(&f, &["--config", "link.yaml"])
+        .code(78)
+        .stderr_has("link.yaml on the way to it is owned by uid 4242");
 }
 
 #[test]
