@@ -34,6 +34,7 @@ pub mod resolve;
 pub mod run;
 pub mod secret;
 pub mod value;
+mod yaml_errors;
 
 /// README.md's Rust example compiles (`cargo test --doc`).
 #[cfg(doctest)]

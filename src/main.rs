@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -12,6 +12,7 @@ use mxm_secrets::audit::{Audit, LogFormat};
 use mxm_secrets::diagnose::{self, Report, Style};
 use mxm_secrets::error::{EX_USAGE, Error};
 use mxm_secrets::inject::Inherit;
+use mxm_secrets::manifest::DEFAULT_MANIFEST;
 use mxm_secrets::run::{Inputs, RunRequest, run};
 use mxm_secrets::{RuntimeIdentity, SecretsApi, config::Config};
 
@@ -202,10 +203,14 @@ impl IdentityArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
+            if let Some(tip) = missing_separator(&e, &args) {
+                eprintln!("\n{tip}");
+            }
             return if e.use_stderr() { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
         }
     };
@@ -291,16 +296,45 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
 }
 
 fn inputs(config: ConfigArg, manifest: ManifestArgs, identity: &IdentityArgs) -> Result<Inputs, Error> {
+    // The default manifest, named here so that messages show the absolute path read.
+    let default_manifest = manifest.secrets.is_empty().then(|| PathBuf::from(DEFAULT_MANIFEST));
     Ok(Inputs {
-        config: config.config,
-        manifest: manifest.manifest,
+        config: Some(config_path(&config)?),
+        manifest: manifest.manifest.or(default_manifest).map(|p| absolute(&p)),
         secrets: manifest.secrets,
         identity: identity.identity()?,
     })
 }
 
 fn load_config(config: &ConfigArg) -> Result<Config, Error> {
-    Config::load(&Config::discover(config.config.as_deref())?)
+    Config::load(&config_path(config)?)
+}
+
+/// The config file the command reads, absolute so that every message names it unambiguously.
+fn config_path(config: &ConfigArg) -> Result<PathBuf, Error> {
+    Ok(absolute(&Config::discover(config.config.as_deref())?))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// `run --role x python feed.py`: clap says only "unexpected argument 'python'"; the likely
+/// cause is a missing `--`, so the corrected line is shown.
+fn missing_separator(error: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let Some(ContextValue::String(unexpected)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let run = args.iter().position(|a| a == "run")?;
+    let at = run + args[run..].iter().position(|a| a == unexpected.as_str())?;
+    let mut fixed: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    fixed[0] = "mxm-secrets".to_owned();
+    fixed.insert(at, "--".to_owned());
+    Some(format!("tip: the program and its arguments go after `--`: {}", fixed.join(" ")))
 }
 
 /// A report on stdout, then its outcome; with `--format json` an error that came before any

@@ -64,7 +64,8 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
         return Err(Error::Usage("no command to run; give it after `--`".to_owned()));
     }
     let Prepared { config, manifest, principal } = request.inputs.prepare()?;
-    let judged = resolve::judge_all(&config, &manifest.names(), &principal, &request.inputs.identity);
+    let mut judged = resolve::judge_all(&config, &manifest.names(), &principal, &request.inputs.identity);
+    manifest.cite_undefined(&mut judged);
     request.audit.decisions(&principal, &judged);
     let authorized = resolve::all_allowed(judged)?;
     let hardened = exec::harden()?;

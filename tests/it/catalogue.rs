@@ -31,13 +31,13 @@ fn config_case(config: &str, code: i32, message: &str) {
 
 #[test]
 fn malformed_yaml() {
-    config_case("stores: [\n", 78, "config config.yaml:1:9: stores: invalid type: sequence");
-    config_case("stores: {\n", 78, "config config.yaml:2:1: ");
-    config_case("stores: {a: 1\nrefs: {}\n", 78, "config config.yaml:");
-    config_case("\t- tab\n", 78, "config config.yaml:1:");
+    config_case("stores: [\n", 78, "/config.yaml:1:9: stores: invalid type: sequence");
+    config_case("stores: {\n", 78, "/config.yaml:2:1: ");
+    config_case("stores: {a: 1\nrefs: {}\n", 78, "/config.yaml:");
+    config_case("\t- tab\n", 78, "/config.yaml:1:");
     config_case("", 78, "missing field `stores`");
     config_case("--- []\n", 78, "invalid type: sequence");
-    config_case("a\u{0}b: 1\n", 78, "config config.yaml:");
+    config_case("a\u{0}b: 1\n", 78, "/config.yaml:");
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn bombs_and_depth_are_bounded() {
         "nest more than 64 levels",
     );
     let block: String = (0..300).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
-    config_case(&format!("stores:\n{block}"), 78, "config config.yaml:");
+    config_case(&format!("stores:\n{block}"), 78, "/config.yaml:");
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn manifest_catalogue() {
     );
     manifest_case("secrets:\n  - {name: api_key, fd: 2}\n", 65, "fd 2 is stderr");
     manifest_case("secrets:\n  - {name: api_key, fd: 4096}\n", 65, "fd 4096 is out of range");
-    manifest_case("secrets:\n  - {name: api_key, fd: 3.5}\n", 65, "manifest m.yaml:2:");
+    manifest_case("secrets:\n  - {name: api_key, fd: 3.5}\n", 65, "/m.yaml:2:");
     manifest_case("secrets: []\n", 65, "requests no secrets");
     manifest_case("secrets:\n  - {name: api_key, optional: maybe}\n", 65, "invalid type: string \"maybe\"");
     manifest_case("secrets:\n  - name: api_key\n  - name: api_key\n", 65, "both inject variable API_KEY");

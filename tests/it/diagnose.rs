@@ -77,7 +77,7 @@ fn check_json_schema() {
     assert_eq!(report["schema"], "mxm-secrets/check/1");
     assert_eq!(report["ok"], false);
     assert_eq!(report["exit_code"], 77);
-    assert_eq!(report["config"], "config.yaml");
+    assert_eq!(report["config"], f.path("config.yaml").display().to_string());
     assert_eq!(report["principal"]["name"], "marketdata");
     assert_eq!(report["principal"]["rule"], Value::Null);
     assert_eq!(report["fetched"], false, "nothing is fetched while a name is denied");

@@ -10,6 +10,7 @@ mod diagnose;
 mod env_backend;
 mod gopass;
 mod inject;
+mod newcomer;
 mod properties;
 mod readme;
 mod run;
