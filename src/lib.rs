@@ -20,6 +20,7 @@
 pub mod api;
 pub mod audit;
 pub mod backend;
+pub mod complete;
 pub mod config;
 pub mod diagnose;
 pub mod error;

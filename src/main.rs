@@ -6,9 +6,12 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use mxm_secrets::audit::{Audit, LogFormat};
+use mxm_secrets::complete::{self, COMPLETE_VAR, Kind};
 use mxm_secrets::diagnose::{self, Report, Style};
 use mxm_secrets::error::{EX_USAGE, Error};
 use mxm_secrets::inject::Inherit;
@@ -67,6 +70,7 @@ enum Command {
     )]
     Get {
         /// The secret's public name
+        #[arg(add = candidates(Kind::Secret))]
         name: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -96,6 +100,7 @@ enum Command {
     )]
     Explain {
         /// The secret's public name
+        #[arg(add = candidates(Kind::Secret))]
         name: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -144,7 +149,7 @@ struct ManifestArgs {
     manifest: Option<PathBuf>,
     /// Add a secret, injected as ENV (default: NAME upper-cased); no manifest file is read
     /// unless --manifest is given too
-    #[arg(long = "secret", value_name = "NAME[=ENV]")]
+    #[arg(long = "secret", value_name = "NAME[=ENV]", add = candidates(Kind::Secret))]
     secrets: Vec<String>,
 }
 
@@ -152,11 +157,11 @@ struct ManifestArgs {
 #[derive(Args)]
 struct IdentityArgs {
     /// The role this program runs as (the principal, unless a `principals:` rule maps it)
-    #[arg(long, env = "MXM_ROLE")]
+    #[arg(long, env = "MXM_ROLE", add = candidates(Kind::Role))]
     role: String,
-    #[arg(long, env = "MXM_ENVIRONMENT")]
+    #[arg(long, env = "MXM_ENVIRONMENT", add = candidates(Kind::Environment))]
     environment: Option<String>,
-    #[arg(long, env = "MXM_MACHINE")]
+    #[arg(long, env = "MXM_MACHINE", add = candidates(Kind::Machine))]
     machine: Option<String>,
     #[arg(long, env = "MXM_APP")]
     app: Option<String>,
@@ -203,6 +208,7 @@ impl IdentityArgs {
 }
 
 fn main() -> ExitCode {
+    complete_if_asked();
     let args: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
@@ -266,13 +272,16 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             print_result("mxm-secrets/list/1", report, format.format)
         }
         Command::Completions { shell } => {
-            let shell = match shell {
-                Shell::Bash => clap_complete::Shell::Bash,
-                Shell::Zsh => clap_complete::Shell::Zsh,
-                Shell::Fish => clap_complete::Shell::Fish,
+            use clap_complete::env::EnvCompleter;
+            let shell: &dyn EnvCompleter = match shell {
+                Shell::Bash => &clap_complete::env::Bash,
+                Shell::Zsh => &clap_complete::env::Zsh,
+                Shell::Fish => &clap_complete::env::Fish,
             };
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "mxm-secrets", &mut script);
+            shell
+                .write_registration(COMPLETE_VAR, "mxm-secrets", "mxm-secrets", &completer(), &mut script)
+                .map_err(Error::Output)?;
             write_stdout(&script)
         }
         Command::Man { command } => {
@@ -293,6 +302,36 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             write_stdout(&roff)
         }
     }
+}
+
+/// The `--config` on the line being completed, for the candidates of [`complete::words`].
+static COMPLETION_CONFIG: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Completes an argument with words from the config (see [`mxm_secrets::complete`]).
+fn candidates(kind: Kind) -> ArgValueCandidates {
+    ArgValueCandidates::new(move || {
+        let config = COMPLETION_CONFIG.get().cloned().flatten();
+        complete::words(kind, config.as_deref()).into_iter().map(CompletionCandidate::new).collect()
+    })
+}
+
+/// A completion request from the script of `completions SHELL`: answered, then exit, before
+/// anything else runs.
+fn complete_if_asked() {
+    if std::env::var_os(COMPLETE_VAR).is_none() {
+        return;
+    }
+    let line: Vec<OsString> = std::env::args_os().skip_while(|a| a != "--").skip(1).collect();
+    let _ = COMPLETION_CONFIG.set(complete::config_on_line(&line));
+    clap_complete::CompleteEnv::with_factory(Cli::command).var(COMPLETE_VAR).complete();
+}
+
+/// How the completion script calls us back: the path we were run by, made absolute when it
+/// is a path (so the script works from any directory), else the name found on PATH.
+fn completer() -> String {
+    let argv0 = PathBuf::from(std::env::args_os().next().unwrap_or_else(|| "mxm-secrets".into()));
+    let program = if argv0.components().count() > 1 { absolute(&argv0) } else { argv0 };
+    program.to_string_lossy().into_owned()
 }
 
 fn inputs(config: ConfigArg, manifest: ManifestArgs, identity: &IdentityArgs) -> Result<Inputs, Error> {

@@ -5,6 +5,7 @@ mod util;
 mod api;
 mod backends;
 mod catalogue;
+mod completions;
 mod config;
 mod diagnose;
 mod env_backend;
