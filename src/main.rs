@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
-use mxm_secrets::audit::{Audit, LogFormat};
+use mxm_secrets::audit::{self, Audit, LogFormat, Sink};
 use mxm_secrets::complete::{self, COMPLETE_VAR, Kind};
 use mxm_secrets::diagnose::{self, Report, Style};
 use mxm_secrets::error::{EX_USAGE, Error};
@@ -33,6 +33,14 @@ struct Cli {
     /// How audit records are written
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormatArg,
+    /// Where audit records go: stderr; syslog (/dev/log, facility authpriv); journald (its
+    /// native protocol, with MXM_* fields); auto (journald when run by systemd with stderr
+    /// to the journal, else stderr). Any but stderr implies -v
+    #[arg(long, value_enum, default_value = "stderr", value_name = "WHERE", global = true)]
+    audit_log: AuditLogArg,
+    /// The socket for --audit-log syslog or journald, instead of the system's (for tests)
+    #[arg(long, value_name = "PATH", global = true, hide = true)]
+    audit_socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -188,6 +196,14 @@ enum LogFormatArg {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuditLogArg {
+    Stderr,
+    Syslog,
+    Journald,
+    Auto,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Shell {
     Bash,
@@ -224,7 +240,7 @@ fn main() -> ExitCode {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
     };
-    let audit = Audit { verbosity: cli.verbose, format };
+    let audit = audit(&cli, format);
     match dispatch(cli.command, audit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -234,11 +250,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// `-v`, `--log-format` and `--audit-log` as one [`Audit`]; the identity is added per command.
+fn audit(cli: &Cli, format: LogFormat) -> Audit {
+    let socket = |default: &str| cli.audit_socket.clone().unwrap_or_else(|| PathBuf::from(default));
+    let sink = match cli.audit_log {
+        AuditLogArg::Stderr => Sink::Stderr,
+        AuditLogArg::Syslog => Sink::Syslog(socket(audit::SYSLOG_SOCKET)),
+        AuditLogArg::Journald => Sink::Journald(socket(audit::JOURNALD_SOCKET)),
+        AuditLogArg::Auto => Sink::auto(&socket(audit::JOURNALD_SOCKET)),
+    };
+    // Sending records to a log is asking for them.
+    let verbosity = if cli.audit_log == AuditLogArg::Stderr { cli.verbose } else { cli.verbose.max(1) };
+    Audit { verbosity, format, sink, context: Default::default() }
+}
+
 fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
         Command::Run { config, manifest, identity, clean_env, keep, dry_run, command } => {
             let inputs = inputs(config, manifest, &identity)?;
+            let audit = audit.about(&inputs.identity, command.first().map(OsString::as_os_str));
             if dry_run {
                 let mut report = diagnose::check(&inputs, false, &audit, style)?;
                 let shown: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -249,8 +280,9 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             match run(request)? {}
         }
         Command::Get { name, config, identity } => {
-            let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit);
-            let value = api.get_secret(&name, &identity.identity()?)?;
+            let identity = identity.identity()?;
+            let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit.about(&identity, None));
+            let value = api.get_secret(&name, &identity)?;
             write_stdout(value.expose())?;
             if std::io::stdout().is_terminal() {
                 write_stdout(b"\n")?;
@@ -258,8 +290,9 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             Ok(())
         }
         Command::Check { config, manifest, identity, fetch, format } => {
-            let report = inputs(config, manifest, &identity)
-                .and_then(|inputs| diagnose::check(&inputs, fetch, &audit, style));
+            let report = inputs(config, manifest, &identity).and_then(|inputs| {
+                diagnose::check(&inputs, fetch, &audit.about(&inputs.identity, None), style)
+            });
             print_result("mxm-secrets/check/1", report, format.format)
         }
         Command::Explain { name, config, identity, format } => {
