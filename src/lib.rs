@@ -29,6 +29,7 @@ pub mod files;
 pub mod identity;
 pub mod inject;
 pub mod manifest;
+pub mod manual;
 pub mod name;
 pub mod policy;
 pub mod resolve;

@@ -167,12 +167,18 @@ struct IdentityArgs {
     /// The role this program runs as (the principal, unless a `principals:` rule maps it)
     #[arg(long, env = "MXM_ROLE", add = candidates(Kind::Role))]
     role: String,
+    /// The deployment environment (prod, staging, ...): a policy with `environments:` allows
+    /// only those; `principals:` rules may match on it
     #[arg(long, env = "MXM_ENVIRONMENT", add = candidates(Kind::Environment))]
     environment: Option<String>,
+    /// The machine (host name or class): a policy with `machines:` allows only those;
+    /// `principals:` rules may match on it
     #[arg(long, env = "MXM_MACHINE", add = candidates(Kind::Machine))]
     machine: Option<String>,
+    /// The application, for `principals:` rules that tell apps of one role apart
     #[arg(long, env = "MXM_APP")]
     app: Option<String>,
+    /// What runs it (systemd, cron, container, ...), for `principals:` rules that match on it
     #[arg(long, env = "MXM_SUBSTRATE")]
     substrate: Option<String>,
 }
@@ -330,9 +336,7 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
                     sub.name(format!("mxm-secrets-{name}"))
                 }
             };
-            let mut roff = Vec::new();
-            clap_mangen::Man::new(page).render(&mut roff).map_err(Error::Output)?;
-            write_stdout(&roff)
+            write_stdout(&man_page(page).map_err(Error::Output)?)
         }
     }
 }
@@ -365,6 +369,22 @@ fn completer() -> String {
     let argv0 = PathBuf::from(std::env::args_os().next().unwrap_or_else(|| "mxm-secrets".into()));
     let program = if argv0.components().count() > 1 { absolute(&argv0) } else { argv0 };
     program.to_string_lossy().into_owned()
+}
+
+/// clap_mangen's page, with the after-help examples as EXAMPLES (clap_mangen calls them
+/// EXTRA) and our EXIT STATUS, ENVIRONMENT and FILES before them, in man-pages(7) order.
+fn man_page(page: clap::Command) -> std::io::Result<Vec<u8>> {
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).render(&mut roff)?;
+    let roff = String::from_utf8_lossy(&roff);
+    let ours = mxm_secrets::manual::SECTIONS;
+    let page = match [".SH EXTRA\n", ".SH VERSION\n"].iter().find_map(|h| roff.find(h)) {
+        Some(at) => {
+            format!("{}{ours}{}", &roff[..at], roff[at..].replacen(".SH EXTRA\n", ".SH EXAMPLES\n", 1))
+        }
+        None => format!("{roff}{ours}"),
+    };
+    Ok(page.into_bytes())
 }
 
 fn inputs(config: ConfigArg, manifest: ManifestArgs, identity: &IdentityArgs) -> Result<Inputs, Error> {

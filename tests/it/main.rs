@@ -11,6 +11,7 @@ mod config;
 mod diagnose;
 mod env_backend;
 mod gopass;
+mod help;
 mod inject;
 mod newcomer;
 mod properties;
