@@ -418,9 +418,13 @@ fn missing_separator(error: &clap::Error, args: &[OsString]) -> Option<String> {
     if error.kind() != ErrorKind::UnknownArgument || args.iter().any(|a| a == "--") {
         return None;
     }
+    // An unknown option (`--bogus`) is a typo, not a program.
     let Some(ContextValue::String(unexpected)) = error.get(ContextKind::InvalidArg) else {
         return None;
     };
+    if unexpected.starts_with('-') {
+        return None;
+    }
     let run = args.iter().position(|a| a == "run")?;
     let at = run + args[run..].iter().position(|a| a == unexpected.as_str())?;
     let mut fixed: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();

@@ -125,6 +125,8 @@ fn a_missing_separator_is_suggested() {
     f.run(["run", "--role", "x", "python", "feed.py"]).code(64).stderr_has(
         "tip: the program and its arguments go after `--`: mxm-secrets run --role x -- python feed.py",
     );
+    let typo = f.run(["run", "--role", "x", "--bogus", "--", "true"]);
+    assert!(!typo.code(64).stderr().contains("the program and its arguments"), "{}", typo.stderr());
 }
 
 #[test]
