@@ -227,13 +227,16 @@ impl ManifestEntry {
 /// entry written some other way (an alias) gets no position, and its index is cited instead.
 fn entry_positions(text: &str, names: &[&str]) -> Vec<Option<(usize, usize)>> {
     let lines: Vec<&str> = text.lines().collect();
-    let mut at = (0usize, 0usize);
+    let mut at = Some((0usize, 0usize));
     names
         .iter()
         .map(|name| {
-            let found = find_name(&lines, at, name)?;
-            at = (found.0, found.1 + 1);
-            Some((found.0 + 1, found.1 + 1))
+            // After one miss the rest are not looked for: each search could read to the end,
+            // and a manifest of many aliases would make that quadratic.
+            let found = find_name(&lines, at?, name);
+            at = found.map(|(line, column)| (line, column + 1));
+            let (line, column) = found?;
+            Some((line + 1, column + 1))
         })
         .collect()
 }

@@ -25,6 +25,8 @@ pub(crate) fn odd_indentation(text: &str) -> Option<(usize, usize, Vec<usize>)> 
     let mut levels: Vec<usize> = vec![0];
     let mut scalar_above: Option<usize> = None;
     let mut flow_depth: i32 = 0;
+    // The last block-structure line, which decides whether a deeper one may follow.
+    let mut previous = "";
     for (index, line) in text.lines().enumerate() {
         let content = line.trim_start_matches(' ');
         let indent = line.len() - content.len();
@@ -47,7 +49,7 @@ pub(crate) fn odd_indentation(text: &str) -> Option<(usize, usize, Vec<usize>)> 
         }
         match levels.last() {
             Some(top) if *top == indent => {}
-            Some(_) if levels.len() > 1 && !opens_block(&text_before(text, index)) => {
+            Some(_) if levels.len() > 1 && !opens_block(previous) => {
                 let mut open = levels.clone();
                 open.dedup();
                 return Some((index + 1, indent, open));
@@ -71,21 +73,9 @@ pub(crate) fn odd_indentation(text: &str) -> Option<(usize, usize, Vec<usize>)> 
             scalar_above = Some(indent);
         }
         flow_depth += brackets(code);
+        previous = code;
     }
     None
-}
-
-/// The last non-blank, non-comment line before line `index` (0-based).
-fn text_before(text: &str, index: usize) -> String {
-    text.lines()
-        .take(index)
-        .filter(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#')
-        })
-        .last()
-        .unwrap_or("")
-        .to_owned()
 }
 
 /// Whether a line lets the next one go deeper: `key:` or `- key:` with nothing after the colon.

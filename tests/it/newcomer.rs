@@ -138,3 +138,17 @@ fn paths_in_messages_are_absolute() {
     let run = f.run(["check", "--config", "nothing.yaml", "--role", "worker", "--secret", "api_key"]);
     run.code(78).stderr_has(&format!("config {}: cannot read it", f.path("nothing.yaml").display()));
 }
+
+#[test]
+fn finding_the_cause_stays_fast_on_big_files() {
+    // Many aliased entries (no `name:` to find) and a deep staircase of odd indentation.
+    let mut manifest = String::from("secrets:\n  - &e {name: api_key, env: A}\n");
+    manifest.push_str(&"  - *e\n".repeat(100_000));
+    let start = std::time::Instant::now();
+    let (_, run) = with_manifest(&manifest);
+    run.code(65);
+    let staircase: String = (0..20_000).map(|i| format!("{}k{i}:\n", " ".repeat(i % 200))).collect();
+    let (_, run) = with_config(&format!("{staircase} odd: 1\n"));
+    run.code(78);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+}
