@@ -120,11 +120,35 @@ const TYPE_WORDS: [(&str, &str); 11] = [
     ("enum Field", "a field name"),
 ];
 
+/// serde names numbers by their Rust types (`expected f64`).
+const PRIMITIVE_WORDS: [(&str, &str); 12] = [
+    ("i8", "an integer"),
+    ("i16", "an integer"),
+    ("i32", "an integer"),
+    ("i64", "an integer"),
+    ("isize", "an integer"),
+    ("u8", "a whole number (0 or more)"),
+    ("u16", "a whole number (0 or more)"),
+    ("u32", "a whole number (0 or more)"),
+    ("u64", "a whole number (0 or more)"),
+    ("usize", "a whole number (0 or more)"),
+    ("f32", "a number"),
+    ("f64", "a number"),
+];
+
 /// serde's message with every Rust type name replaced by what it stands for in the file.
 pub(crate) fn plain_words(message: &str) -> String {
     let mut message = message.to_owned();
     for (rust, words) in TYPE_WORDS {
         message = message.replace(rust, words);
+    }
+    for (rust, words) in PRIMITIVE_WORDS {
+        for end in [",", " ", ")", ";"] {
+            message = message.replace(&format!("expected {rust}{end}"), &format!("expected {words}{end}"));
+        }
+        if let Some(stripped) = message.strip_suffix(&format!("expected {rust}")) {
+            message = format!("{stripped}expected {words}");
+        }
     }
     for (kind, words) in [("struct ", "a mapping"), ("enum ", "a name")] {
         while let Some(start) = message.find(&format!("expected {kind}")) {
@@ -197,6 +221,14 @@ mod tests {
             "invalid type: sequence, expected a mapping with `stores`, `refs` and `policies`"
         );
         assert_eq!(plain_words("x, expected struct Whatever"), "x, expected a mapping");
+        assert_eq!(
+            plain_words("invalid type: string \"ten\", expected f64"),
+            "invalid type: string \"ten\", expected a number"
+        );
+        assert_eq!(
+            plain_words("invalid value: integer `-1`, expected u64 (x)"),
+            "invalid value: integer `-1`, expected a whole number (0 or more) (x)"
+        );
         assert_eq!(plain_words("x, expected enum Other here"), "x, expected a name here");
         assert_eq!(
             without_positions(

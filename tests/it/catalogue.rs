@@ -51,7 +51,7 @@ fn wrong_types() {
     config_case(
         &GOOD.replace("root: src}", "root: src, timeout: ten}"),
         78,
-        "stores.s.timeout: invalid type: string \"ten\", expected f64",
+        "stores.s.timeout: invalid type: string \"ten\", expected a number",
     );
     config_case(
         &GOOD.replace("[worker]", "worker"),

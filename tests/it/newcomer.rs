@@ -32,7 +32,8 @@ fn with_config(config: &str) -> (Fixture, Run) {
 
 /// Words of ours that must never reach a user: Rust type names and serde's "struct".
 fn assert_no_rust_names(run: &Run) {
-    for word in ["Raw", "struct ", "Sections", "Wrapped", "enum ", "BackendKind"] {
+    for word in ["Raw", "struct ", "Sections", "Wrapped", "enum ", "BackendKind", "i64", "u64", "f64", "i32"]
+    {
         assert!(!run.stderr().contains(word), "{word:?} in {}", run.stderr());
     }
 }
@@ -80,6 +81,8 @@ fn no_message_names_a_rust_type() {
         "5\n",
         "secrets:\n  - {name: api_key, fd: [3]}\n",
         "secrets:\n  - {name: api_key, optional: maybe}\n",
+        "secrets:\n  - {name: api_key, fd: 3.5}\n",
+        "secrets:\n  - {name: api_key, fd: three}\n",
     ];
     for manifest in manifests {
         let (_, run) = with_manifest(manifest);
@@ -99,6 +102,9 @@ fn no_message_names_a_rust_type() {
         CONFIG.replace("policy: p}", "policy: p, field: [x]}"),
         format!("{CONFIG}principals: [[x]]\n"),
         format!("{CONFIG}principals: {{a: 1}}\n"),
+        CONFIG.replace("root: src}", "root: src, timeout: ten}"),
+        CONFIG.replace("policy: p}", "policy: p, version: -1}"),
+        CONFIG.replace("policy: p}", "policy: p, version: x}"),
     ];
     for config in configs {
         let (_, run) = with_config(&config);
