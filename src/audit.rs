@@ -39,7 +39,7 @@ pub enum LogFormat {
 pub enum Sink {
     #[default]
     Stderr,
-    /// RFC 5424 datagrams to a syslog socket (normally [`SYSLOG_SOCKET`]).
+    /// syslog(3)'s datagrams to a syslog socket (normally [`SYSLOG_SOCKET`]).
     Syslog(PathBuf),
     /// journald's native protocol to its socket (normally [`JOURNALD_SOCKET`]).
     Journald(PathBuf),
@@ -214,17 +214,29 @@ fn severity(record: &serde_json::Value) -> u8 {
     if matches!(word, Some("allowed" | "ok" | "skipped") | None) { 6 } else { 4 }
 }
 
-/// RFC 5424: `<PRI>1 TIME HOST APP PID MSGID - MSG`, facility authpriv.
+/// What glibc's syslog(3) sends to the local socket (RFC 3164 without the host name):
+/// `<PRI>Mmm dd hh:mm:ss mxm-secrets[PID]: MSG`, facility authpriv. Not RFC 5424: journald,
+/// which serves `/dev/log` on most systems, parses only this form (systemd issue 19251).
+/// The header's time is UTC (rsyslog and journald stamp local records on receipt anyway);
+/// the record's own `time` is the exact one.
 fn syslog_datagram(record: &serde_json::Value, line: &str) -> String {
-    let text = |key: &str| record.get(key).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
+    let time = record.get("time").and_then(|t| t.as_str()).unwrap_or("");
     format!(
-        "<{}>1 {} {} mxm-secrets {} {} - {line}",
+        "<{}>{} mxm-secrets[{}]: {line}",
         FACILITY_AUTHPRIV * 8 + severity(record),
-        text("time"),
-        text("host"),
-        std::process::id(),
-        text("event"),
+        rfc3164_time(time),
+        std::process::id()
     )
+}
+
+/// `2026-11-02T04:27:00.123Z` as `Nov  2 04:27:00`.
+fn rfc3164_time(rfc3339: &str) -> String {
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month: usize = rfc3339.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+    let day: u32 = rfc3339.get(8..10).and_then(|d| d.parse().ok()).unwrap_or(1);
+    let clock = rfc3339.get(11..19).unwrap_or("00:00:00");
+    format!("{} {day:>2} {clock}", MONTHS[month.clamp(1, 12) - 1])
 }
 
 /// journald's native protocol: `KEY=value` lines; a value holding a newline is sent as
@@ -345,6 +357,12 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(951_782_400_250)), "2000-02-29T00:00:00.250Z");
         assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_926_896)), "2026-11-29T04:34:56.000Z");
+    }
+
+    #[test]
+    fn syslog_times() {
+        assert_eq!(rfc3164_time("2026-11-02T04:27:00.123Z"), "Nov  2 04:27:00");
+        assert_eq!(rfc3164_time("2026-01-31T23:59:59.000Z"), "Jan 31 23:59:59");
     }
 
     #[test]

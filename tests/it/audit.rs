@@ -116,7 +116,7 @@ fn json_records_carry_the_schema_time_host_pid_program_and_identity() {
 }
 
 #[test]
-fn syslog_gets_rfc5424_datagrams_at_authpriv() {
+fn syslog_gets_syslog3_datagrams_at_authpriv() {
     let f = fixture();
     let path = f.path("log.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
@@ -129,12 +129,13 @@ fn syslog_gets_rfc5424_datagrams_at_authpriv() {
     assert_eq!(datagrams.len(), 2, "{datagrams:?}");
     let decision = &datagrams[0];
     // authpriv (10) * 8 + info (6)
-    assert!(decision.starts_with("<86>1 20"), "{decision}");
-    assert!(decision.contains(&format!(" {} mxm-secrets ", host())), "{decision}");
+    assert!(decision.starts_with("<86>"), "{decision}");
+    // `Mmm dd hh:mm:ss`, then the tag with the pid, as glibc's syslog(3) sends it locally.
+    let tag = &decision[4 + 16..];
+    assert!(tag.starts_with("mxm-secrets["), "{decision}");
+    assert_eq!(&decision[4 + 15..4 + 16], " ", "{decision}");
     assert!(
-        decision.contains(
-            " decision - audit: decision principal=worker secret=api_key decision=allowed store=s "
-        ),
+        decision.contains("]: audit: decision principal=worker secret=api_key decision=allowed store=s "),
         "{decision}"
     );
     let denied =
@@ -143,8 +144,8 @@ fn syslog_gets_rfc5424_datagrams_at_authpriv() {
     let datagrams = received(&socket);
     let denied = String::from_utf8(datagrams[0].clone()).unwrap();
     // authpriv (10) * 8 + warning (4), and the JSON record as the message.
-    assert!(denied.starts_with("<84>1 "), "{denied}");
-    let json = &denied[denied.find(" - {").unwrap() + 3..];
+    assert!(denied.starts_with("<84>"), "{denied}");
+    let json = &denied[denied.find("]: {").unwrap() + 3..];
     let record: Value = serde_json::from_str(json).unwrap();
     assert_eq!(record["decision"], "denied");
     assert_eq!(record["schema"], "mxm-secrets/audit/1");
