@@ -57,7 +57,7 @@ With \fB\-\-audit\-log auto\fR: set by systemd, it sends audit records to journa
 \fBNO_COLOR\fR
 No colour in text output, even on a terminal.
 .TP
-\fBGNUPGHOME\fR, \fBPASSWORD_STORE_DIR\fR, \fBVAULT_ADDR\fR, \fBVAULT_TOKEN\fR, \fBCREDENTIALS_DIRECTORY\fR
+\fBGNUPGHOME\fR, \fBPASSWORD_STORE_DIR\fR, \fBVAULT_ADDR\fR, \fBVAULT_TOKEN\fR (or \fBBAO_ADDR\fR, \fBBAO_TOKEN\fR), \fBCREDENTIALS_DIRECTORY\fR
 Read by the backends (gpg, pass, gopass, vault) and by store roots that name them.
 .SH FILES
 .TP
