@@ -341,7 +341,7 @@ fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, Er
         serde_yaml::from_str::<Sections>(text)
     };
     result.map_err(|e| {
-        let (origin, message) = yaml_error(source, &e);
+        let (origin, message) = yaml_error(text, source, &e);
         Error::config(origin, message)
     })
 }
@@ -401,15 +401,32 @@ pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, Str
     Ok(())
 }
 
-/// A serde_yaml error as `(file:line:column, message)`, with a "did you mean" for unknown
-/// keys and names.
-pub(crate) fn yaml_error(source: &str, error: &serde_yaml::Error) -> (Origin, String) {
+/// A serde_yaml error as `(file:line:column, message)`, in the file's words: a tab or an odd
+/// indentation named as the cause where one is, no Rust type names, and a "did you mean" for
+/// unknown keys and names. `text` is what was parsed, to find the cause in.
+pub(crate) fn yaml_error(text: &str, source: &str, error: &serde_yaml::Error) -> (Origin, String) {
+    use crate::yaml_errors::{indenting_tab, odd_indentation, plain_words, without_positions};
     let location = error.location();
-    let mut message = error.to_string();
-    if let Some(l) = &location {
-        let suffix = format!(" at line {} column {}", l.line(), l.column());
-        if let Some(stripped) = message.strip_suffix(&suffix) {
-            message = stripped.to_owned();
+    let at = |line, column| Origin { source: source.to_owned(), line: Some(line), column: Some(column) };
+    let error_line = location.as_ref().map_or(usize::MAX, |l| l.line());
+    let mut message = plain_words(&without_positions(&error.to_string()));
+    if let Some((line, column)) = indenting_tab(text).filter(|(line, _)| *line <= error_line) {
+        return (at(line, column), "tabs cannot indent YAML; use spaces".to_owned());
+    }
+    // libyaml's own errors ("did not find expected key") have no serde path before them.
+    let syntax = message.contains("while parsing") || message.contains("while scanning");
+    if let Some((line, indent, open)) = odd_indentation(text) {
+        let levels: Vec<String> = open.iter().map(ToString::to_string).collect();
+        let why = format!(
+            "line {line} is indented by {indent} spaces, but the lines it could belong to by {}; \
+             YAML nests by indentation",
+            levels.join(" or ")
+        );
+        if syntax && line <= error_line {
+            return (at(line, indent + 1), format!("{why} (the parser said: {message})"));
+        }
+        if !syntax {
+            message = format!("{message} ({why})");
         }
     }
     message.push_str(&suggestion_for_unknown(&message));

@@ -57,7 +57,8 @@ impl Style {
 pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Result<Report, Error> {
     let Prepared { config, manifest, principal } = inputs.prepare()?;
     let targets = inject::targets(&manifest, inject::is_open)?;
-    let judged = resolve::judge_all(&config, &manifest.names(), &principal, &inputs.identity);
+    let mut judged = resolve::judge_all(&config, &manifest.names(), &principal, &inputs.identity);
+    manifest.cite_undefined(&mut judged);
     audit.decisions(&principal, &judged);
     // Each fetched name with its outcome word and, unless skipped, its failure.
     let mut fetched: Vec<(Name, &'static str, Option<FailureKind>)> = Vec::new();

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod audit;
 pub mod backend;
+pub mod complete;
 pub mod config;
 pub mod diagnose;
 pub mod error;
@@ -28,12 +29,14 @@ pub mod files;
 pub mod identity;
 pub mod inject;
 pub mod manifest;
+pub mod manual;
 pub mod name;
 pub mod policy;
 pub mod resolve;
 pub mod run;
 pub mod secret;
 pub mod value;
+mod yaml_errors;
 
 /// README.md's Rust example compiles (`cargo test --doc`).
 #[cfg(doctest)]

@@ -4,14 +4,18 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use mxm_secrets::audit::{Audit, LogFormat};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use mxm_secrets::audit::{self, Audit, LogFormat, Sink};
+use mxm_secrets::complete::{self, COMPLETE_VAR, Kind};
 use mxm_secrets::diagnose::{self, Report, Style};
 use mxm_secrets::error::{EX_USAGE, Error};
 use mxm_secrets::inject::Inherit;
+use mxm_secrets::manifest::DEFAULT_MANIFEST;
 use mxm_secrets::run::{Inputs, RunRequest, run};
 use mxm_secrets::{RuntimeIdentity, SecretsApi, config::Config};
 
@@ -29,6 +33,14 @@ struct Cli {
     /// How audit records are written
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormatArg,
+    /// Where audit records go: stderr; syslog (/dev/log, facility authpriv); journald (its
+    /// native protocol, with MXM_* fields); auto (journald when run by systemd with stderr
+    /// to the journal, else stderr). Any but stderr implies -v
+    #[arg(long, value_enum, default_value = "stderr", value_name = "WHERE", global = true)]
+    audit_log: AuditLogArg,
+    /// The socket for --audit-log syslog or journald, instead of the system's (for tests)
+    #[arg(long, value_name = "PATH", global = true, hide = true)]
+    audit_socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,6 +78,7 @@ enum Command {
     )]
     Get {
         /// The secret's public name
+        #[arg(add = candidates(Kind::Secret))]
         name: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -95,6 +108,7 @@ enum Command {
     )]
     Explain {
         /// The secret's public name
+        #[arg(add = candidates(Kind::Secret))]
         name: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -143,7 +157,7 @@ struct ManifestArgs {
     manifest: Option<PathBuf>,
     /// Add a secret, injected as ENV (default: NAME upper-cased); no manifest file is read
     /// unless --manifest is given too
-    #[arg(long = "secret", value_name = "NAME[=ENV]")]
+    #[arg(long = "secret", value_name = "NAME[=ENV]", add = candidates(Kind::Secret))]
     secrets: Vec<String>,
 }
 
@@ -151,14 +165,20 @@ struct ManifestArgs {
 #[derive(Args)]
 struct IdentityArgs {
     /// The role this program runs as (the principal, unless a `principals:` rule maps it)
-    #[arg(long, env = "MXM_ROLE")]
+    #[arg(long, env = "MXM_ROLE", add = candidates(Kind::Role))]
     role: String,
-    #[arg(long, env = "MXM_ENVIRONMENT")]
+    /// The deployment environment (prod, staging, ...): a policy with `environments:` allows
+    /// only those; `principals:` rules may match on it
+    #[arg(long, env = "MXM_ENVIRONMENT", add = candidates(Kind::Environment))]
     environment: Option<String>,
-    #[arg(long, env = "MXM_MACHINE")]
+    /// The machine (host name or class): a policy with `machines:` allows only those;
+    /// `principals:` rules may match on it
+    #[arg(long, env = "MXM_MACHINE", add = candidates(Kind::Machine))]
     machine: Option<String>,
+    /// The application, for `principals:` rules that tell apps of one role apart
     #[arg(long, env = "MXM_APP")]
     app: Option<String>,
+    /// What runs it (systemd, cron, container, ...), for `principals:` rules that match on it
     #[arg(long, env = "MXM_SUBSTRATE")]
     substrate: Option<String>,
 }
@@ -182,6 +202,14 @@ enum LogFormatArg {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuditLogArg {
+    Stderr,
+    Syslog,
+    Journald,
+    Auto,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Shell {
     Bash,
@@ -202,10 +230,15 @@ impl IdentityArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    complete_if_asked();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
+            if let Some(tip) = missing_separator(&e, &args) {
+                eprintln!("\n{tip}");
+            }
             return if e.use_stderr() { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
         }
     };
@@ -213,7 +246,7 @@ fn main() -> ExitCode {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
     };
-    let audit = Audit { verbosity: cli.verbose, format };
+    let audit = audit(&cli, format);
     match dispatch(cli.command, audit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -223,11 +256,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// `-v`, `--log-format` and `--audit-log` as one [`Audit`]; the identity is added per command.
+fn audit(cli: &Cli, format: LogFormat) -> Audit {
+    let socket = |default: &str| cli.audit_socket.clone().unwrap_or_else(|| PathBuf::from(default));
+    let sink = match cli.audit_log {
+        AuditLogArg::Stderr => Sink::Stderr,
+        AuditLogArg::Syslog => Sink::Syslog(socket(audit::SYSLOG_SOCKET)),
+        AuditLogArg::Journald => Sink::Journald(socket(audit::JOURNALD_SOCKET)),
+        AuditLogArg::Auto => Sink::auto(&socket(audit::JOURNALD_SOCKET)),
+    };
+    // Sending records to a log is asking for them.
+    let verbosity = if cli.audit_log == AuditLogArg::Stderr { cli.verbose } else { cli.verbose.max(1) };
+    Audit { verbosity, format, sink, context: Default::default() }
+}
+
 fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
         Command::Run { config, manifest, identity, clean_env, keep, dry_run, command } => {
             let inputs = inputs(config, manifest, &identity)?;
+            let audit = audit.about(&inputs.identity, command.first().map(OsString::as_os_str));
             if dry_run {
                 let mut report = diagnose::check(&inputs, false, &audit, style)?;
                 let shown: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -238,9 +286,10 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             match run(request)? {}
         }
         Command::Get { name, config, identity } => {
-            let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit);
+            let identity = identity.identity()?;
+            let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit.about(&identity, None));
             let _hardened = mxm_secrets::exec::harden()?;
-            let value = api.get_secret(&name, &identity.identity()?)?;
+            let value = api.get_secret(&name, &identity)?;
             write_stdout(value.expose())?;
             if std::io::stdout().is_terminal() {
                 write_stdout(b"\n")?;
@@ -248,8 +297,9 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             Ok(())
         }
         Command::Check { config, manifest, identity, fetch, format } => {
-            let report = inputs(config, manifest, &identity)
-                .and_then(|inputs| diagnose::check(&inputs, fetch, &audit, style));
+            let report = inputs(config, manifest, &identity).and_then(|inputs| {
+                diagnose::check(&inputs, fetch, &audit.about(&inputs.identity, None), style)
+            });
             print_result("mxm-secrets/check/1", report, format.format)
         }
         Command::Explain { name, config, identity, format } => {
@@ -262,13 +312,16 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             print_result("mxm-secrets/list/1", report, format.format)
         }
         Command::Completions { shell } => {
-            let shell = match shell {
-                Shell::Bash => clap_complete::Shell::Bash,
-                Shell::Zsh => clap_complete::Shell::Zsh,
-                Shell::Fish => clap_complete::Shell::Fish,
+            use clap_complete::env::EnvCompleter;
+            let shell: &dyn EnvCompleter = match shell {
+                Shell::Bash => &clap_complete::env::Bash,
+                Shell::Zsh => &clap_complete::env::Zsh,
+                Shell::Fish => &clap_complete::env::Fish,
             };
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "mxm-secrets", &mut script);
+            shell
+                .write_registration(COMPLETE_VAR, "mxm-secrets", "mxm-secrets", &completer(), &mut script)
+                .map_err(Error::Output)?;
             write_stdout(&script)
         }
         Command::Man { command } => {
@@ -284,24 +337,101 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
                     sub.name(format!("mxm-secrets-{name}"))
                 }
             };
-            let mut roff = Vec::new();
-            clap_mangen::Man::new(page).render(&mut roff).map_err(Error::Output)?;
-            write_stdout(&roff)
+            write_stdout(&man_page(page).map_err(Error::Output)?)
         }
     }
 }
 
+/// The `--config` on the line being completed, for the candidates of [`complete::words`].
+static COMPLETION_CONFIG: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Completes an argument with words from the config (see [`mxm_secrets::complete`]).
+fn candidates(kind: Kind) -> ArgValueCandidates {
+    ArgValueCandidates::new(move || {
+        let config = COMPLETION_CONFIG.get().cloned().flatten();
+        complete::words(kind, config.as_deref()).into_iter().map(CompletionCandidate::new).collect()
+    })
+}
+
+/// A completion request from the script of `completions SHELL`: answered, then exit, before
+/// anything else runs.
+fn complete_if_asked() {
+    if std::env::var_os(COMPLETE_VAR).is_none() {
+        return;
+    }
+    let line: Vec<OsString> = std::env::args_os().skip_while(|a| a != "--").skip(1).collect();
+    let _ = COMPLETION_CONFIG.set(complete::config_on_line(&line));
+    clap_complete::CompleteEnv::with_factory(Cli::command).var(COMPLETE_VAR).complete();
+}
+
+/// How the completion script calls us back: the path we were run by, made absolute when it
+/// is a path (so the script works from any directory), else the name found on PATH.
+fn completer() -> String {
+    let argv0 = PathBuf::from(std::env::args_os().next().unwrap_or_else(|| "mxm-secrets".into()));
+    let program = if argv0.components().count() > 1 { absolute(&argv0) } else { argv0 };
+    program.to_string_lossy().into_owned()
+}
+
+/// clap_mangen's page, with the after-help examples as EXAMPLES (clap_mangen calls them
+/// EXTRA) and our EXIT STATUS, ENVIRONMENT and FILES before them, in man-pages(7) order.
+fn man_page(page: clap::Command) -> std::io::Result<Vec<u8>> {
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).render(&mut roff)?;
+    let roff = String::from_utf8_lossy(&roff);
+    let ours = mxm_secrets::manual::SECTIONS;
+    let page = match [".SH EXTRA\n", ".SH VERSION\n"].iter().find_map(|h| roff.find(h)) {
+        Some(at) => {
+            format!("{}{ours}{}", &roff[..at], roff[at..].replacen(".SH EXTRA\n", ".SH EXAMPLES\n", 1))
+        }
+        None => format!("{roff}{ours}"),
+    };
+    Ok(page.into_bytes())
+}
+
 fn inputs(config: ConfigArg, manifest: ManifestArgs, identity: &IdentityArgs) -> Result<Inputs, Error> {
+    // The default manifest, named here so that messages show the absolute path read.
+    let default_manifest = manifest.secrets.is_empty().then(|| PathBuf::from(DEFAULT_MANIFEST));
     Ok(Inputs {
-        config: config.config,
-        manifest: manifest.manifest,
+        config: Some(config_path(&config)?),
+        manifest: manifest.manifest.or(default_manifest).map(|p| absolute(&p)),
         secrets: manifest.secrets,
         identity: identity.identity()?,
     })
 }
 
 fn load_config(config: &ConfigArg) -> Result<Config, Error> {
-    Config::load(&Config::discover(config.config.as_deref())?)
+    Config::load(&config_path(config)?)
+}
+
+/// The config file the command reads, absolute so that every message names it unambiguously.
+fn config_path(config: &ConfigArg) -> Result<PathBuf, Error> {
+    Ok(absolute(&Config::discover(config.config.as_deref())?))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// `run --role x python feed.py`: clap says only "unexpected argument 'python'"; the likely
+/// cause is a missing `--`, so the corrected line is shown.
+fn missing_separator(error: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    // An unknown option (`--bogus`) is a typo, not a program.
+    let Some(ContextValue::String(unexpected)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if unexpected.starts_with('-') {
+        return None;
+    }
+    let run = args.iter().position(|a| a == "run")?;
+    let at = run + args[run..].iter().position(|a| a == unexpected.as_str())?;
+    let mut fixed: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    fixed[0] = "mxm-secrets".to_owned();
+    fixed.insert(at, "--".to_owned());
+    Some(format!("tip: the program and its arguments go after `--`: {}", fixed.join(" ")))
 }
 
 /// A report on stdout, then its outcome; with `--format json` an error that came before any

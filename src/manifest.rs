@@ -224,13 +224,13 @@ pub struct Manifest {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a `secrets:` list")]
 struct RawManifest {
     secrets: Vec<RawEntry>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "an entry like `- name: api_key`")]
 struct RawEntry {
     name: Name,
     env: Option<String>,
@@ -246,12 +246,19 @@ impl Manifest {
         crate::config::check_nesting(text, source)
             .map_err(|(origin, message)| Error::manifest(origin, message))?;
         let raw: RawManifest = serde_yaml::from_str(text).map_err(|e| {
-            let (origin, message) = yaml_error(source, &e);
+            let (origin, message) = yaml_error(text, source, &e);
             Error::manifest(origin, message)
         })?;
         let mut manifest = Manifest::default();
-        for (index, entry) in raw.secrets.into_iter().enumerate() {
-            let origin = Origin::file(format!("{source}: secrets[{index}]"));
+        let names: Vec<&str> = raw.secrets.iter().map(|e| e.name.as_str()).collect();
+        let positions = entry_positions(text, &names);
+        for ((index, entry), position) in raw.secrets.into_iter().enumerate().zip(positions) {
+            let origin = match position {
+                Some((line, column)) => {
+                    Origin { source: source.to_owned(), line: Some(line), column: Some(column) }
+                }
+                None => Origin::file(format!("{source}: secrets[{index}]")),
+            };
             let fd = match (entry.fd, entry.file) {
                 (Some(FdNumber(n)), _) => Some(Descriptor::Fixed(n)),
                 (None, true) => Some(Descriptor::Next),
@@ -308,6 +315,18 @@ impl Manifest {
         Ok(())
     }
 
+    /// Adds to each undefined name's failure where the manifest (or `--secret`) asks for it,
+    /// so the line to fix is named as config errors name theirs.
+    pub fn cite_undefined(&self, judged: &mut [crate::resolve::Judged]) {
+        for (name, result) in judged.iter_mut() {
+            let Err(crate::error::FailureKind::Undefined { hint }) = result else { continue };
+            for entry in self.entries.iter().filter(|e| e.name == *name) {
+                let by = if entry.origin.source.starts_with("--secret") { "" } else { "manifest " };
+                hint.push_str(&format!("; requested at {by}{}", entry.origin));
+            }
+        }
+    }
+
     /// The requested names, each once, in name order.
     pub fn names(&self) -> Vec<&Name> {
         let unique: BTreeMap<&Name, ()> = self.entries.iter().map(|e| (&e.name, ())).collect();
@@ -347,6 +366,55 @@ impl ManifestEntry {
         let name = Name::new(name).map_err(|e| Error::manifest(origin.clone(), e))?;
         ManifestEntry::new(name, env, None, false, origin)
     }
+}
+
+/// Where each entry's name is written, `(line, column)`, found by reading the text forward
+/// for `name: N` (quoted or not) in entry order, comments skipped. serde_yaml gives positions
+/// only with errors; names are plain identifiers, so a textual scan finds them exactly. An
+/// entry written some other way (an alias) gets no position, and its index is cited instead.
+fn entry_positions(text: &str, names: &[&str]) -> Vec<Option<(usize, usize)>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut at = Some((0usize, 0usize));
+    names
+        .iter()
+        .map(|name| {
+            // After one miss the rest are not looked for: each search could read to the end,
+            // and a manifest of many aliases would make that quadratic.
+            let found = find_name(&lines, at?, name);
+            at = found.map(|(line, column)| (line, column + 1));
+            let (line, column) = found?;
+            Some((line + 1, column + 1))
+        })
+        .collect()
+}
+
+/// The first `name:` key whose value is `name`, from `(line, byte)` on; 0-based.
+fn find_name(lines: &[&str], from: (usize, usize), name: &str) -> Option<(usize, usize)> {
+    for (index, line) in lines.iter().enumerate().skip(from.0) {
+        let code = match line.find('#') {
+            Some(hash) if hash == 0 || line[..hash].ends_with([' ', '\t']) => &line[..hash],
+            _ => line,
+        };
+        let start = if index == from.0 { from.1.min(code.len()) } else { 0 };
+        let mut offset = start;
+        while let Some(found) = code[offset..].find("name") {
+            let key = offset + found;
+            offset = key + 1;
+            let before = code[..key].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = code[key + 4..].trim_start_matches([' ', '\t']);
+            let Some(value) = rest.strip_prefix(':') else { continue };
+            let value = value.trim_start_matches([' ', '\t']).trim_start_matches(['"', '\'']);
+            let column = code.len() - value.len();
+            let after = value.strip_prefix(name).and_then(|v| v.chars().next());
+            if value.starts_with(name) && !after.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                return Some((index, column));
+            }
+        }
+    }
+    None
 }
 
 /// A descriptor number, checked where it stands.

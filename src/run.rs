@@ -67,7 +67,8 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
     // Descriptors the program could not hold (beyond `ulimit -n`) are refused before any
     // backend is asked; `inject::plan` places them after.
     inject::targets(&manifest, inject::is_open)?;
-    let judged = resolve::judge_all(&config, &manifest.names(), &principal, &request.inputs.identity);
+    let mut judged = resolve::judge_all(&config, &manifest.names(), &principal, &request.inputs.identity);
+    manifest.cite_undefined(&mut judged);
     request.audit.decisions(&principal, &judged);
     let authorized = resolve::all_allowed(judged)?;
     let hardened = exec::harden()?;

@@ -37,7 +37,7 @@ fn discovery_order() {
     let named = f.write("named.yaml", CONFIG);
     f.env("MXM_SECRETS_CONFIG", &named);
     runs(&f, &[]).code(0);
-    runs(&f, &["--config", "missing.yaml"]).code(78).stderr_has("config missing.yaml: cannot read it");
+    runs(&f, &["--config", "missing.yaml"]).code(78).stderr_has("/missing.yaml: cannot read it");
 }
 
 #[test]
@@ -77,13 +77,13 @@ fn a_config_owned_by_another_user_is_refused() {
 fn bad_configs_name_file_line_and_key() {
     let f = Fixture::new();
     f.config(&CONFIG.replace("policy: market}", "policy: markte}"));
-    runs(&f, &["--config", "config.yaml"]).code(78).stderr_has("config config.yaml:4:").stderr_has(
+    runs(&f, &["--config", "config.yaml"]).code(78).stderr_has("/config.yaml:4:").stderr_has(
         "refs.api_key: policy `markte` is not defined (defined: `market`); did you mean `market`?",
     );
     f.config(&CONFIG.replace("backend: env", "backend: vault9"));
     runs(&f, &["--config", "config.yaml"])
         .code(78)
-        .stderr_has("config config.yaml:2:")
+        .stderr_has("/config.yaml:2:")
         .stderr_has("unknown variant `vault9`");
     f.config(&CONFIG.replace("path: api_key", "path: ../api_key"));
     runs(&f, &["--config", "config.yaml"]).code(78).stderr_has("`..`");

@@ -166,7 +166,8 @@ fn dry_run_shows_the_plan_and_fetches_nothing() {
     ]);
     run.code(0)
         .stdout_is(&format!(
-            "config     config.yaml\nprincipal  worker (the role)\n  api    allowed  store cmd    env API\n  tls    allowed  store files  fd 3, env TLS_KEY_FILE=/dev/fd/3\n  token  allowed  store files  env TOKEN (optional)\ncommand    touch {}\n",
+            "config     {}\nprincipal  worker (the role)\n  api    allowed  store cmd    env API\n  tls    allowed  store files  fd 3, env TLS_KEY_FILE=/dev/fd/3\n  token  allowed  store files  env TOKEN (optional)\ncommand    touch {}\n",
+            f.path("config.yaml").display(),
             marker.display()
         ));
     assert!(!run.stdout().contains(CANARY) && !run.stdout().contains("value"));

@@ -158,7 +158,7 @@ fn manifest_errors() {
     let (f, config) = fixture();
     f.run(["run", "--config", &config, "--role", "marketdata", "--", "true"])
         .code(65)
-        .stderr_has("manifest mxm-secrets.yaml: cannot read it");
+        .stderr_has("/mxm-secrets.yaml: cannot read it");
     f.write("m.yaml", "secrets:\n  - name: api_key\n    env: LD_PRELOAD\n");
     f.run(["run", "--config", &config, "--manifest", "m.yaml", "--role", "marketdata", "--", "true"])
         .code(65)
@@ -166,7 +166,7 @@ fn manifest_errors() {
     f.write("m.yaml", "secrets:\n  - name: api_key\n    envv: X\n");
     f.run(["run", "--config", &config, "--manifest", "m.yaml", "--role", "marketdata", "--", "true"])
         .code(65)
-        .stderr_has("manifest m.yaml:3:5: secrets[0]: unknown field `envv`");
+        .stderr_has("/m.yaml:3:5: secrets[0]: unknown field `envv`");
     f.run([
         "run",
         "--config",
