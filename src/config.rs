@@ -352,24 +352,45 @@ fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, Er
 /// before parsing, at the position where the limit is passed.
 pub(crate) const MAX_NESTING: usize = 64;
 
-/// Counts an upper bound of the flow nesting depth. Quotes and comments are followed as
-/// libyaml does, but every doubt errs towards counting deeper: a quote may start wherever a
-/// token may (a superset of where libyaml starts one), an opening bracket inside a quote still
-/// counts, and only a closing bracket surely outside quotes and comments counts down.
+/// Counts an upper bound of the flow nesting depth, following libyaml's scanner where it
+/// matters and erring towards counting deeper wherever it does not follow it exactly:
+///
+/// - White space is what libyaml calls blank (` `, `\t`) and its line breaks (`\n`, `\r`,
+///   U+0085, U+2028, U+2029), never Unicode's wider idea of it: `\u{a0}#` starts no comment.
+/// - A comment surely starts at `#` after a blank, a break or the start of the text, and ends
+///   at any line break. Nothing in it counts.
+/// - A `#` right after an indicator or a quote (`[#`, `,#`, `'#`) is a comment to libyaml in
+///   flow context and text elsewhere: until the line ends, an opening bracket counts and a
+///   closing one does not, which is deeper than libyaml either way.
+/// - A quote may start wherever a token may (a superset of where libyaml starts one); inside
+///   it an opening bracket still counts and a closing one does not.
+/// - Everything else: `[`/`{` count up, `]`/`}` count down.
 pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, String)> {
+    #[derive(PartialEq)]
+    enum Comment {
+        No,
+        Sure,
+        Maybe,
+    }
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    let is_blank = |c: char| c == ' ' || c == '\t';
     let chars: Vec<char> = text.chars().collect();
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
-    let mut in_comment = false;
+    let mut comment = Comment::No;
     let (mut line, mut column) = (1, 0);
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         let previous = if i == 0 { '\n' } else { chars[i - 1] };
         column += 1;
-        if c == '\n' {
-            (line, column, in_comment) = (line + 1, 0, false);
-        } else if in_comment {
+        if is_break(c) {
+            comment = Comment::No;
+            // `\r\n` is one break.
+            if !(c == '\r' && chars.get(i + 1) == Some(&'\n')) {
+                (line, column) = (line + 1, 0);
+            }
+        } else if comment == Comment::Sure {
         } else if let Some(q) = quote {
             match c {
                 '\\' if q == '"' => i += 1,
@@ -378,11 +399,17 @@ pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, Str
                 '[' | '{' => depth += 1,
                 _ => {}
             }
+        } else if comment == Comment::Maybe {
+            if matches!(c, '[' | '{') {
+                depth += 1;
+            }
         } else {
-            let token_start = previous.is_whitespace() || "[{,:-?".contains(previous);
+            let after_space = is_blank(previous) || is_break(previous);
+            let token_start = after_space || "[]{},:-?".contains(previous);
             match c {
-                '#' if previous.is_whitespace() => in_comment = true,
-                '"' | '\'' if token_start => quote = Some(c),
+                '#' if after_space => comment = Comment::Sure,
+                '#' if token_start || matches!(previous, '\'' | '"' | '\u{feff}') => comment = Comment::Maybe,
+                '"' | '\'' if token_start || previous == '\u{feff}' => quote = Some(c),
                 '[' | '{' => depth += 1,
                 ']' | '}' => depth = depth.saturating_sub(1),
                 _ => {}
@@ -692,6 +719,26 @@ policies:
             "# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
         );
         Config::parse(&busy, "c.yaml").unwrap();
+    }
+
+    #[test]
+    fn nesting_follows_libyaml_white_space_and_breaks() {
+        let deeper = |text: &str| check_nesting(text, "c").is_err();
+        let open = "[".repeat(65);
+        // Only ` ` and `\t` before `#` start a comment; any libyaml line break ends one.
+        for blank in ['\u{a0}', '\u{2000}', '\u{3000}', '\u{feff}'] {
+            assert!(deeper(&format!("a: [{blank}#{open}")), "{blank:?}");
+        }
+        for newline in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            assert!(deeper(&format!("a: # c{newline}{open}")), "{newline:?}");
+        }
+        // `[#]`: a comment to libyaml in flow context, so the `]` closes nothing.
+        assert!(deeper(&"[#]\n".repeat(65)));
+        // A real comment after a blank still hides everything up to the break.
+        assert!(!deeper(&format!("a: 1 # {open}\nb: 2\t#{open}\r\nc: 3\n")));
+        // Lines are counted as libyaml counts them (`\r\n` is one break).
+        let (origin, _) = check_nesting(&format!("a: 1\r\nb: 2\rc: {open}"), "c").unwrap_err();
+        assert_eq!(origin.line, Some(3));
     }
 
     #[test]

@@ -162,13 +162,33 @@ pub fn check_store_path(what: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Words longer than this get no suggestion: no name anyone typed by hand is longer, and a
+/// hostile megabyte-long name must not cost seconds of edit distances.
+pub const MAX_SUGGESTED_LEN: usize = 128;
+
 /// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+/// Bounded work: a word or candidate longer than [`MAX_SUGGESTED_LEN`] is skipped, so is a
+/// candidate whose length alone puts it out of reach, and each distance stops once the limit
+/// is passed.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    if word.len() > MAX_SUGGESTED_LEN * 4 {
+        return None;
+    }
+    let word: Vec<char> = word.chars().collect();
+    if word.len() > MAX_SUGGESTED_LEN {
+        return None;
+    }
+    let limit = (word.len() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .filter(|c| c.len() <= MAX_SUGGESTED_LEN * 4)
+        .filter_map(|c| {
+            let chars: Vec<char> = c.chars().collect();
+            if chars.len() > MAX_SUGGESTED_LEN || chars.len().abs_diff(word.len()) > limit {
+                return None;
+            }
+            edit_distance(&word, &chars, limit).map(|d| (d, c))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -179,27 +199,31 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 }
 
 /// Edit distance counting a swap of two neighbours as one edit (optimal string alignment),
-/// since `rde` for `red` is the most common typo of all.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut table = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in table.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in table[0].iter_mut().enumerate() {
-        *cell = j;
-    }
+/// since `rde` for `red` is the most common typo of all; `None` once it surely exceeds
+/// `limit`. Three rows, so memory is linear in the candidate's length.
+fn edit_distance(a: &[char], b: &[char], limit: usize) -> Option<usize> {
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current: Vec<usize> = vec![0; b.len() + 1];
     for i in 1..=a.len() {
+        current[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (table[i - 1][j] + 1).min(table[i][j - 1] + 1).min(table[i - 1][j - 1] + cost);
+            let mut best = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(table[i - 2][j - 2] + 1);
+                best = best.min(before[j - 2] + 1);
             }
-            table[i][j] = best;
+            current[j] = best;
         }
+        // Every later row is at least the smallest entry of this one, less one for a swap
+        // that reaches back two rows.
+        if current.iter().min().is_some_and(|&m| m > limit + 1) {
+            return None;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
     }
-    table[a.len()][b.len()]
+    Some(previous[b.len()]).filter(|&d| d <= limit)
 }
 
 #[cfg(test)]
@@ -266,5 +290,21 @@ mod tests {
         assert_eq!(suggest("rde", names), Some("red"));
         assert_eq!(suggest("sentry_dsn", names), None);
         assert_eq!(did_you_mean("xyz", names), "");
+        assert_eq!(suggest("ab", ["ba"]), Some("ba"));
+        assert_eq!(suggest("red", ["re"]), Some("re"));
+    }
+
+    #[test]
+    fn suggestions_are_bounded() {
+        let long = "a".repeat(1_000_000);
+        let names: Vec<String> = (0..300).map(|i| format!("secret_number_{i}")).collect();
+        let start = std::time::Instant::now();
+        assert_eq!(suggest(&long, names.iter().map(String::as_str)), None);
+        assert_eq!(suggest("secret_number_1", [long.as_str()]), None);
+        let near = format!("{}b", "a".repeat(MAX_SUGGESTED_LEN - 1));
+        let word = "a".repeat(MAX_SUGGESTED_LEN);
+        assert_eq!(suggest(&word, [near.as_str()]), Some(near.as_str()));
+        assert_eq!(suggest(&format!("{word}a"), [near.as_str()]), None);
+        assert!(start.elapsed().as_millis() < 500, "took {:?}", start.elapsed());
     }
 }

@@ -264,3 +264,45 @@ fn garbage_output_is_a_value_not_a_crash() {
     run.code(0);
     assert_eq!(run.output.stdout, b"\xff\xfe\x00\x1b[31m");
 }
+
+/// Issue 11 item 7: inputs that once took 20 s and 89 s are refused in well under a second.
+#[test]
+fn slow_inputs_are_refused_fast() {
+    // (a) A no-break space before `#` is not white space to libyaml: `\u{a0}#` is a plain
+    // scalar, ended by the next `[`, and what follows is parsed.
+    for blank in ["\u{a0}", "\u{2000}", "\u{3000}", "\u{feff}"] {
+        let deep = format!("stores: [{blank}#{}{}]\n", "[".repeat(100_000), "]".repeat(100_000));
+        bounded_case(&deep, 78, "nest more than 64 levels");
+    }
+    // Every libyaml line break ends a comment, not only `\n`.
+    for newline in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+        let deep = format!("stores: # c{newline}{}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        bounded_case(&deep, 78, "nest more than 64 levels");
+    }
+    // libyaml starts a comment right after a flow indicator: `[#]` leaves the `[` open.
+    bounded_case(&format!("stores: {}\n", "[#]\n".repeat(100_000)), 78, "nest more than 64 levels");
+    // (b) A 1 MB undefined name against 300 refs gets no suggestion, and fast.
+    let refs: String =
+        (0..300).map(|i| format!("  secret_number_{i}: {{store: s, path: k{i}, policy: p}}\n")).collect();
+    let config = format!(
+        "stores:\n  s: {{backend: env, root: src}}\nrefs:\n{refs}policies:\n  p: {{allowed_principals: [worker]}}\n"
+    );
+    let f = Fixture::new();
+    f.config(&config);
+    f.write("m.yaml", format!("secrets:\n  - name: {}\n", "a".repeat(1_000_000)));
+    let start = Instant::now();
+    let run = f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]);
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+    run.code(65).stderr_has("not defined in the config");
+    assert!(!run.stderr().contains("did you mean"));
+}
+
+/// `check` on `config` must answer with `code` and `message` within 2 s.
+fn bounded_case(config: &str, code: i32, message: &str) {
+    let f = Fixture::new();
+    f.config(config);
+    let start = Instant::now();
+    let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "api_key"]);
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?} on\n{config:.100}", start.elapsed());
+    run.code(code).stderr_has(message);
+}
