@@ -183,8 +183,12 @@ impl Vault {
         struct LoginAuth {
             client_token: Sensitive,
         }
-        let parsed: LoginResponse = serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Failed(format!("AppRole login: unreadable answer: {e}")))?;
+        let parsed: LoginResponse = serde_json::from_slice(&body).map_err(|e| {
+            FetchError::Failed(format!(
+                "AppRole login: {}: expected an answer with auth.client_token",
+                json_problem(&e)
+            ))
+        })?;
         parsed
             .auth
             .map(|a| a.client_token.0)
@@ -237,8 +241,7 @@ impl Backend for Vault {
         struct ReadData {
             data: Option<BTreeMap<String, Sensitive>>,
         }
-        let read: Read = serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Failed(format!("unreadable answer for {location}: {e}")))?;
+        let read: Read = serde_json::from_slice(&body).map_err(|e| unexpected_answer(&e, location))?;
         let mut keys = read.data.and_then(|d| d.data).ok_or_else(|| {
             FetchError::NotFound(format!("the secret at {location} has no data (deleted or destroyed)"))
         })?;
@@ -260,6 +263,28 @@ impl Backend for Vault {
     fn picks_fields(&self) -> bool {
         true
     }
+}
+
+/// Why an answer could not be read, in words that never quote it: serde's own messages do
+/// (`invalid type: string "VALUE"`), and the answer holds secrets.
+fn json_problem(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Io | Category::Eof => "the answer ended early",
+        Category::Syntax => "the answer is not JSON",
+        Category::Data => "the answer has another shape",
+    };
+    format!("{what} (at line {} column {})", error.line(), error.column())
+}
+
+/// A read whose answer is not KV version 2's `{"data": {"data": {KEY: VALUE, ...}}}`.
+fn unexpected_answer(error: &serde_json::Error, location: &str) -> FetchError {
+    FetchError::Failed(format!(
+        "reading {location}: {}; expected a KV version 2 answer with data.data an object of \
+         string keys; is the mount KV version 1? (the store's root must start with a KV \
+         version 2 mount)",
+        json_problem(error)
+    ))
 }
 
 fn keys_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
@@ -452,6 +477,28 @@ mod tests {
             assert!(check_address(bad, false).is_err(), "{bad}");
         }
         check_address("http://vault:8200", true).unwrap();
+    }
+
+    #[test]
+    fn answers_of_another_shape_are_never_quoted() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Read {
+            data: Option<BTreeMap<String, BTreeMap<String, String>>>,
+        }
+        for body in [
+            r#"{"data":{"data":"canary-v"}}"#,
+            r#"{"data":"canary-v"}"#,
+            r#"{"data":{"data":["canary-v"]}}"#,
+            r#"{"data":{"data":{"k":"canary-v"}} canary-v"#,
+            r#"canary-v"#,
+            r#"{"data":{"data":{"k":"canary-v"#,
+        ] {
+            let error = serde_json::from_str::<Read>(body).unwrap_err();
+            let FetchError::Failed(message) = unexpected_answer(&error, "kv/data/x") else { panic!() };
+            assert!(!message.contains("canary"), "{message}");
+            assert!(message.contains("expected a KV version 2 answer"), "{message}");
+        }
     }
 
     #[test]

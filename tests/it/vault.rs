@@ -245,3 +245,41 @@ fn without_credentials_or_address_the_store_is_misconfigured() {
     config(&f, "{backend: vault, root: secret/mxm/red}");
     get(&f, "db_user").code(78).stderr_has("no address");
 }
+
+/// Issue 11 item 6: an answer of the wrong shape (a KV version 1 mount read as version 2
+/// gives `{"data":{"data":"VALUE"}}`) is described by the shape expected, never quoted.
+#[test]
+fn a_kv1_answer_is_described_never_quoted() {
+    let Some(bao) = Bao::start() else { return };
+    bao.cli(&["secrets", "enable", "-version=1", "-path=kv1", "kv"]);
+    // Read as version 2, `kv1/mxm` + `x` is GET kv1/data/mxm/x: a v1 secret with key `data`.
+    bao.cli(&["write", "kv1/data/mxm/x", &format!("data={CANARY}")]);
+    bao.cli(&["write", "kv1/data/mxm/y", &format!("data={CANARY}"), "other=1"]);
+    let mut f = Fixture::new();
+    f.env("VAULT_TOKEN", ROOT_TOKEN);
+    f.config(&format!(
+        "stores:\n  v: {{backend: vault, root: kv1/mxm, address: '{}'}}\nrefs:\n  x: {{store: v, path: x, policy: p}}\n  y: {{store: v, path: y, policy: p, field: data}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
+        bao.address
+    ));
+    for name in ["x", "y"] {
+        let runs = [
+            get(&f, name),
+            f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", name, "--fetch"]),
+            f.run([
+                "check", "--config", "config.yaml", "--role", "worker", "--secret", name, "--fetch",
+                "--format", "json",
+            ]),
+            f.run([
+                "run", "-vv", "--log-format", "json", "--config", "config.yaml", "--role", "worker",
+                "--secret", name, "--", "true",
+            ]),
+        ];
+        for run in runs {
+            assert_ne!(run.output.status.code(), Some(0), "{name}");
+            let all = format!("{}{}", run.stdout(), run.stderr());
+            assert!(all.contains("expected a KV version 2 answer"), "{name}: {all}");
+            assert!(all.contains("is the mount KV version 1?"), "{name}: {all}");
+            assert!(!all.contains(CANARY), "{name}: the value leaked: {all}");
+        }
+    }
+}
