@@ -353,8 +353,12 @@ impl<'de> Deserialize<'de> for Timeout {
 
 fn check_root(backend: &BackendConfig, root: &str) -> Result<(), String> {
     match backend {
-        BackendConfig::Gopass(_) | BackendConfig::Command(_) | BackendConfig::Vault(_) => {
+        BackendConfig::Gopass(_) | BackendConfig::Command(_) => {
             check_store_path("root", root.trim_end_matches('/'))
+        }
+        BackendConfig::Vault(_) => {
+            check_store_path("root", root.trim_end_matches('/'))?;
+            vault::check_url_safe("root", root)
         }
         BackendConfig::Pass(_) | BackendConfig::File(_) => check_directory_root(root),
         // A root alone must already make a valid variable prefix.

@@ -196,8 +196,46 @@ impl Vault {
     }
 }
 
+/// Characters that mean something in a URL beyond the path: a path or root holding one is
+/// refused at load, whatever the encoding below would make of it (`%2e%2e` is `..` to a
+/// server that decodes, `?` and `#` would end the path).
+const URL_SYNTAX: [char; 3] = ['%', '?', '#'];
+
+/// A root or path without [`URL_SYNTAX`].
+pub(crate) fn check_url_safe(what: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| URL_SYNTAX.contains(c)) {
+        Some(c) => Err(format!(
+            "{what} `{}` holds `{c}`, which a URL would read as syntax (`%` escapes, `?` a \
+             query, `#` a fragment); vault paths may not contain `%`, `?` or `#`",
+            value.escape_debug()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every segment percent-encoded (all but RFC 3986's unreserved characters), so what reaches
+/// the server's router is the path that was authorized, byte for byte.
+fn encode_path(location: &str) -> String {
+    let mut encoded = String::with_capacity(location.len());
+    for (index, segment) in location.split('/').enumerate() {
+        if index > 0 {
+            encoded.push('/');
+        }
+        for byte in segment.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                encoded.push(char::from(byte));
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    encoded
+}
+
 impl Backend for Vault {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
+        check_url_safe("root", root)?;
+        check_url_safe("path", path)?;
         let root = root.trim_end_matches('/');
         Ok(match root.split_once('/') {
             Some((mount, prefix)) => format!("{mount}/data/{prefix}/{path}"),
@@ -207,7 +245,7 @@ impl Backend for Vault {
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
         let session = self.session(request.timeout)?;
-        let mut url = format!("{}/v1/{}", session.address, request.location);
+        let mut url = format!("{}/v1/{}", session.address, encode_path(request.location));
         if let Some(version) = request.version {
             url.push_str(&format!("?version={version}"));
         }
@@ -507,5 +545,17 @@ mod tests {
         assert_eq!(vault.locate("secret/mxm/red", "db/pw").unwrap(), "secret/data/mxm/red/db/pw");
         assert_eq!(vault.locate("secret", "db").unwrap(), "secret/data/db");
         assert_eq!(vault.locate("secret/", "db").unwrap(), "secret/data/db");
+        for bad in ["a%2e%2e", "a?version=1", "a#b", "%2e%2e/x"] {
+            let message = vault.locate("secret", bad).unwrap_err();
+            assert!(message.contains("vault paths may not contain"), "{message}");
+            assert!(vault.locate(&format!("secret/{bad}"), "db").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_segment_is_percent_encoded() {
+        assert_eq!(encode_path("secret/data/mxm/db_pw-1.x~"), "secret/data/mxm/db_pw-1.x~");
+        assert_eq!(encode_path("secret/data/a b+c/é"), "secret/data/a%20b%2Bc/%C3%A9");
+        assert_eq!(encode_path("kv/data/%2e%2e?#"), "kv/data/%252e%252e%3F%23");
     }
 }

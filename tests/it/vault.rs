@@ -266,12 +266,30 @@ fn a_kv1_answer_is_described_never_quoted() {
             get(&f, name),
             f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", name, "--fetch"]),
             f.run([
-                "check", "--config", "config.yaml", "--role", "worker", "--secret", name, "--fetch",
-                "--format", "json",
+                "check",
+                "--config",
+                "config.yaml",
+                "--role",
+                "worker",
+                "--secret",
+                name,
+                "--fetch",
+                "--format",
+                "json",
             ]),
             f.run([
-                "run", "-vv", "--log-format", "json", "--config", "config.yaml", "--role", "worker",
-                "--secret", name, "--", "true",
+                "run",
+                "-vv",
+                "--log-format",
+                "json",
+                "--config",
+                "config.yaml",
+                "--role",
+                "worker",
+                "--secret",
+                name,
+                "--",
+                "true",
             ]),
         ];
         for run in runs {
@@ -282,4 +300,37 @@ fn a_kv1_answer_is_described_never_quoted() {
             assert!(!all.contains(CANARY), "{name}: the value leaked: {all}");
         }
     }
+}
+
+/// Issue 11 item 13: URL syntax in a vault path or root is refused at load, naming the ref
+/// or store; every segment sent is percent-encoded, so a path with a space or `+` reads the
+/// secret stored under exactly that name.
+#[test]
+fn url_syntax_is_refused_and_paths_are_encoded() {
+    let store = |root: &str, address: &str| {
+        format!(
+            "stores:\n  v: {{backend: vault, root: '{root}', address: '{address}'}}\nrefs:\n  odd: {{store: v, path: 'a b+c/é', policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n"
+        )
+    };
+    let f = Fixture::new();
+    for path in ["a%2e%2e/x", "%2e%2e", "a?version=1", "a#b"] {
+        f.config(&store("secret/mxm", "http://127.0.0.1:1").replace("'a b+c/é'", &format!("'{path}'")));
+        get(&f, "odd")
+            .code(78)
+            .stderr_has("refs.odd: store `v` cannot use this path")
+            .stderr_has("vault paths may not contain `%`, `?` or `#`");
+    }
+    for root in ["secret/%2e%2e", "secret/a?x", "secret#x"] {
+        f.config(&store(root, "http://127.0.0.1:1"));
+        get(&f, "odd")
+            .code(78)
+            .stderr_has("config config.yaml:2:3: ")
+            .stderr_has(&format!("root `{root}` holds"));
+    }
+    let Some(bao) = Bao::start() else { return };
+    bao.cli(&["kv", "put", "secret/mxm/a b+c/é", &format!("value={CANARY}")]);
+    let mut f = Fixture::new();
+    f.env("VAULT_TOKEN", ROOT_TOKEN);
+    f.config(&store("secret/mxm", &bao.address));
+    get(&f, "odd").code(0).stdout_is(CANARY);
 }
