@@ -306,3 +306,38 @@ fn bounded_case(config: &str, code: i32, message: &str) {
     assert!(start.elapsed() < Duration::from_secs(2), "took {:?} on\n{config:.100}", start.elapsed());
     run.code(code).stderr_has(message);
 }
+
+/// Issue 11 item 4: a principal that a rule produces cannot be claimed as a role; a rule
+/// mapping the role to it makes the claim legitimate. Rows: extra rules, role, environment,
+/// exit code, what stderr says.
+#[test]
+fn principals_that_rules_produce_cannot_be_claimed() {
+    let config = |extra: &str| {
+        format!(
+            "stores:\n  s: {{backend: env, root: src}}\nrefs:\n  api_key: {{store: s, path: api/key, policy: p}}\npolicies:\n  p: {{allowed_principals: [human_admin]}}\nprincipals:\n  - {{principal: human_admin, role: admin, environment: dev}}\n{extra}"
+        )
+    };
+    let claim = "role `human_admin` names a principal that rule principals[0] produces";
+    let table = [
+        ("", "admin", "dev", 0, ""),
+        ("", "admin", "prod", 77, "denied to principal `admin`"),
+        ("", "human_admin", "prod", 77, claim),
+        ("", "human_admin", "dev", 77, claim),
+        ("", "human_admin", "", 77, "add the rule `{principal: human_admin, role: human_admin}`"),
+        ("  - {principal: human_admin, role: human_admin}\n", "human_admin", "prod", 0, ""),
+        ("  - {principal: human_admin, role: human_admin}\n", "admin", "prod", 77, "principal `admin`"),
+    ];
+    for (extra, role, environment, code, message) in table {
+        let mut f = Fixture::new();
+        f.env("SRC_API_KEY", CANARY);
+        f.config(&config(extra));
+        let mut args = vec!["get", "api_key", "--config", "config.yaml", "--role", role];
+        if !environment.is_empty() {
+            args.extend(["--environment", environment]);
+        }
+        let run = f.run(&args);
+        run.code(code).stderr_has(message);
+        assert_eq!(run.stdout().contains(CANARY), code == 0, "{role} {environment} {extra}");
+        assert!(!run.stderr().contains(CANARY));
+    }
+}
