@@ -17,7 +17,7 @@ use serde::de::{MapAccess, Visitor};
 
 use crate::error::{Error, Origin};
 use crate::identity::PrincipalRule;
-use crate::name::{Name, StorePath, did_you_mean};
+use crate::name::{Name, StorePath, did_you_mean, given, with_source};
 use crate::value::{Field, Trim};
 
 pub use crate::backend::SecretStore;
@@ -45,9 +45,11 @@ struct RawRef {
     store: Defined<StoreKind>,
     path: StorePath,
     policy: Defined<PolicyKind>,
+    #[serde(default, deserialize_with = "given")]
     field: Option<Field>,
     #[serde(default)]
     trim: Trim,
+    #[serde(default, deserialize_with = "given")]
     version: Option<u64>,
 }
 
@@ -184,8 +186,8 @@ struct Sections {
     stores: SecretStoreRegistry,
     refs: SecretRefRegistry,
     policies: SecretPolicyRegistry,
-    #[serde(default)]
-    principals: Vec<PrincipalRule>,
+    #[serde(default, deserialize_with = "given")]
+    principals: Option<Vec<PrincipalRule>>,
 }
 
 /// The `mxm_secrets:` shape: the other top-level keys belong to other packages.
@@ -223,6 +225,11 @@ impl Config {
     /// an exact position. Config files are small; both readings together take microseconds.
     pub fn parse(text: &str, source: &str) -> Result<Config, Error> {
         check_nesting(text, source).map_err(|(origin, message)| Error::config(origin, message))?;
+        with_source(text, || Config::read(text, source))
+    }
+
+    /// [`Config::parse`] after the pre-checks, with `text` registered as the YAML source.
+    fn read(text: &str, source: &str) -> Result<Config, Error> {
         let wrapped = serde_yaml::from_str::<Peek>(text).is_ok_and(|p| p.mxm_secrets.is_some());
         let first = read_sections(text, source, wrapped)?;
         let known = Known {
@@ -238,7 +245,7 @@ impl Config {
             stores: section.stores,
             refs: section.refs,
             policies: section.policies,
-            principals: section.principals,
+            principals: section.principals.unwrap_or_default(),
         };
         config.check_principal_rules()?;
         config.check_locations()?;
@@ -594,7 +601,7 @@ policies:
         let message = error(&REFERENCE.replace("backend: gopass", "backend: keychain"));
         assert!(!message.contains("did you mean"), "{message}");
         let message = error(&REFERENCE.replace("root: mxm/red", "root: mxm/red\n    binary: ''"));
-        assert!(message.contains("stores.red: program `` must name a program"), "{message}");
+        assert!(message.contains("stores.red.binary: program `` must name a program"), "{message}");
         let message = error("stores: {e: {backend: env, root: x, binary: y}}\nrefs: {}\npolicies: {}\n");
         assert!(message.contains("`binary` is not an option of backend `env`"), "{message}");
     }
@@ -739,6 +746,93 @@ policies:
         // Lines are counted as libyaml counts them (`\r\n` is one break).
         let (origin, _) = check_nesting(&format!("a: 1\r\nb: 2\rc: {open}"), "c").unwrap_err();
         assert_eq!(origin.line, Some(3));
+    }
+
+    /// Issue 11 item 10: a null where a value or list may be left out is refused where it
+    /// stands, for every optional key of policies, rules, refs and stores.
+    #[test]
+    fn nulls_are_refused_where_they_stand() {
+        let store = "{backend: vault, root: secret/x}";
+        let base = |store: &str, reference: &str, policy: &str, rule: &str| {
+            format!(
+                "stores:\n  s: {store}\nrefs:\n  r: {reference}\npolicies:\n  p: {policy}\nprincipals:\n  - {rule}\n"
+            )
+        };
+        let reference = "{store: s, path: a, policy: p}";
+        let policy = "{allowed_principals: [a, b]}";
+        let rule = "{principal: a, role: x}";
+        Config::parse(&base(store, reference, policy, rule), "c.yaml").unwrap();
+        let mut cases = vec![
+            // The issue's own: all items commented out.
+            (
+                base(
+                    store,
+                    reference,
+                    "\n    allowed_principals: [a, b]\n    environments:\n      # - prod",
+                    rule,
+                ),
+                "policies.p.environments",
+            ),
+            (
+                base(store, reference, policy, "{principal: a, role: x, environment: }"),
+                "principals[0].environment",
+            ),
+        ];
+        for key in ["environments", "machines"] {
+            cases
+                .push((base(store, reference, &format!("{{allowed_principals: [a], {key}: ~}}"), rule), key));
+        }
+        for key in ["role", "environment", "machine", "app", "substrate"] {
+            let other = if key == "role" { "machine: m" } else { "role: x" };
+            cases.push((
+                base(store, reference, policy, &format!("{{principal: a, {other}, {key}: null}}")),
+                key,
+            ));
+        }
+        for key in ["field", "version"] {
+            cases.push((
+                base(store, &format!("{{store: s, path: a, policy: p, {key}: }}"), policy, rule),
+                key,
+            ));
+        }
+        for key in [
+            "timeout",
+            "address",
+            "token_file",
+            "role_id",
+            "secret_id_file",
+            "ca_cert",
+            "namespace",
+            "insecure_http",
+        ] {
+            cases.push((
+                base(&format!("{{backend: vault, root: secret/x, {key}: ~}}"), reference, policy, rule),
+                key,
+            ));
+        }
+        for (backend, key) in [("gopass", "binary"), ("pass", "gpg"), ("command", "command")] {
+            let root = if backend == "pass" { "/p" } else { "p" };
+            cases.push((
+                base(&format!("{{backend: {backend}, root: {root}, {key}: }}"), reference, policy, rule),
+                key,
+            ));
+        }
+        for (text, key) in cases {
+            let message = error(&text);
+            assert!(message.contains(key), "{key}: {message}");
+            assert!(message.contains("is null"), "{key}: {message}");
+            assert!(message.starts_with("config c.yaml:"), "{key}: {message}");
+            assert!(message.contains("or remove the key"), "{key}: {message}");
+        }
+        // Sections and lists that were already refused stay refused.
+        for text in [
+            base(store, reference, policy, rule)
+                .replace("principals:\n  - {principal: a, role: x}\n", "principals:\n"),
+            base(store, "{store: s, path: a, policy: p, trim: }", policy, rule),
+            base(store, reference, "{allowed_principals: }", rule),
+        ] {
+            error(&text);
+        }
     }
 
     #[test]

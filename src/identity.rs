@@ -13,7 +13,7 @@
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::name::{Name, check_label};
+use crate::name::{Label, Name, check_label, given};
 
 /// The declared runtime identity. `role` is required and must be a valid name, because by
 /// default it is the principal.
@@ -86,48 +86,47 @@ pub struct PrincipalRule {
     pub substrate: Option<String>,
 }
 
+/// Every optional field is [`given`]: `environment:` with nothing after it is an error, not
+/// a rule that matches any environment.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     principal: Name,
+    #[serde(default, deserialize_with = "given")]
     role: Option<Name>,
-    environment: Option<String>,
-    machine: Option<String>,
-    app: Option<String>,
-    substrate: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    environment: Option<Label>,
+    #[serde(default, deserialize_with = "given")]
+    machine: Option<Label>,
+    #[serde(default, deserialize_with = "given")]
+    app: Option<Label>,
+    #[serde(default, deserialize_with = "given")]
+    substrate: Option<Label>,
 }
 
 impl TryFrom<RawRule> for PrincipalRule {
     type Error = String;
 
     fn try_from(raw: RawRule) -> Result<Self, String> {
-        let labels = [
-            ("environment", &raw.environment),
-            ("machine", &raw.machine),
-            ("app", &raw.app),
-            ("substrate", &raw.substrate),
-        ];
-        for (what, value) in labels {
-            if let Some(value) = value {
-                check_label(what, value)?;
-            }
-        }
-        if raw.role.is_none() && labels.iter().all(|(_, v)| v.is_none()) {
+        let text = |label: Option<Label>| label.map(|l| l.0);
+        let rule = PrincipalRule {
+            principal: raw.principal,
+            role: raw.role,
+            environment: text(raw.environment),
+            machine: text(raw.machine),
+            app: text(raw.app),
+            substrate: text(raw.substrate),
+        };
+        let labels = [&rule.environment, &rule.machine, &rule.app, &rule.substrate];
+        if rule.role.is_none() && labels.iter().all(|v| v.is_none()) {
             return Err(format!(
                 "the rule for principal `{}` has nothing to match (give at least one of \
                  role, environment, machine, app, substrate); a rule matching everyone would \
                  turn every role into `{}`",
-                raw.principal, raw.principal
+                rule.principal, rule.principal
             ));
         }
-        Ok(PrincipalRule {
-            principal: raw.principal,
-            role: raw.role,
-            environment: raw.environment,
-            machine: raw.machine,
-            app: raw.app,
-            substrate: raw.substrate,
-        })
+        Ok(rule)
     }
 }
 

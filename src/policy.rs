@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::identity::{Principal, RuntimeIdentity};
-use crate::name::{Label, Name, UniqueList};
+use crate::name::{Label, Name, UniqueList, given};
 
 /// Who may read the secrets that name this policy. An empty `allowed_principals` denies
 /// everyone. `environments` / `machines`, when given, narrow it: the identity must declare
@@ -23,7 +23,9 @@ pub struct SecretPolicy {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     allowed_principals: UniqueList<Name>,
+    #[serde(default, deserialize_with = "given")]
     environments: Option<UniqueList<Label>>,
+    #[serde(default, deserialize_with = "given")]
     machines: Option<UniqueList<Label>>,
 }
 

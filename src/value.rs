@@ -26,7 +26,7 @@ impl Field {
 
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let word = String::deserialize(deserializer)?;
+        let word = crate::name::Text::deserialize(deserializer)?.0;
         if word.is_empty() || word.contains(':') || word.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(serde::de::Error::custom(format!(

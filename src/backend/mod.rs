@@ -220,16 +220,27 @@ impl SecretStore {
 struct RawStore {
     backend: BackendKind,
     root: Root,
+    #[serde(default, deserialize_with = "crate::name::given")]
     timeout: Option<Timeout>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     binary: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     gpg: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     command: Option<Vec<Program>>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     address: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     token_file: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     role_id: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     secret_id_file: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     ca_cert: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     namespace: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     insecure_http: Option<bool>,
 }
 

@@ -341,3 +341,99 @@ fn principals_that_rules_produce_cannot_be_claimed() {
         assert!(!run.stderr().contains(CANARY));
     }
 }
+
+/// Issue 11, reference compatibility: where the model expects text, a scalar that YAML reads
+/// as null, a boolean, a number or a date is refused where it stands (the reference, reading
+/// YAML 1.1, refuses them); quoted, the same characters are text and load.
+#[test]
+fn non_text_scalars_are_refused_where_text_is_expected() {
+    let cases = [
+        ("[worker]", "[worker, null]", 6, "is null"),
+        ("[worker]", "[worker, ~]", 6, "is null"),
+        ("[worker]", "[worker, true]", 6, "`true` is a boolean, not text"),
+        ("[worker]", "[worker, yes]", 6, "`yes` is a boolean in YAML 1.1"),
+        ("[worker]", "[worker, on]", 6, "`on` is a boolean in YAML 1.1"),
+        ("[worker]", "[worker, 12]", 6, "`12` is a number"),
+        ("root: src", "root: 123", 2, "`123` is a number, not text; write it in quotes ('123')"),
+        ("path: api/key", "path: 123", 4, "`123` is a number"),
+        ("path: api/key", "path: 1.5", 4, "is a number"),
+        ("path: api/key", "path: 1_000", 4, "`1_000` is a number in YAML 1.1"),
+        ("path: api/key", "path: 2024-01-01", 4, "`2024-01-01` is a date in YAML 1.1"),
+        ("policy: p}", "policy: p, field: 7}", 4, "`7` is a number"),
+        ("policy: p}", "policy: p, field: off}", 4, "`off` is a boolean in YAML 1.1"),
+        ("api_key: {", "yes: {", 4, "`yes` is a boolean in YAML 1.1"),
+        ("  p: {", "  null: {", 6, "is null"),
+        ("[worker]", "[worker], environments: [dev, 2024]", 6, "`2024` is a number"),
+        ("[worker]", "[worker], machines: [True]", 6, "is a boolean"),
+    ];
+    for (from, to, line, message) in cases {
+        let config = GOOD.replace(from, to);
+        assert_ne!(config, GOOD, "{to}");
+        config_case(&config, 78, &format!("config config.yaml:{line}:"));
+        config_case(&config, 78, message);
+    }
+    let rules = |rule: &str| format!("{GOOD}principals:\n  - {rule}\n");
+    config_case(&rules("{principal: worker, role: no}"), 78, "config config.yaml:8:");
+    config_case(&rules("{principal: worker, role: no}"), 78, "`no` is a boolean in YAML 1.1");
+    config_case(&rules("{principal: worker, environment: 3.0}"), 78, "is a number");
+    config_case(&rules("{principal: worker, app: 2001-12-14 21:59:43.10 -5}"), 78, "is a date");
+    config_case(
+        &GOOD.replace("root: src}", "root: src, timeout: 1}").replace("env", "gopass, binary: 1"),
+        78,
+        "`1` is a number",
+    );
+    // Quoted, each of them is text and loads with its meaning.
+    let quoted = GOOD
+        .replace(
+            "[worker]",
+            "[worker, 'null', \"yes\", 'on', 'true'], environments: ['2024'], machines: [\"1.5\"]",
+        )
+        .replace("path: api/key", "path: '123'")
+        .replace("root: src", "root: 'yes'");
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(&quoted);
+    f.run([
+        "check",
+        "--config",
+        "config.yaml",
+        "--role",
+        "worker",
+        "--secret",
+        "api_key",
+        "--environment",
+        "2024",
+        "--machine",
+        "1.5",
+    ])
+    .code(0);
+    f.config(&GOOD.replace("[worker]", "[worker, 'yes']"));
+    f.run(["check", "--config", "config.yaml", "--role", "yes", "--secret", "api_key"]).code(0);
+}
+
+/// Issue 11 item 10: a null list or rule field would apply no narrowing; it is refused at
+/// load, at its line, with what to write instead.
+#[test]
+fn nulls_do_not_fail_open() {
+    let commented = GOOD.replace("[worker]}", "[worker], environments: }");
+    config_case(&commented, 78, "config config.yaml:6:");
+    config_case(&commented, 78, "environments: is null");
+    let commented = GOOD.replace(
+        "  p: {allowed_principals: [worker]}\n",
+        "  p:\n    allowed_principals: [worker]\n    machines:\n      # - bridge\n",
+    );
+    config_case(&commented, 78, "machines: is null");
+    config_case(
+        &commented,
+        78,
+        "Write the value (`[]` for an empty list, which allows none), or remove the key",
+    );
+    let rule = format!("{GOOD}principals:\n  - {{principal: worker, role: admin, environment: }}\n");
+    config_case(&rule, 78, "config config.yaml:8:");
+    config_case(&rule, 78, "principals[0].environment: is null");
+    config_case(
+        &format!("{GOOD}principals:\n  # - {{principal: worker, role: admin}}\n"),
+        78,
+        "principals: is null",
+    );
+}
