@@ -359,6 +359,14 @@ fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, Er
 /// before parsing, at the position where the limit is passed.
 pub(crate) const MAX_NESTING: usize = 64;
 
+/// libyaml's cost grows with the square of the depth it actually reaches, and a pre-scan
+/// that is not libyaml can be led astray (a quote it pairs differently, a comment it reads
+/// differently). So, whatever the depth count says, no text may hold more `[` and `{` than
+/// this, counted everywhere, comments and quotes included: no depth can exceed it, and
+/// libyaml reaching that depth costs well under a second. A real config of ten thousand
+/// flow collections would be a fleet's worth of secrets written inline, one per line.
+pub(crate) const MAX_FLOW_OPENINGS: usize = 10_000;
+
 /// Counts an upper bound of the flow nesting depth, following libyaml's scanner where it
 /// matters and erring towards counting deeper wherever it does not follow it exactly:
 ///
@@ -383,6 +391,7 @@ pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, Str
     let is_blank = |c: char| c == ' ' || c == '\t';
     let chars: Vec<char> = text.chars().collect();
     let mut depth = 0usize;
+    let mut openings = 0usize;
     let mut quote: Option<char> = None;
     let mut comment = Comment::No;
     let (mut line, mut column) = (1, 0);
@@ -422,14 +431,23 @@ pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, Str
                 _ => {}
             }
         }
-        if depth > MAX_NESTING {
+        if matches!(c, '[' | '{') {
+            openings += 1;
+        }
+        if depth > MAX_NESTING || openings > MAX_FLOW_OPENINGS {
             let origin = Origin { source: source.to_owned(), line: Some(line), column: Some(column) };
-            return Err((
-                origin,
+            let message = if depth > MAX_NESTING {
                 format!(
                     "`[` and `{{` nest more than {MAX_NESTING} levels deep here; no config or manifest needs that"
-                ),
-            ));
+                )
+            } else {
+                format!(
+                    "more than {MAX_FLOW_OPENINGS} `[` and `{{` by here (comments and quoted text \
+                     included); no config or manifest needs that many: write long lists as \
+                     block lists (`- item` lines)"
+                )
+            };
+            return Err((origin, message));
         }
         i += 1;
     }
@@ -743,6 +761,16 @@ policies:
         assert!(deeper(&"[#]\n".repeat(65)));
         // A real comment after a blank still hides everything up to the break.
         assert!(!deeper(&format!("a: 1 # {open}\nb: 2\t#{open}\r\nc: 3\n")));
+        // A quote the pre-scan pairs differently from libyaml (`a 'b` is text inside a plain
+        // scalar, so `'c ]]]'` is the quote) cannot hide depth: the count of openings bounds it.
+        let resync = format!("x: {}\n", "[{x: a 'b, 'c ]]]' }, ".repeat(20_000));
+        let start = std::time::Instant::now();
+        let (_, message) = check_nesting(&resync, "c").unwrap_err();
+        assert!(message.contains("more than 10000 `[` and `{`"), "{message}");
+        assert!(start.elapsed().as_millis() < 1000);
+        let many: String =
+            (0..3000).map(|i| format!("  r{i}: {{store: s, path: p{i}, policy: p}}\n")).collect();
+        check_nesting(&format!("refs:\n{many}"), "c").unwrap();
         // Lines are counted as libyaml counts them (`\r\n` is one break).
         let (origin, _) = check_nesting(&format!("a: 1\r\nb: 2\rc: {open}"), "c").unwrap_err();
         assert_eq!(origin.line, Some(3));

@@ -271,7 +271,7 @@ fn slow_inputs_are_refused_fast() {
     // (a) A no-break space before `#` is not white space to libyaml: `\u{a0}#` is a plain
     // scalar, ended by the next `[`, and what follows is parsed.
     for blank in ["\u{a0}", "\u{2000}", "\u{3000}", "\u{feff}"] {
-        let deep = format!("stores: [{blank}#{}{}]\n", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!("stores: [{blank}#, {}{}]\n", "[".repeat(100_000), "]".repeat(100_000));
         bounded_case(&deep, 78, "nest more than 64 levels");
     }
     // Every libyaml line break ends a comment, not only `\n`.
@@ -281,6 +281,13 @@ fn slow_inputs_are_refused_fast() {
     }
     // libyaml starts a comment right after a flow indicator: `[#]` leaves the `[` open.
     bounded_case(&format!("stores: {}\n", "[#]\n".repeat(100_000)), 78, "nest more than 64 levels");
+    // A quote paired differently from libyaml cannot hide depth either: `a 'b` is text in a
+    // plain scalar, so libyaml's quote is `'c ]]]'` and every `[` stays open.
+    bounded_case(
+        &format!("stores: {}\n", "[{x: a 'b, 'c ]]]' }, ".repeat(40_000)),
+        78,
+        "more than 10000 `[` and `{`",
+    );
     // (b) A 1 MB undefined name against 300 refs gets no suggestion, and fast.
     let refs: String =
         (0..300).map(|i| format!("  secret_number_{i}: {{store: s, path: k{i}, policy: p}}\n")).collect();
