@@ -16,7 +16,7 @@ use serde::de::{MapAccess, Visitor};
 
 use crate::error::{Error, Origin};
 use crate::identity::PrincipalRule;
-use crate::name::{Name, StorePath, did_you_mean};
+use crate::name::{Name, StorePath, did_you_mean, given, with_source};
 use crate::value::{Field, Trim};
 
 pub use crate::backend::SecretStore;
@@ -44,9 +44,11 @@ struct RawRef {
     store: Defined<StoreKind>,
     path: StorePath,
     policy: Defined<PolicyKind>,
+    #[serde(default, deserialize_with = "given")]
     field: Option<Field>,
     #[serde(default)]
     trim: Trim,
+    #[serde(default, deserialize_with = "given")]
     version: Option<u64>,
 }
 
@@ -183,8 +185,8 @@ struct Sections {
     stores: SecretStoreRegistry,
     refs: SecretRefRegistry,
     policies: SecretPolicyRegistry,
-    #[serde(default)]
-    principals: Vec<PrincipalRule>,
+    #[serde(default, deserialize_with = "given")]
+    principals: Option<Vec<PrincipalRule>>,
 }
 
 /// The `mxm_secrets:` shape: the other top-level keys belong to other packages.
@@ -222,6 +224,11 @@ impl Config {
     /// an exact position. Config files are small; both readings together take microseconds.
     pub fn parse(text: &str, source: &str) -> Result<Config, Error> {
         check_nesting(text, source).map_err(|(origin, message)| Error::config(origin, message))?;
+        with_source(text, || Config::read(text, source))
+    }
+
+    /// [`Config::parse`] after the pre-checks, with `text` registered as the YAML source.
+    fn read(text: &str, source: &str) -> Result<Config, Error> {
         let wrapped = serde_yaml::from_str::<Peek>(text).is_ok_and(|p| p.mxm_secrets.is_some());
         let first = read_sections(text, source, wrapped)?;
         let known = Known {
@@ -237,7 +244,7 @@ impl Config {
             stores: section.stores,
             refs: section.refs,
             policies: section.policies,
-            principals: section.principals,
+            principals: section.principals.unwrap_or_default(),
         };
         config.check_principal_rules()?;
         config.check_locations()?;
@@ -351,24 +358,54 @@ fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, Er
 /// before parsing, at the position where the limit is passed.
 pub(crate) const MAX_NESTING: usize = 64;
 
-/// Counts an upper bound of the flow nesting depth. Quotes and comments are followed as
-/// libyaml does, but every doubt errs towards counting deeper: a quote may start wherever a
-/// token may (a superset of where libyaml starts one), an opening bracket inside a quote still
-/// counts, and only a closing bracket surely outside quotes and comments counts down.
+/// libyaml's cost grows with the square of the depth it actually reaches, and a pre-scan
+/// that is not libyaml can be led astray (a quote it pairs differently, a comment it reads
+/// differently). So, whatever the depth count says, no text may hold more `[` and `{` than
+/// this, counted everywhere, comments and quotes included: no depth can exceed it, and
+/// libyaml reaching that depth costs well under a second. A real config of ten thousand
+/// flow collections would be a fleet's worth of secrets written inline, one per line.
+pub(crate) const MAX_FLOW_OPENINGS: usize = 10_000;
+
+/// Counts an upper bound of the flow nesting depth, following libyaml's scanner where it
+/// matters and erring towards counting deeper wherever it does not follow it exactly:
+///
+/// - White space is what libyaml calls blank (` `, `\t`) and its line breaks (`\n`, `\r`,
+///   U+0085, U+2028, U+2029), never Unicode's wider idea of it: `\u{a0}#` starts no comment.
+/// - A comment surely starts at `#` after a blank, a break or the start of the text, and ends
+///   at any line break. Nothing in it counts.
+/// - A `#` right after an indicator or a quote (`[#`, `,#`, `'#`) is a comment to libyaml in
+///   flow context and text elsewhere: until the line ends, an opening bracket counts and a
+///   closing one does not, which is deeper than libyaml either way.
+/// - A quote may start wherever a token may (a superset of where libyaml starts one); inside
+///   it an opening bracket still counts and a closing one does not.
+/// - Everything else: `[`/`{` count up, `]`/`}` count down.
 pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, String)> {
+    #[derive(PartialEq)]
+    enum Comment {
+        No,
+        Sure,
+        Maybe,
+    }
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    let is_blank = |c: char| c == ' ' || c == '\t';
     let chars: Vec<char> = text.chars().collect();
     let mut depth = 0usize;
+    let mut openings = 0usize;
     let mut quote: Option<char> = None;
-    let mut in_comment = false;
+    let mut comment = Comment::No;
     let (mut line, mut column) = (1, 0);
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         let previous = if i == 0 { '\n' } else { chars[i - 1] };
         column += 1;
-        if c == '\n' {
-            (line, column, in_comment) = (line + 1, 0, false);
-        } else if in_comment {
+        if is_break(c) {
+            comment = Comment::No;
+            // `\r\n` is one break.
+            if !(c == '\r' && chars.get(i + 1) == Some(&'\n')) {
+                (line, column) = (line + 1, 0);
+            }
+        } else if comment == Comment::Sure {
         } else if let Some(q) = quote {
             match c {
                 '\\' if q == '"' => i += 1,
@@ -377,24 +414,39 @@ pub(crate) fn check_nesting(text: &str, source: &str) -> Result<(), (Origin, Str
                 '[' | '{' => depth += 1,
                 _ => {}
             }
+        } else if comment == Comment::Maybe {
+            if matches!(c, '[' | '{') {
+                depth += 1;
+            }
         } else {
-            let token_start = previous.is_whitespace() || "[{,:-?".contains(previous);
+            let after_space = is_blank(previous) || is_break(previous);
+            let token_start = after_space || "[]{},:-?".contains(previous);
             match c {
-                '#' if previous.is_whitespace() => in_comment = true,
-                '"' | '\'' if token_start => quote = Some(c),
+                '#' if after_space => comment = Comment::Sure,
+                '#' if token_start || matches!(previous, '\'' | '"' | '\u{feff}') => comment = Comment::Maybe,
+                '"' | '\'' if token_start || previous == '\u{feff}' => quote = Some(c),
                 '[' | '{' => depth += 1,
                 ']' | '}' => depth = depth.saturating_sub(1),
                 _ => {}
             }
         }
-        if depth > MAX_NESTING {
+        if matches!(c, '[' | '{') {
+            openings += 1;
+        }
+        if depth > MAX_NESTING || openings > MAX_FLOW_OPENINGS {
             let origin = Origin { source: source.to_owned(), line: Some(line), column: Some(column) };
-            return Err((
-                origin,
+            let message = if depth > MAX_NESTING {
                 format!(
                     "`[` and `{{` nest more than {MAX_NESTING} levels deep here; no config or manifest needs that"
-                ),
-            ));
+                )
+            } else {
+                format!(
+                    "more than {MAX_FLOW_OPENINGS} `[` and `{{` by here (comments and quoted text \
+                     included); no config or manifest needs that many: write long lists as \
+                     block lists (`- item` lines)"
+                )
+            };
+            return Err((origin, message));
         }
         i += 1;
     }
@@ -555,7 +607,7 @@ policies:
         let message = error(&REFERENCE.replace("backend: gopass", "backend: keychain"));
         assert!(!message.contains("did you mean"), "{message}");
         let message = error(&REFERENCE.replace("root: mxm/red", "root: mxm/red\n    binary: ''"));
-        assert!(message.contains("stores.red: program `` must name a program"), "{message}");
+        assert!(message.contains("stores.red.binary: program `` must name a program"), "{message}");
         let message = error("stores: {e: {backend: env, root: x, binary: y}}\nrefs: {}\npolicies: {}\n");
         assert!(message.contains("`binary` is not an option of backend `env`"), "{message}");
     }
@@ -680,6 +732,123 @@ policies:
             "# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
         );
         Config::parse(&busy, "c.yaml").unwrap();
+    }
+
+    #[test]
+    fn nesting_follows_libyaml_white_space_and_breaks() {
+        let deeper = |text: &str| check_nesting(text, "c").is_err();
+        let open = "[".repeat(65);
+        // Only ` ` and `\t` before `#` start a comment; any libyaml line break ends one.
+        for blank in ['\u{a0}', '\u{2000}', '\u{3000}', '\u{feff}'] {
+            assert!(deeper(&format!("a: [{blank}#{open}")), "{blank:?}");
+        }
+        for newline in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            assert!(deeper(&format!("a: # c{newline}{open}")), "{newline:?}");
+        }
+        // `[#]`: a comment to libyaml in flow context, so the `]` closes nothing.
+        assert!(deeper(&"[#]\n".repeat(65)));
+        // A real comment after a blank still hides everything up to the break.
+        assert!(!deeper(&format!("a: 1 # {open}\nb: 2\t#{open}\r\nc: 3\n")));
+        // A quote the pre-scan pairs differently from libyaml (`a 'b` is text inside a plain
+        // scalar, so `'c ]]]'` is the quote) cannot hide depth: the count of openings bounds it.
+        let resync = format!("x: {}\n", "[{x: a 'b, 'c ]]]' }, ".repeat(20_000));
+        let start = std::time::Instant::now();
+        let (_, message) = check_nesting(&resync, "c").unwrap_err();
+        assert!(message.contains("more than 10000 `[` and `{`"), "{message}");
+        assert!(start.elapsed().as_millis() < 1000);
+        let many: String =
+            (0..3000).map(|i| format!("  r{i}: {{store: s, path: p{i}, policy: p}}\n")).collect();
+        check_nesting(&format!("refs:\n{many}"), "c").unwrap();
+        // Lines are counted as libyaml counts them (`\r\n` is one break).
+        let (origin, _) = check_nesting(&format!("a: 1\r\nb: 2\rc: {open}"), "c").unwrap_err();
+        assert_eq!(origin.line, Some(3));
+    }
+
+    /// Issue 11 item 10: a null where a value or list may be left out is refused where it
+    /// stands, for every optional key of policies, rules, refs and stores.
+    #[test]
+    fn nulls_are_refused_where_they_stand() {
+        let store = "{backend: vault, root: secret/x}";
+        let base = |store: &str, reference: &str, policy: &str, rule: &str| {
+            format!(
+                "stores:\n  s: {store}\nrefs:\n  r: {reference}\npolicies:\n  p: {policy}\nprincipals:\n  - {rule}\n"
+            )
+        };
+        let reference = "{store: s, path: a, policy: p}";
+        let policy = "{allowed_principals: [a, b]}";
+        let rule = "{principal: a, role: x}";
+        Config::parse(&base(store, reference, policy, rule), "c.yaml").unwrap();
+        let mut cases = vec![
+            // The issue's own: all items commented out.
+            (
+                base(
+                    store,
+                    reference,
+                    "\n    allowed_principals: [a, b]\n    environments:\n      # - prod",
+                    rule,
+                ),
+                "policies.p.environments",
+            ),
+            (
+                base(store, reference, policy, "{principal: a, role: x, environment: }"),
+                "principals[0].environment",
+            ),
+        ];
+        for key in ["environments", "machines"] {
+            cases
+                .push((base(store, reference, &format!("{{allowed_principals: [a], {key}: ~}}"), rule), key));
+        }
+        for key in ["role", "environment", "machine", "app", "substrate"] {
+            let other = if key == "role" { "machine: m" } else { "role: x" };
+            cases.push((
+                base(store, reference, policy, &format!("{{principal: a, {other}, {key}: null}}")),
+                key,
+            ));
+        }
+        for key in ["field", "version"] {
+            cases.push((
+                base(store, &format!("{{store: s, path: a, policy: p, {key}: }}"), policy, rule),
+                key,
+            ));
+        }
+        for key in [
+            "timeout",
+            "address",
+            "token_file",
+            "role_id",
+            "secret_id_file",
+            "ca_cert",
+            "namespace",
+            "insecure_http",
+        ] {
+            cases.push((
+                base(&format!("{{backend: vault, root: secret/x, {key}: ~}}"), reference, policy, rule),
+                key,
+            ));
+        }
+        for (backend, key) in [("gopass", "binary"), ("pass", "gpg"), ("command", "command")] {
+            let root = if backend == "pass" { "/p" } else { "p" };
+            cases.push((
+                base(&format!("{{backend: {backend}, root: {root}, {key}: }}"), reference, policy, rule),
+                key,
+            ));
+        }
+        for (text, key) in cases {
+            let message = error(&text);
+            assert!(message.contains(key), "{key}: {message}");
+            assert!(message.contains("is null"), "{key}: {message}");
+            assert!(message.starts_with("config c.yaml:"), "{key}: {message}");
+            assert!(message.contains("or remove the key"), "{key}: {message}");
+        }
+        // Sections and lists that were already refused stay refused.
+        for text in [
+            base(store, reference, policy, rule)
+                .replace("principals:\n  - {principal: a, role: x}\n", "principals:\n"),
+            base(store, "{store: s, path: a, policy: p, trim: }", policy, rule),
+            base(store, reference, "{allowed_principals: }", rule),
+        ] {
+            error(&text);
+        }
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! Who is running ([`RuntimeIdentity`], always declared, never guessed) and the authority it
 //! speaks as ([`Principal`]): the role, unless a `principals:` rule of the config says otherwise.
+//!
+//! **A principal that a rule produces is reserved.** With `{principal: human_admin, role:
+//! admin, environment: dev}`, `human_admin` is what an admin in dev speaks as; were the role
+//! `human_admin` the principal `human_admin`, anyone could walk around the rule with
+//! `--role human_admin --environment prod`. So an identity whose role names a principal some
+//! rule produces speaks as it only when a rule maps that identity to it; otherwise the
+//! principal is marked [`reserved`](Principal::reserved) and the judge denies every secret,
+//! saying why. A role that should also speak as itself says so with a rule of its own:
+//! `{principal: research, role: research}`.
 
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::name::{Name, check_label};
+use crate::name::{Label, Name, check_label, given};
 
 /// The declared runtime identity. `role` is required and must be a valid name, because by
 /// default it is the principal.
@@ -52,6 +61,16 @@ pub struct Principal {
     pub name: Name,
     /// Which `principals:` rule produced it (index in the config), or `None` for the role.
     pub rule: Option<usize>,
+    /// `Some(index)` when no rule matched and the role names a principal that rule `index`
+    /// produces: the role may not claim it, and the judge denies (see the module docs).
+    pub reserved: Option<usize>,
+}
+
+impl Principal {
+    /// The role itself as the principal, as when no rule exists.
+    pub fn of_role(identity: &RuntimeIdentity) -> Principal {
+        Principal { name: identity.role.clone(), rule: None, reserved: None }
+    }
 }
 
 /// `- {principal: human_admin, role: admin, environment: dev}`: an identity whose given
@@ -67,48 +86,47 @@ pub struct PrincipalRule {
     pub substrate: Option<String>,
 }
 
+/// Every optional field is [`given`]: `environment:` with nothing after it is an error, not
+/// a rule that matches any environment.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     principal: Name,
+    #[serde(default, deserialize_with = "given")]
     role: Option<Name>,
-    environment: Option<String>,
-    machine: Option<String>,
-    app: Option<String>,
-    substrate: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    environment: Option<Label>,
+    #[serde(default, deserialize_with = "given")]
+    machine: Option<Label>,
+    #[serde(default, deserialize_with = "given")]
+    app: Option<Label>,
+    #[serde(default, deserialize_with = "given")]
+    substrate: Option<Label>,
 }
 
 impl TryFrom<RawRule> for PrincipalRule {
     type Error = String;
 
     fn try_from(raw: RawRule) -> Result<Self, String> {
-        let labels = [
-            ("environment", &raw.environment),
-            ("machine", &raw.machine),
-            ("app", &raw.app),
-            ("substrate", &raw.substrate),
-        ];
-        for (what, value) in labels {
-            if let Some(value) = value {
-                check_label(what, value)?;
-            }
-        }
-        if raw.role.is_none() && labels.iter().all(|(_, v)| v.is_none()) {
+        let text = |label: Option<Label>| label.map(|l| l.0);
+        let rule = PrincipalRule {
+            principal: raw.principal,
+            role: raw.role,
+            environment: text(raw.environment),
+            machine: text(raw.machine),
+            app: text(raw.app),
+            substrate: text(raw.substrate),
+        };
+        let labels = [&rule.environment, &rule.machine, &rule.app, &rule.substrate];
+        if rule.role.is_none() && labels.iter().all(|v| v.is_none()) {
             return Err(format!(
                 "the rule for principal `{}` has nothing to match (give at least one of \
                  role, environment, machine, app, substrate); a rule matching everyone would \
                  turn every role into `{}`",
-                raw.principal, raw.principal
+                rule.principal, rule.principal
             ));
         }
-        Ok(PrincipalRule {
-            principal: raw.principal,
-            role: raw.role,
-            environment: raw.environment,
-            machine: raw.machine,
-            app: raw.app,
-            substrate: raw.substrate,
-        })
+        Ok(rule)
     }
 }
 
@@ -146,11 +164,15 @@ impl PrincipalRule {
     }
 }
 
-/// The first rule whose given fields all match wins; no match: the role.
+/// The first rule whose given fields all match wins; no match: the role, marked
+/// [`reserved`](Principal::reserved) when a rule produces a principal of that name.
 pub fn derive_principal(rules: &[PrincipalRule], identity: &RuntimeIdentity) -> Principal {
     match rules.iter().position(|rule| rule.matches(identity)) {
-        Some(index) => Principal { name: rules[index].principal.clone(), rule: Some(index) },
-        None => Principal { name: identity.role.clone(), rule: None },
+        Some(index) => Principal { name: rules[index].principal.clone(), rule: Some(index), reserved: None },
+        None => Principal {
+            reserved: rules.iter().position(|rule| rule.principal == identity.role),
+            ..Principal::of_role(identity)
+        },
     }
 }
 
@@ -196,6 +218,38 @@ mod tests {
         let rules = [rule("dev_reader", None, Some("dev"))];
         let none = RuntimeIdentity::new("research").unwrap();
         assert_eq!(derive_principal(&rules, &none).name.as_str(), "research");
+    }
+
+    /// Issue 11 item 4: `--role human_admin` must not walk around the rule that makes
+    /// `human_admin` out of an admin in dev. Rows: rules, (role, environment), principal,
+    /// reserved by rule.
+    #[test]
+    fn principals_that_rules_produce_are_reserved() {
+        let admin_dev = rule("human_admin", Some("admin"), Some("dev"));
+        let research_self = rule("research", Some("research"), None);
+        let research_dev = rule("research", Some("intern"), Some("dev"));
+        type Row<'a> = (&'a [PrincipalRule], (&'a str, Option<&'a str>), &'a str, Option<usize>);
+        let table: &[Row] = &[
+            (std::slice::from_ref(&admin_dev), ("admin", Some("dev")), "human_admin", None),
+            (std::slice::from_ref(&admin_dev), ("admin", Some("prod")), "admin", None),
+            (std::slice::from_ref(&admin_dev), ("human_admin", Some("prod")), "human_admin", Some(0)),
+            (std::slice::from_ref(&admin_dev), ("human_admin", Some("dev")), "human_admin", Some(0)),
+            (std::slice::from_ref(&admin_dev), ("human_admin", None), "human_admin", Some(0)),
+            (std::slice::from_ref(&admin_dev), ("research", None), "research", None),
+            // A rule that maps the role to itself makes the claim legitimate ...
+            (&[research_dev.clone(), research_self.clone()], ("research", None), "research", None),
+            (&[research_dev.clone(), research_self.clone()], ("intern", Some("dev")), "research", None),
+            // ... and without it the role is reserved, whatever rule produces the name.
+            (std::slice::from_ref(&research_dev), ("research", None), "research", Some(0)),
+            (&[admin_dev.clone(), research_dev.clone()], ("research", Some("dev")), "research", Some(1)),
+            (&[], ("human_admin", None), "human_admin", None),
+        ];
+        for (rules, (role, environment), name, reserved) in table {
+            let identity = RuntimeIdentity::declared(role, *environment, None, None, None).unwrap();
+            let principal = derive_principal(rules, &identity);
+            assert_eq!(principal.name.as_str(), *name, "{role} {environment:?} under {rules:?}");
+            assert_eq!(principal.reserved, *reserved, "{role} {environment:?} under {rules:?}");
+        }
     }
 
     #[test]

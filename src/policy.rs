@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::identity::{Principal, RuntimeIdentity};
-use crate::name::{Label, Name, UniqueList};
+use crate::name::{Label, Name, UniqueList, given};
 
 /// Who may read the secrets that name this policy. An empty `allowed_principals` denies
 /// everyone. `environments` / `machines`, when given, narrow it: the identity must declare
@@ -23,7 +23,9 @@ pub struct SecretPolicy {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     allowed_principals: UniqueList<Name>,
+    #[serde(default, deserialize_with = "given")]
     environments: Option<UniqueList<Label>>,
+    #[serde(default, deserialize_with = "given")]
     machines: Option<UniqueList<Label>>,
 }
 
@@ -54,10 +56,19 @@ pub enum DenyReason {
     EnvironmentNotAllowed { declared: Option<String>, allowed: Vec<String> },
     /// The policy names machines and the identity declares another one, or none.
     MachineNotAllowed { declared: Option<String>, allowed: Vec<String> },
+    /// The role names a principal that `principals:` rule `rule` produces, and no rule maps
+    /// this identity to it (see [`crate::identity`]).
+    ReservedPrincipal { principal: Name, rule: usize },
 }
 
 impl SecretPolicy {
     pub fn evaluate(&self, principal: &Principal, identity: &RuntimeIdentity) -> Decision {
+        if let Some(rule) = principal.reserved {
+            return Decision::Denied(DenyReason::ReservedPrincipal {
+                principal: principal.name.clone(),
+                rule,
+            });
+        }
         if !self.allowed_principals.contains(&principal.name) {
             return Decision::Denied(DenyReason::PrincipalNotAllowed {
                 allowed: self.allowed_principals.clone(),
@@ -107,6 +118,13 @@ impl fmt::Display for DenyReason {
             DenyReason::MachineNotAllowed { declared: d, allowed } => {
                 write!(f, "{} (allowed machines: {})", declared("machine", d), list(allowed))
             }
+            DenyReason::ReservedPrincipal { principal, rule } => write!(
+                f,
+                "role `{principal}` names a principal that rule principals[{rule}] produces, and no \
+                 rule maps this identity to it, so the role cannot claim it; if role `{principal}` \
+                 should speak as itself, add the rule `{{principal: {principal}, role: {principal}}}` \
+                 to the config's `principals:`"
+            ),
         }
     }
 }
@@ -126,7 +144,7 @@ mod tests {
 
     fn who(role: &str, environment: Option<&str>, machine: Option<&str>) -> (Principal, RuntimeIdentity) {
         let identity = RuntimeIdentity::declared(role, environment, machine, None, None).unwrap();
-        (Principal { name: identity.role.clone(), rule: None }, identity)
+        (Principal::of_role(&identity), identity)
     }
 
     macro_rules! pass {
@@ -172,6 +190,19 @@ mod tests {
         fail!(on_bridge, who("research", Some("dev"), None));
         let no_env = policy(&["research"], Some(&[]), None);
         fail!(no_env, who("research", Some("dev"), None));
+    }
+
+    #[test]
+    fn a_reserved_principal_is_denied_whatever_the_policy_says() {
+        let admins = policy(&["human_admin", "admin"], None, None);
+        let (mut p, i) = who("human_admin", Some("prod"), None);
+        pass!(admins, (p.clone(), i.clone()));
+        p.reserved = Some(0);
+        let Decision::Denied(reason) = admins.evaluate(&p, &i) else { panic!("allowed") };
+        assert_eq!(reason, DenyReason::ReservedPrincipal { principal: p.name.clone(), rule: 0 });
+        let text = reason.to_string();
+        assert!(text.contains("rule principals[0] produces"), "{text}");
+        assert!(text.contains("add the rule `{principal: human_admin, role: human_admin}`"), "{text}");
     }
 
     #[test]

@@ -223,16 +223,27 @@ impl SecretStore {
 struct RawStore {
     backend: BackendKind,
     root: Root,
+    #[serde(default, deserialize_with = "crate::name::given")]
     timeout: Option<Timeout>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     binary: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     gpg: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     command: Option<Vec<Program>>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     address: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     token_file: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     role_id: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     secret_id_file: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     ca_cert: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     namespace: Option<Program>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     insecure_http: Option<bool>,
 }
 
@@ -356,8 +367,12 @@ impl<'de> Deserialize<'de> for Timeout {
 
 fn check_root(backend: &BackendConfig, root: &str) -> Result<(), String> {
     match backend {
-        BackendConfig::Gopass(_) | BackendConfig::Command(_) | BackendConfig::Vault(_) => {
+        BackendConfig::Gopass(_) | BackendConfig::Command(_) => {
             check_store_path("root", root.trim_end_matches('/'))
+        }
+        BackendConfig::Vault(_) => {
+            check_store_path("root", root.trim_end_matches('/'))?;
+            vault::check_url_safe("root", root)
         }
         BackendConfig::Pass(_) | BackendConfig::File(_) => check_directory_root(root),
         // A root alone must already make a valid variable prefix.

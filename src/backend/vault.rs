@@ -183,8 +183,12 @@ impl Vault {
         struct LoginAuth {
             client_token: Sensitive,
         }
-        let parsed: LoginResponse = serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Failed(format!("AppRole login: unreadable answer: {e}")))?;
+        let parsed: LoginResponse = serde_json::from_slice(&body).map_err(|e| {
+            FetchError::Failed(format!(
+                "AppRole login: {}: expected an answer with auth.client_token",
+                json_problem(&e)
+            ))
+        })?;
         parsed
             .auth
             .map(|a| a.client_token.0)
@@ -192,8 +196,46 @@ impl Vault {
     }
 }
 
+/// Characters that mean something in a URL beyond the path: a path or root holding one is
+/// refused at load, whatever the encoding below would make of it (`%2e%2e` is `..` to a
+/// server that decodes, `?` and `#` would end the path).
+const URL_SYNTAX: [char; 3] = ['%', '?', '#'];
+
+/// A root or path without [`URL_SYNTAX`].
+pub(crate) fn check_url_safe(what: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| URL_SYNTAX.contains(c)) {
+        Some(c) => Err(format!(
+            "{what} `{}` holds `{c}`, which a URL would read as syntax (`%` escapes, `?` a \
+             query, `#` a fragment); vault paths may not contain `%`, `?` or `#`",
+            value.escape_debug()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every segment percent-encoded (all but RFC 3986's unreserved characters), so what reaches
+/// the server's router is the path that was authorized, byte for byte.
+fn encode_path(location: &str) -> String {
+    let mut encoded = String::with_capacity(location.len());
+    for (index, segment) in location.split('/').enumerate() {
+        if index > 0 {
+            encoded.push('/');
+        }
+        for byte in segment.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                encoded.push(char::from(byte));
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    encoded
+}
+
 impl Backend for Vault {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
+        check_url_safe("root", root)?;
+        check_url_safe("path", path)?;
         let root = root.trim_end_matches('/');
         Ok(match root.split_once('/') {
             Some((mount, prefix)) => format!("{mount}/data/{prefix}/{path}"),
@@ -203,7 +245,7 @@ impl Backend for Vault {
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
         let session = self.session(request.timeout)?;
-        let mut url = format!("{}/v1/{}", session.address, request.location);
+        let mut url = format!("{}/v1/{}", session.address, encode_path(request.location));
         if let Some(version) = request.version {
             url.push_str(&format!("?version={version}"));
         }
@@ -237,8 +279,7 @@ impl Backend for Vault {
         struct ReadData {
             data: Option<BTreeMap<String, Sensitive>>,
         }
-        let read: Read = serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Failed(format!("unreadable answer for {location}: {e}")))?;
+        let read: Read = serde_json::from_slice(&body).map_err(|e| unexpected_answer(&e, location))?;
         let mut keys = read.data.and_then(|d| d.data).ok_or_else(|| {
             FetchError::NotFound(format!("the secret at {location} has no data (deleted or destroyed)"))
         })?;
@@ -260,6 +301,28 @@ impl Backend for Vault {
     fn picks_fields(&self) -> bool {
         true
     }
+}
+
+/// Why an answer could not be read, in words that never quote it: serde's own messages do
+/// (`invalid type: string "VALUE"`), and the answer holds secrets.
+fn json_problem(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Io | Category::Eof => "the answer ended early",
+        Category::Syntax => "the answer is not JSON",
+        Category::Data => "the answer has another shape",
+    };
+    format!("{what} (at line {} column {})", error.line(), error.column())
+}
+
+/// A read whose answer is not KV version 2's `{"data": {"data": {KEY: VALUE, ...}}}`.
+fn unexpected_answer(error: &serde_json::Error, location: &str) -> FetchError {
+    FetchError::Failed(format!(
+        "reading {location}: {}; expected a KV version 2 answer with data.data an object of \
+         string keys; is the mount KV version 1? (the store's root must start with a KV \
+         version 2 mount)",
+        json_problem(error)
+    ))
 }
 
 fn keys_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
@@ -455,10 +518,44 @@ mod tests {
     }
 
     #[test]
+    fn answers_of_another_shape_are_never_quoted() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Read {
+            data: Option<BTreeMap<String, BTreeMap<String, String>>>,
+        }
+        for body in [
+            r#"{"data":{"data":"canary-v"}}"#,
+            r#"{"data":"canary-v"}"#,
+            r#"{"data":{"data":["canary-v"]}}"#,
+            r#"{"data":{"data":{"k":"canary-v"}} canary-v"#,
+            r#"canary-v"#,
+            r#"{"data":{"data":{"k":"canary-v"#,
+        ] {
+            let error = serde_json::from_str::<Read>(body).unwrap_err();
+            let FetchError::Failed(message) = unexpected_answer(&error, "kv/data/x") else { panic!() };
+            assert!(!message.contains("canary"), "{message}");
+            assert!(message.contains("expected a KV version 2 answer"), "{message}");
+        }
+    }
+
+    #[test]
     fn locations() {
         let vault = Vault::new(None, Auth::Token { file: None }, None, None, false).unwrap();
         assert_eq!(vault.locate("secret/mxm/red", "db/pw").unwrap(), "secret/data/mxm/red/db/pw");
         assert_eq!(vault.locate("secret", "db").unwrap(), "secret/data/db");
         assert_eq!(vault.locate("secret/", "db").unwrap(), "secret/data/db");
+        for bad in ["a%2e%2e", "a?version=1", "a#b", "%2e%2e/x"] {
+            let message = vault.locate("secret", bad).unwrap_err();
+            assert!(message.contains("vault paths may not contain"), "{message}");
+            assert!(vault.locate(&format!("secret/{bad}"), "db").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_segment_is_percent_encoded() {
+        assert_eq!(encode_path("secret/data/mxm/db_pw-1.x~"), "secret/data/mxm/db_pw-1.x~");
+        assert_eq!(encode_path("secret/data/a b+c/é"), "secret/data/a%20b%2Bc/%C3%A9");
+        assert_eq!(encode_path("kv/data/%2e%2e?#"), "kv/data/%252e%252e%3F%23");
     }
 }

@@ -572,3 +572,183 @@ fn file_backend_reads_a_kubernetes_mount() {
         )
         .stdout_is("");
 }
+
+/// Issue 11 item 7: inputs that once took 20 s and 89 s are refused in well under a second.
+#[test]
+fn slow_inputs_are_refused_fast() {
+    // (a) A no-break space before `#` is not white space to libyaml: `\u{a0}#` is a plain
+    // scalar, ended by the next `[`, and what follows is parsed.
+    for blank in ["\u{a0}", "\u{2000}", "\u{3000}", "\u{feff}"] {
+        let deep = format!("stores: [{blank}#, {}{}]\n", "[".repeat(100_000), "]".repeat(100_000));
+        bounded_case(&deep, 78, "nest more than 64 levels");
+    }
+    // Every libyaml line break ends a comment, not only `\n`.
+    for newline in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+        let deep = format!("stores: # c{newline}{}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        bounded_case(&deep, 78, "nest more than 64 levels");
+    }
+    // libyaml starts a comment right after a flow indicator: `[#]` leaves the `[` open.
+    bounded_case(&format!("stores: {}\n", "[#]\n".repeat(100_000)), 78, "nest more than 64 levels");
+    // A quote paired differently from libyaml cannot hide depth either: `a 'b` is text in a
+    // plain scalar, so libyaml's quote is `'c ]]]'` and every `[` stays open.
+    bounded_case(
+        &format!("stores: {}\n", "[{x: a 'b, 'c ]]]' }, ".repeat(40_000)),
+        78,
+        "more than 10000 `[` and `{`",
+    );
+    // (b) A 1 MB undefined name against 300 refs gets no suggestion, and fast.
+    let refs: String =
+        (0..300).map(|i| format!("  secret_number_{i}: {{store: s, path: k{i}, policy: p}}\n")).collect();
+    let config = format!(
+        "stores:\n  s: {{backend: env, root: src}}\nrefs:\n{refs}policies:\n  p: {{allowed_principals: [worker]}}\n"
+    );
+    let f = Fixture::new();
+    f.config(&config);
+    f.write("m.yaml", format!("secrets:\n  - name: {}\n", "a".repeat(1_000_000)));
+    let start = Instant::now();
+    let run = f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]);
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+    run.code(65).stderr_has("not defined in the config");
+    assert!(!run.stderr().contains("did you mean"));
+}
+
+/// `check` on `config` must answer with `code` and `message` within 2 s.
+fn bounded_case(config: &str, code: i32, message: &str) {
+    let f = Fixture::new();
+    f.config(config);
+    let start = Instant::now();
+    let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "api_key"]);
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?} on\n{config:.100}", start.elapsed());
+    run.code(code).stderr_has(message);
+}
+
+/// Issue 11 item 4: a principal that a rule produces cannot be claimed as a role; a rule
+/// mapping the role to it makes the claim legitimate. Rows: extra rules, role, environment,
+/// exit code, what stderr says.
+#[test]
+fn principals_that_rules_produce_cannot_be_claimed() {
+    let config = |extra: &str| {
+        format!(
+            "stores:\n  s: {{backend: env, root: src}}\nrefs:\n  api_key: {{store: s, path: api/key, policy: p}}\npolicies:\n  p: {{allowed_principals: [human_admin]}}\nprincipals:\n  - {{principal: human_admin, role: admin, environment: dev}}\n{extra}"
+        )
+    };
+    let claim = "role `human_admin` names a principal that rule principals[0] produces";
+    let table = [
+        ("", "admin", "dev", 0, ""),
+        ("", "admin", "prod", 77, "denied to principal `admin`"),
+        ("", "human_admin", "prod", 77, claim),
+        ("", "human_admin", "dev", 77, claim),
+        ("", "human_admin", "", 77, "add the rule `{principal: human_admin, role: human_admin}`"),
+        ("  - {principal: human_admin, role: human_admin}\n", "human_admin", "prod", 0, ""),
+        ("  - {principal: human_admin, role: human_admin}\n", "admin", "prod", 77, "principal `admin`"),
+    ];
+    for (extra, role, environment, code, message) in table {
+        let mut f = Fixture::new();
+        f.env("SRC_API_KEY", CANARY);
+        f.config(&config(extra));
+        let mut args = vec!["get", "api_key", "--config", "config.yaml", "--role", role];
+        if !environment.is_empty() {
+            args.extend(["--environment", environment]);
+        }
+        let run = f.run(&args);
+        run.code(code).stderr_has(message);
+        assert_eq!(run.stdout().contains(CANARY), code == 0, "{role} {environment} {extra}");
+        assert!(!run.stderr().contains(CANARY));
+    }
+}
+
+/// Issue 11, reference compatibility: where the model expects text, a scalar that YAML reads
+/// as null, a boolean, a number or a date is refused where it stands (the reference, reading
+/// YAML 1.1, refuses them); quoted, the same characters are text and load.
+#[test]
+fn non_text_scalars_are_refused_where_text_is_expected() {
+    let cases = [
+        ("[worker]", "[worker, null]", 6, "is null"),
+        ("[worker]", "[worker, ~]", 6, "is null"),
+        ("[worker]", "[worker, true]", 6, "`true` is a boolean, not text"),
+        ("[worker]", "[worker, yes]", 6, "`yes` is a boolean in YAML 1.1"),
+        ("[worker]", "[worker, on]", 6, "`on` is a boolean in YAML 1.1"),
+        ("[worker]", "[worker, 12]", 6, "`12` is a number"),
+        ("root: src", "root: 123", 2, "`123` is a number, not text; write it in quotes ('123')"),
+        ("path: api/key", "path: 123", 4, "`123` is a number"),
+        ("path: api/key", "path: 1.5", 4, "is a number"),
+        ("path: api/key", "path: 1_000", 4, "`1_000` is a number in YAML 1.1"),
+        ("path: api/key", "path: 2024-01-01", 4, "`2024-01-01` is a date in YAML 1.1"),
+        ("policy: p}", "policy: p, field: 7}", 4, "`7` is a number"),
+        ("policy: p}", "policy: p, field: off}", 4, "`off` is a boolean in YAML 1.1"),
+        ("api_key: {", "yes: {", 4, "`yes` is a boolean in YAML 1.1"),
+        ("  p: {", "  null: {", 6, "is null"),
+        ("[worker]", "[worker], environments: [dev, 2024]", 6, "`2024` is a number"),
+        ("[worker]", "[worker], machines: [True]", 6, "is a boolean"),
+    ];
+    for (from, to, line, message) in cases {
+        let config = GOOD.replace(from, to);
+        assert_ne!(config, GOOD, "{to}");
+        config_case(&config, 78, &format!("/config.yaml:{line}:"));
+        config_case(&config, 78, message);
+    }
+    let rules = |rule: &str| format!("{GOOD}principals:\n  - {rule}\n");
+    config_case(&rules("{principal: worker, role: no}"), 78, "/config.yaml:8:");
+    config_case(&rules("{principal: worker, role: no}"), 78, "`no` is a boolean in YAML 1.1");
+    config_case(&rules("{principal: worker, environment: 3.0}"), 78, "is a number");
+    config_case(&rules("{principal: worker, app: 2001-12-14 21:59:43.10 -5}"), 78, "is a date");
+    config_case(
+        &GOOD.replace("root: src}", "root: src, timeout: 1}").replace("env", "gopass, binary: 1"),
+        78,
+        "`1` is a number",
+    );
+    // Quoted, each of them is text and loads with its meaning.
+    let quoted = GOOD
+        .replace(
+            "[worker]",
+            "[worker, 'null', \"yes\", 'on', 'true'], environments: ['2024'], machines: [\"1.5\"]",
+        )
+        .replace("path: api/key", "path: '123'")
+        .replace("root: src", "root: 'yes'");
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(&quoted);
+    f.run([
+        "check",
+        "--config",
+        "config.yaml",
+        "--role",
+        "worker",
+        "--secret",
+        "api_key",
+        "--environment",
+        "2024",
+        "--machine",
+        "1.5",
+    ])
+    .code(0);
+    f.config(&GOOD.replace("[worker]", "[worker, 'yes']"));
+    f.run(["check", "--config", "config.yaml", "--role", "yes", "--secret", "api_key"]).code(0);
+}
+
+/// Issue 11 item 10: a null list or rule field would apply no narrowing; it is refused at
+/// load, at its line, with what to write instead.
+#[test]
+fn nulls_do_not_fail_open() {
+    let commented = GOOD.replace("[worker]}", "[worker], environments: }");
+    config_case(&commented, 78, "/config.yaml:6:");
+    config_case(&commented, 78, "environments: is null");
+    let commented = GOOD.replace(
+        "  p: {allowed_principals: [worker]}\n",
+        "  p:\n    allowed_principals: [worker]\n    machines:\n      # - bridge\n",
+    );
+    config_case(&commented, 78, "machines: is null");
+    config_case(
+        &commented,
+        78,
+        "Write the value (`[]` for an empty list, which allows none), or remove the key",
+    );
+    let rule = format!("{GOOD}principals:\n  - {{principal: worker, role: admin, environment: }}\n");
+    config_case(&rule, 78, "/config.yaml:8:");
+    config_case(&rule, 78, "principals[0].environment: is null");
+    config_case(
+        &format!("{GOOD}principals:\n  # - {{principal: worker, role: admin}}\n"),
+        78,
+        "principals: is null",
+    );
+}

@@ -177,3 +177,22 @@ fn a_backend_that_exits_but_leaves_a_child_holding_the_pipe_does_not_stall() {
     f.config(&config(Some(quick.to_str().unwrap()), Some(300.0)));
     get(&f, "api_key").code(0).stdout_is(CANARY);
 }
+
+/// Issue 11, reference compatibility: the default trim reads gopass's output as the
+/// reference does, as text with universal newlines stripped by Python's `str.strip()`;
+/// `trim: none` keeps the exact bytes.
+#[test]
+fn the_default_trim_is_the_references() {
+    let (f, store) = with_store();
+    let stored = format!("\u{a0}\u{3000}\x0b\x1c{CANARY}\r\nline2\rline3\r\n\u{2028}\u{85}\x1f\n");
+    store.insert("mxm/red/marketdata/api_key", stored.as_bytes());
+    f.config(&config(None, None));
+    get(&f, "api_key").code(0).stdout_is(&format!("{CANARY}\nline2\nline3"));
+    // (gopass itself trims the start of the first line; the rest is its exact output.)
+    get(&f, "raw").code(0).stdout_has(&format!("{CANARY}\r\nline2\rline3\r\n\u{2028}\u{85}\x1f\n"));
+    // Not UTF-8: the bytes inside stay, ASCII white space at the ends goes.
+    store.insert("mxm/red/marketdata/api_key", b"\x0b \xff\xa0x\r\ny \r\n");
+    let run = get(&f, "api_key");
+    run.code(0);
+    assert_eq!(run.output.stdout, b"\xff\xa0x\r\ny");
+}

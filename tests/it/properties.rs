@@ -110,7 +110,7 @@ proptest! {
             machines: None,
         };
         let identity = RuntimeIdentity::new(&who).unwrap();
-        let principal = Principal { name: identity.role.clone(), rule: None };
+        let principal = Principal::of_role(&identity);
         let decision = policy.evaluate(&principal, &identity);
         if !allowed.contains(&who) || environments.is_some() {
             // Not named, or the policy names environments and this identity declares none.

@@ -245,3 +245,89 @@ fn without_credentials_or_address_the_store_is_misconfigured() {
     config(&f, "{backend: vault, root: secret/mxm/red}");
     get(&f, "db_user").code(78).stderr_has("no address");
 }
+
+/// Issue 11 item 6: an answer of the wrong shape (a KV version 1 mount read as version 2
+/// gives `{"data":{"data":"VALUE"}}`) is described by the shape expected, never quoted.
+#[test]
+fn a_kv1_answer_is_described_never_quoted() {
+    let Some(bao) = Bao::start() else { return };
+    bao.cli(&["secrets", "enable", "-version=1", "-path=kv1", "kv"]);
+    // Read as version 2, `kv1/mxm` + `x` is GET kv1/data/mxm/x: a v1 secret with key `data`.
+    bao.cli(&["write", "kv1/data/mxm/x", &format!("data={CANARY}")]);
+    bao.cli(&["write", "kv1/data/mxm/y", &format!("data={CANARY}"), "other=1"]);
+    let mut f = Fixture::new();
+    f.env("VAULT_TOKEN", ROOT_TOKEN);
+    f.config(&format!(
+        "stores:\n  v: {{backend: vault, root: kv1/mxm, address: '{}'}}\nrefs:\n  x: {{store: v, path: x, policy: p}}\n  y: {{store: v, path: y, policy: p, field: data}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
+        bao.address
+    ));
+    for name in ["x", "y"] {
+        let runs = [
+            get(&f, name),
+            f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", name, "--fetch"]),
+            f.run([
+                "check",
+                "--config",
+                "config.yaml",
+                "--role",
+                "worker",
+                "--secret",
+                name,
+                "--fetch",
+                "--format",
+                "json",
+            ]),
+            f.run([
+                "run",
+                "-vv",
+                "--log-format",
+                "json",
+                "--config",
+                "config.yaml",
+                "--role",
+                "worker",
+                "--secret",
+                name,
+                "--",
+                "true",
+            ]),
+        ];
+        for run in runs {
+            assert_ne!(run.output.status.code(), Some(0), "{name}");
+            let all = format!("{}{}", run.stdout(), run.stderr());
+            assert!(all.contains("expected a KV version 2 answer"), "{name}: {all}");
+            assert!(all.contains("is the mount KV version 1?"), "{name}: {all}");
+            assert!(!all.contains(CANARY), "{name}: the value leaked: {all}");
+        }
+    }
+}
+
+/// Issue 11 item 13: URL syntax in a vault path or root is refused at load, naming the ref
+/// or store; every segment sent is percent-encoded, so a path with a space or `+` reads the
+/// secret stored under exactly that name.
+#[test]
+fn url_syntax_is_refused_and_paths_are_encoded() {
+    let store = |root: &str, address: &str| {
+        format!(
+            "stores:\n  v: {{backend: vault, root: '{root}', address: '{address}'}}\nrefs:\n  odd: {{store: v, path: 'a b+c/é', policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n"
+        )
+    };
+    let f = Fixture::new();
+    for path in ["a%2e%2e/x", "%2e%2e", "a?version=1", "a#b"] {
+        f.config(&store("secret/mxm", "http://127.0.0.1:1").replace("'a b+c/é'", &format!("'{path}'")));
+        get(&f, "odd")
+            .code(78)
+            .stderr_has("refs.odd: store `v` cannot use this path")
+            .stderr_has("vault paths may not contain `%`, `?` or `#`");
+    }
+    for root in ["secret/%2e%2e", "secret/a?x", "secret#x"] {
+        f.config(&store(root, "http://127.0.0.1:1"));
+        get(&f, "odd").code(78).stderr_has("/config.yaml:2:3: ").stderr_has(&format!("root `{root}` holds"));
+    }
+    let Some(bao) = Bao::start() else { return };
+    bao.cli(&["kv", "put", "secret/mxm/a b+c/é", &format!("value={CANARY}")]);
+    let mut f = Fixture::new();
+    f.env("VAULT_TOKEN", ROOT_TOKEN);
+    f.config(&store("secret/mxm", &bao.address));
+    get(&f, "odd").code(0).stdout_is(CANARY);
+}
