@@ -15,6 +15,7 @@ use crate::error::{Error, FailureKind, SecretFailure};
 use crate::identity::{Principal, RuntimeIdentity, derive_principal};
 use crate::inject;
 use crate::name::Name;
+use crate::policy::DenyReason;
 use crate::resolve::{self, Judged};
 use crate::run::{Fetched, Inputs, Prepared};
 
@@ -167,16 +168,16 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
         line(
             "ref",
             format!(
-                "store {}, path {}, policy {}, field {}, trim {:?}",
+                "store {}, path {}, policy {}, field {}, trim {}",
                 secret.store,
                 secret.path,
                 secret.policy,
-                secret.field.as_ref().map_or("(whole)".to_owned(), |f| format!("{f:?}")),
+                secret.field.as_ref().map_or("(whole)".to_owned(), ToString::to_string),
                 secret.trim
             ),
         );
         ref_json = json!({"store": secret.store.as_str(), "path": secret.path, "policy": secret.policy.as_str(),
-            "field": secret.field.as_ref().map(|f| format!("{f:?}")), "trim": format!("{:?}", secret.trim).to_lowercase()});
+            "field": secret.field.as_ref().map(ToString::to_string), "trim": secret.trim.as_config_word()});
         if let Some(store) = config.stores.get(secret.store.as_str()) {
             line(
                 "store",
@@ -256,7 +257,9 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
     Report { text: table(&lines, ""), json, outcome }
 }
 
-/// `list`: every secret this identity may read, with its store and policy.
+/// `list`: every secret this identity may read, with its store and policy. When it may read
+/// nothing, the answer says why, and which policies would allow this principal with another
+/// environment or machine.
 pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
     let principal = derive_principal(&config.principals, identity);
     let names: Vec<&Name> = config.refs.names().collect();
@@ -268,8 +271,8 @@ pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
             vec![n.to_string(), format!("store {}", a.location.store), format!("policy {}", a.secret.policy)]
         })
         .collect();
-    let text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
-    let json = json!({
+    let mut text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
+    let mut json = json!({
         "schema": "mxm-secrets/list/1",
         "ok": true,
         "exit_code": 0,
@@ -278,7 +281,90 @@ pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
         "secrets": readable.iter().map(|(n, a)| json!({"name": n.as_str(), "store": a.location.store.as_str(),
             "policy": a.secret.policy.as_str()})).collect::<Vec<_>>(),
     });
+    if readable.is_empty() {
+        let (why, elsewhere) = nothing_readable(config, &principal, identity, &judged);
+        text.push_str(&format!("nothing    {why}\n"));
+        if !elsewhere.is_empty() {
+            text.push_str(
+                "elsewhere  these policies allow the principal with another environment or machine:\n",
+            );
+            let rows: Vec<Vec<String>> = elsewhere
+                .iter()
+                .map(|e| {
+                    vec![
+                        format!("policy {}", e.policy),
+                        format!(
+                            "environments {}",
+                            e.environments.as_deref().map_or("any".to_owned(), |l| l.join(", "))
+                        ),
+                        format!(
+                            "machines {}",
+                            e.machines.as_deref().map_or("any".to_owned(), |l| l.join(", "))
+                        ),
+                        format!("secrets {}", e.secrets.join(", ")),
+                    ]
+                })
+                .collect();
+            text.push_str(&table(&rows, "  "));
+        }
+        json["nothing_readable"] = json!({
+            "reason": why,
+            "elsewhere": elsewhere.iter().map(|e| json!({"policy": e.policy, "environments": e.environments,
+                "machines": e.machines, "secrets": e.secrets})).collect::<Vec<_>>(),
+        });
+    }
     Report { text, json, outcome: Ok(()) }
+}
+
+/// A policy that allows the principal, but not with the identity's environment or machine.
+struct Elsewhere {
+    policy: String,
+    environments: Option<Vec<String>>,
+    machines: Option<Vec<String>>,
+    secrets: Vec<String>,
+}
+
+/// Why `list` found nothing: the principal, and the policies that would allow it elsewhere.
+fn nothing_readable(
+    config: &Config,
+    principal: &Principal,
+    identity: &RuntimeIdentity,
+    judged: &[Judged],
+) -> (String, Vec<Elsewhere>) {
+    let mut elsewhere: Vec<Elsewhere> = Vec::new();
+    for (name, result) in judged {
+        let Err(FailureKind::Denied { policy, reason, .. }) = result else { continue };
+        if matches!(reason, DenyReason::PrincipalNotAllowed { .. }) {
+            continue;
+        }
+        let Some(rules) = config.policies.get(policy.as_str()) else { continue };
+        match elsewhere.iter_mut().find(|e| e.policy == policy.as_str()) {
+            Some(e) => e.secrets.push(name.to_string()),
+            None => elsewhere.push(Elsewhere {
+                policy: policy.to_string(),
+                environments: rules.environments.clone(),
+                machines: rules.machines.clone(),
+                secrets: vec![name.to_string()],
+            }),
+        }
+    }
+    let declared = |what: &str, value: Option<&str>| match value {
+        Some(value) => format!("{what} `{value}`"),
+        None => format!("no {what}"),
+    };
+    let why = if config.refs.names().next().is_none() {
+        "the config defines no secrets".to_owned()
+    } else if elsewhere.is_empty() {
+        format!("no policy allows principal `{}`", principal.name)
+    } else {
+        format!(
+            "no policy allows principal `{}` with {} and {}",
+            principal.name,
+            declared("environment", identity.environment.as_deref()),
+            declared("machine", identity.machine.as_deref())
+        )
+    };
+    (why, elsewhere)
 }
 
 fn program_of(backend: &BackendConfig) -> Option<String> {

@@ -12,5 +12,6 @@ mod gopass;
 mod inject;
 mod properties;
 mod readme;
+mod reports;
 mod run;
 mod vault;
