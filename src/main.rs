@@ -232,6 +232,19 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
                 let mut report = diagnose::check(&inputs, false, &audit, style)?;
                 let shown: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
                 report.text.push_str(&format!("command    {}\n", shown.join(" ")));
+                // As the run would: the program is looked up once every name is allowed.
+                let inherit = Inherit { clean: clean_env, keep: keep.clone() };
+                let found = Config::load(&Config::discover(inputs.config.as_deref())?)
+                    .and_then(|config| mxm_secrets::run::find_program(&config, &inherit, &command[0]));
+                match found {
+                    Ok(path) => report.text.push_str(&format!("program    {}\n", path.display())),
+                    Err(e) => {
+                        report.text.push_str(&format!("program    {e}\n"));
+                        if report.outcome.is_ok() {
+                            report.outcome = Err(e);
+                        }
+                    }
+                }
                 return print_report(report, Format::Text);
             }
             let request = RunRequest { inputs, inherit: Inherit { clean: clean_env, keep }, command, audit };
