@@ -65,7 +65,9 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     if fetch && judged.iter().all(|(_, r)| r.is_ok()) {
         let authorized: Vec<_> = judged.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
         let _hardened = crate::exec::harden()?;
-        for (name, outcome) in crate::run::fetch_outcomes(&manifest, &authorized, &principal, audit) {
+        for (name, outcome) in
+            crate::run::fetch_outcomes(&manifest, &authorized, &principal, audit, inputs.jobs)
+        {
             let (word, failure) = match outcome {
                 Fetched::Value(_) => ("ok", None),
                 Fetched::Skipped => ("skipped", None),

@@ -52,6 +52,8 @@ enum Command {
         /// With --clean-env, pass this variable through (repeatable)
         #[arg(long, value_name = "VAR", requires = "clean_env")]
         keep: Vec<String>,
+        #[command(flatten)]
+        jobs: JobsArg,
         /// Print the plan (principal, each name's decision and target) and stop: nothing is
         /// fetched or run; exits as the run would before fetching
         #[arg(long)]
@@ -71,6 +73,8 @@ enum Command {
         config: ConfigArg,
         #[command(flatten)]
         identity: IdentityArgs,
+        #[command(flatten)]
+        jobs: JobsArg,
     },
     /// Check that a launch would work: config, manifest, and every name authorized
     #[command(
@@ -86,6 +90,8 @@ enum Command {
         /// Also fetch every secret (values discarded, never printed) to prove the backends answer
         #[arg(long)]
         fetch: bool,
+        #[command(flatten)]
+        jobs: JobsArg,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -164,6 +170,21 @@ struct IdentityArgs {
 }
 
 #[derive(Args)]
+struct JobsArg {
+    /// At most N fetches at once (a store's `max_concurrent` bounds its own further)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = parse_jobs, allow_negative_numbers = true)]
+    jobs: usize,
+}
+
+fn parse_jobs(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| "give how many fetches may run at once: a whole number, at least 1".to_owned())
+}
+
+#[derive(Args)]
 struct FormatArg {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
@@ -226,8 +247,8 @@ fn main() -> ExitCode {
 fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
-        Command::Run { config, manifest, identity, clean_env, keep, dry_run, command } => {
-            let inputs = inputs(config, manifest, &identity)?;
+        Command::Run { config, manifest, identity, clean_env, keep, jobs, dry_run, command } => {
+            let inputs = inputs(config, manifest, &identity, jobs)?;
             if dry_run {
                 let mut report = diagnose::check(&inputs, false, &audit, style)?;
                 let shown: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -250,7 +271,8 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             let request = RunRequest { inputs, inherit: Inherit { clean: clean_env, keep }, command, audit };
             match run(request)? {}
         }
-        Command::Get { name, config, identity } => {
+        // One name: `--jobs` is accepted for symmetry with run and check, and has nothing to bound.
+        Command::Get { name, config, identity, jobs: _ } => {
             let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit);
             let value = api.get_secret(&name, &identity.identity()?)?;
             write_stdout(value.expose())?;
@@ -259,8 +281,8 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Check { config, manifest, identity, fetch, format } => {
-            let report = inputs(config, manifest, &identity)
+        Command::Check { config, manifest, identity, fetch, jobs, format } => {
+            let report = inputs(config, manifest, &identity, jobs)
                 .and_then(|inputs| diagnose::check(&inputs, fetch, &audit, style));
             print_result("mxm-secrets/check/1", report, format.format)
         }
@@ -303,8 +325,14 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
     }
 }
 
-fn inputs(config: ConfigArg, manifest: ManifestArgs, identity: &IdentityArgs) -> Result<Inputs, Error> {
+fn inputs(
+    config: ConfigArg,
+    manifest: ManifestArgs,
+    identity: &IdentityArgs,
+    jobs: JobsArg,
+) -> Result<Inputs, Error> {
     Ok(Inputs {
+        jobs: jobs.jobs,
         config: config.config,
         manifest: manifest.manifest,
         secrets: manifest.secrets,

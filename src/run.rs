@@ -28,6 +28,8 @@ pub struct Inputs {
     /// `--secret NAME[=ENV]`, in order.
     pub secrets: Vec<String>,
     pub identity: RuntimeIdentity,
+    /// `--jobs`: at most this many fetches at once (at least 1).
+    pub jobs: usize,
 }
 
 /// The loaded config and manifest, and the principal the identity speaks as.
@@ -70,7 +72,7 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
     let authorized = resolve::all_allowed(judged)?;
     find_program(&config, &request.inherit, &request.command[0])?;
     let hardened = exec::harden()?;
-    let values = fetch_required(&manifest, &authorized, &principal, &request.audit)?;
+    let values = fetch_required(&manifest, &authorized, &principal, &request.audit, request.inputs.jobs)?;
     let plan =
         inject::plan(&config, &manifest, std::env::vars_os(), &request.inherit, &values, request.command)?;
     drop(values);
@@ -164,8 +166,9 @@ pub fn fetch_outcomes<'c, A: std::borrow::Borrow<resolve::Authorized<'c>> + Sync
     authorized: &[A],
     principal: &Principal,
     audit: &Audit,
+    jobs: usize,
 ) -> Vec<(Name, Fetched)> {
-    let results = resolve::fetch_all(authorized);
+    let results = resolve::fetch_all(authorized, jobs);
     authorized
         .iter()
         .map(std::borrow::Borrow::borrow)
@@ -194,10 +197,11 @@ pub fn fetch_required(
     authorized: &[resolve::Authorized],
     principal: &Principal,
     audit: &Audit,
+    jobs: usize,
 ) -> Result<Vec<(Name, SecretValue)>, Error> {
     let mut values = Vec::with_capacity(authorized.len());
     let mut failures = Vec::new();
-    for (name, outcome) in fetch_outcomes(manifest, authorized, principal, audit) {
+    for (name, outcome) in fetch_outcomes(manifest, authorized, principal, audit, jobs) {
         match outcome {
             Fetched::Value(value) => values.push((name, value)),
             Fetched::Skipped => {}

@@ -129,6 +129,9 @@ pub struct SecretStore {
     pub root: String,
     pub timeout: Duration,
     pub backend: BackendConfig,
+    /// `max_concurrent`: at most this many fetches from this store at once (a backend that
+    /// serializes on a lock, a rate-limited service), within the run's own bound (`--jobs`).
+    pub max_concurrent: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +224,7 @@ struct RawStore {
     backend: BackendKind,
     root: Root,
     timeout: Option<Timeout>,
+    max_concurrent: Option<MaxConcurrent>,
     binary: Option<Program>,
     gpg: Option<Program>,
     command: Option<Vec<Program>>,
@@ -311,7 +315,12 @@ impl TryFrom<RawStore> for SecretStore {
             ));
         }
         check_root(&backend, &raw.root.0)?;
-        Ok(SecretStore { root: raw.root.0, timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0), backend })
+        Ok(SecretStore {
+            root: raw.root.0,
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            backend,
+            max_concurrent: raw.max_concurrent.map(|m| m.0),
+        })
     }
 }
 
@@ -347,6 +356,37 @@ impl<'de> Deserialize<'de> for Timeout {
             Err(serde::de::Error::custom(format!(
                 "timeout {seconds} is out of range: give seconds, more than 0 and at most {MAX_TIMEOUT_SECONDS}"
             )))
+        }
+    }
+}
+
+/// A positive whole number of fetches.
+struct MaxConcurrent(std::num::NonZeroUsize);
+
+impl<'de> Deserialize<'de> for MaxConcurrent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let invalid = |shown: String| {
+            serde::de::Error::custom(format!(
+                "max_concurrent {shown} is not a positive whole number: give how many fetches from this \
+                 store may run at once, e.g. `max_concurrent: 1`"
+            ))
+        };
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let number = value.as_u64().ok_or_else(|| invalid(shown(&value)))?;
+        usize::try_from(number)
+            .ok()
+            .and_then(std::num::NonZeroUsize::new)
+            .map(MaxConcurrent)
+            .ok_or_else(|| invalid(number.to_string()))
+    }
+}
+
+fn shown(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(s) => format!("`{}`", s.escape_debug()),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        other => {
+            serde_yaml::to_string(other).map_or_else(|_| "(this value)".to_owned(), |s| s.trim().to_owned())
         }
     }
 }

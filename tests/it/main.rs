@@ -10,6 +10,7 @@ mod diagnose;
 mod env_backend;
 mod gopass;
 mod inject;
+mod jobs;
 mod program_lookup;
 mod properties;
 mod readme;
