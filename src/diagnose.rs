@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use crate::audit::{Audit, failure_word};
-use crate::backend::BackendConfig;
+use crate::backend::{BackendConfig, FetchError};
 use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
 use crate::identity::{Principal, RuntimeIdentity, derive_principal};
@@ -60,9 +60,26 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     let targets = inject::targets(&manifest, inject::is_open)?;
     let judged = resolve::judge_all(&config, &manifest.names(), &principal, &inputs.identity);
     audit.decisions(&principal, &judged);
+    // A store that cannot work here at all (a root naming an unset variable) is a config
+    // problem, found without asking any backend for a value.
+    let unusable: Vec<(Name, FailureKind)> = judged
+        .iter()
+        .filter_map(|(name, result)| {
+            let authorized = result.as_ref().ok()?;
+            let store = authorized.location.store.clone();
+            let kind = match authorized.store.usable_root().err()? {
+                FetchError::Misconfigured(detail) => FailureKind::Misconfigured { store, detail },
+                FetchError::NotFound(detail) => FailureKind::NotFound { store, detail },
+                FetchError::Denied(detail) => FailureKind::ServiceDenied { store, detail },
+                FetchError::Failed(detail) => FailureKind::Unavailable { store, detail },
+                FetchError::TimedOut => FailureKind::TimedOut { store, after: authorized.store.timeout },
+            };
+            Some((name.clone(), kind))
+        })
+        .collect();
     // Each fetched name with its outcome word and, unless skipped, its failure.
     let mut fetched: Vec<(Name, &'static str, Option<FailureKind>)> = Vec::new();
-    if fetch && judged.iter().all(|(_, r)| r.is_ok()) {
+    if fetch && unusable.is_empty() && judged.iter().all(|(_, r)| r.is_ok()) {
         let authorized: Vec<_> = judged.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
         let _hardened = crate::exec::harden()?;
         for (name, outcome) in
@@ -99,8 +116,11 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
             }
         };
         let fetch_word = fetch_result.map(|(_, word, _)| *word);
-        let problem =
-            judgement.as_ref().err().or_else(|| fetch_result.and_then(|(_, _, failure)| failure.as_ref()));
+        let problem = judgement
+            .as_ref()
+            .err()
+            .or_else(|| unusable.iter().find(|(name, _)| *name == entry.name).map(|(_, kind)| kind))
+            .or_else(|| fetch_result.and_then(|(_, _, failure)| failure.as_ref()));
         if let Some(kind) = problem
             && !failures.iter().any(|f: &SecretFailure| f.name == entry.name.as_str())
         {

@@ -92,7 +92,7 @@ pub fn find_program(config: &Config, inherit: &Inherit, program: &OsStr) -> Resu
 /// glibc's `execvp` search: a name with a `/` is itself; otherwise each PATH entry in turn
 /// (empty means the current directory), the first executable file wins, and a file found but
 /// not executable makes the answer "cannot execute" rather than "not found".
-fn lookup(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
+pub(crate) fn lookup(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
     use nix::unistd::{AccessFlags, access};
     let failed = |kind: std::io::ErrorKind| Error::Exec {
         program: program.to_string_lossy().into_owned(),

@@ -16,4 +16,5 @@ mod properties;
 mod readme;
 mod reports;
 mod run;
+mod store_failures;
 mod vault;
