@@ -134,6 +134,9 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
             store.map_or(String::new(), |s| format!("store {s}")),
             into.join(", ") + if entry.optional { " (optional)" } else { "" },
         ];
+        if let Some((_, kind)) = unusable.iter().find(|(name, _)| *name == entry.name) {
+            row.push(style.bad(&failure_word(kind).to_uppercase()));
+        }
         if let Some(word) = fetch_word {
             let shown = if matches!(word, "ok" | "skipped") { style.good(word) } else { style.bad(word) };
             row.push(format!("fetch {shown}"));

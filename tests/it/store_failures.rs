@@ -238,6 +238,7 @@ fn an_unset_credentials_directory_is_a_config_problem_check_finds() {
     // check finds it without --fetch, in text and JSON.
     f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"])
         .code(78)
+        .stdout_has("  key  allowed  store s  env KEY  MISCONFIGURED\n")
         .stderr_has(systemd);
     let run = f.run([
         "check",
