@@ -9,12 +9,13 @@
 use serde_json::{Value, json};
 
 use crate::audit::{Audit, failure_word};
-use crate::backend::BackendConfig;
+use crate::backend::{BackendConfig, FetchError};
 use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
 use crate::identity::{Principal, RuntimeIdentity, derive_principal};
 use crate::inject;
 use crate::name::Name;
+use crate::policy::DenyReason;
 use crate::resolve::{self, Judged};
 use crate::run::{Fetched, Inputs, Prepared};
 
@@ -60,12 +61,30 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     let mut judged = resolve::judge_all(&config, &manifest.names(), &principal, &inputs.identity);
     manifest.cite_undefined(&mut judged);
     audit.decisions(&principal, &judged);
+    // A store that cannot work here at all (a root naming an unset variable) is a config
+    // problem, found without asking any backend for a value.
+    let unusable: Vec<(Name, FailureKind)> = judged
+        .iter()
+        .filter_map(|(name, result)| {
+            let authorized = result.as_ref().ok()?;
+            let store = authorized.location.store.clone();
+            let kind = match authorized.store.usable_root().err()? {
+                FetchError::Misconfigured(detail) => FailureKind::Misconfigured { store, detail },
+                FetchError::NotFound(detail) => FailureKind::NotFound { store, detail },
+                FetchError::Denied(detail) => FailureKind::ServiceDenied { store, detail },
+                FetchError::Failed(detail) => FailureKind::Unavailable { store, detail },
+                FetchError::TimedOut => FailureKind::TimedOut { store, after: authorized.store.timeout },
+            };
+            Some((name.clone(), kind))
+        })
+        .collect();
     // Each fetched name with its outcome word and, unless skipped, its failure.
     let mut fetched: Vec<(Name, &'static str, Option<FailureKind>)> = Vec::new();
-    if fetch && judged.iter().all(|(_, r)| r.is_ok()) {
+    if fetch && unusable.is_empty() && judged.iter().all(|(_, r)| r.is_ok()) {
         let authorized: Vec<_> = judged.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
         let _hardened = crate::exec::harden()?;
-        for (name, outcome) in crate::run::fetch_outcomes(&config, &manifest, &authorized, &principal, audit)
+        for (name, outcome) in
+            crate::run::fetch_outcomes(&config, &manifest, &authorized, &principal, audit, inputs.jobs)
         {
             let (word, failure) = match outcome {
                 Fetched::Value(_) => ("ok", None),
@@ -98,8 +117,11 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
             }
         };
         let fetch_word = fetch_result.map(|(_, word, _)| *word);
-        let problem =
-            judgement.as_ref().err().or_else(|| fetch_result.and_then(|(_, _, failure)| failure.as_ref()));
+        let problem = judgement
+            .as_ref()
+            .err()
+            .or_else(|| unusable.iter().find(|(name, _)| *name == entry.name).map(|(_, kind)| kind))
+            .or_else(|| fetch_result.and_then(|(_, _, failure)| failure.as_ref()));
         if let Some(kind) = problem
             && !failures.iter().any(|f: &SecretFailure| f.name == entry.name.as_str())
         {
@@ -113,6 +135,9 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
             store.map_or(String::new(), |s| format!("store {s}")),
             into.join(", ") + if entry.optional { " (optional)" } else { "" },
         ];
+        if let Some((_, kind)) = unusable.iter().find(|(name, _)| *name == entry.name) {
+            row.push(style.bad(&failure_word(kind).to_uppercase()));
+        }
         if let Some(word) = fetch_word {
             let shown = if matches!(word, "ok" | "skipped") { style.good(word) } else { style.bad(word) };
             row.push(format!("fetch {shown}"));
@@ -169,16 +194,16 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
         line(
             "ref",
             format!(
-                "store {}, path {}, policy {}, field {}, trim {:?}",
+                "store {}, path {}, policy {}, field {}, trim {}",
                 secret.store,
                 secret.path,
                 secret.policy,
-                secret.field.as_ref().map_or("(whole)".to_owned(), |f| format!("{f:?}")),
+                secret.field.as_ref().map_or("(whole)".to_owned(), ToString::to_string),
                 secret.trim
             ),
         );
         ref_json = json!({"store": secret.store.as_str(), "path": secret.path, "policy": secret.policy.as_str(),
-            "field": secret.field.as_ref().map(|f| format!("{f:?}")), "trim": format!("{:?}", secret.trim).to_lowercase()});
+            "field": secret.field.as_ref().map(ToString::to_string), "trim": secret.trim.as_config_word()});
         if let Some(store) = config.stores.get(secret.store.as_str()) {
             line(
                 "store",
@@ -258,7 +283,9 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
     Report { text: table(&lines, ""), json, outcome }
 }
 
-/// `list`: every secret this identity may read, with its store and policy.
+/// `list`: every secret this identity may read, with its store and policy. When it may read
+/// nothing, the answer says why, and which policies would allow this principal with another
+/// environment or machine.
 pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
     let principal = derive_principal(&config.principals, identity);
     let names: Vec<&Name> = config.refs.names().collect();
@@ -270,8 +297,8 @@ pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
             vec![n.to_string(), format!("store {}", a.location.store), format!("policy {}", a.secret.policy)]
         })
         .collect();
-    let text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
-    let json = json!({
+    let mut text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
+    let mut json = json!({
         "schema": "mxm-secrets/list/1",
         "ok": true,
         "exit_code": 0,
@@ -280,7 +307,90 @@ pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
         "secrets": readable.iter().map(|(n, a)| json!({"name": n.as_str(), "store": a.location.store.as_str(),
             "policy": a.secret.policy.as_str()})).collect::<Vec<_>>(),
     });
+    if readable.is_empty() {
+        let (why, elsewhere) = nothing_readable(config, &principal, identity, &judged);
+        text.push_str(&format!("nothing    {why}\n"));
+        if !elsewhere.is_empty() {
+            text.push_str(
+                "elsewhere  these policies allow the principal with another environment or machine:\n",
+            );
+            let rows: Vec<Vec<String>> = elsewhere
+                .iter()
+                .map(|e| {
+                    vec![
+                        format!("policy {}", e.policy),
+                        format!(
+                            "environments {}",
+                            e.environments.as_deref().map_or("any".to_owned(), |l| l.join(", "))
+                        ),
+                        format!(
+                            "machines {}",
+                            e.machines.as_deref().map_or("any".to_owned(), |l| l.join(", "))
+                        ),
+                        format!("secrets {}", e.secrets.join(", ")),
+                    ]
+                })
+                .collect();
+            text.push_str(&table(&rows, "  "));
+        }
+        json["nothing_readable"] = json!({
+            "reason": why,
+            "elsewhere": elsewhere.iter().map(|e| json!({"policy": e.policy, "environments": e.environments,
+                "machines": e.machines, "secrets": e.secrets})).collect::<Vec<_>>(),
+        });
+    }
     Report { text, json, outcome: Ok(()) }
+}
+
+/// A policy that allows the principal, but not with the identity's environment or machine.
+struct Elsewhere {
+    policy: String,
+    environments: Option<Vec<String>>,
+    machines: Option<Vec<String>>,
+    secrets: Vec<String>,
+}
+
+/// Why `list` found nothing: the principal, and the policies that would allow it elsewhere.
+fn nothing_readable(
+    config: &Config,
+    principal: &Principal,
+    identity: &RuntimeIdentity,
+    judged: &[Judged],
+) -> (String, Vec<Elsewhere>) {
+    let mut elsewhere: Vec<Elsewhere> = Vec::new();
+    for (name, result) in judged {
+        let Err(FailureKind::Denied { policy, reason, .. }) = result else { continue };
+        if matches!(reason, DenyReason::PrincipalNotAllowed { .. }) {
+            continue;
+        }
+        let Some(rules) = config.policies.get(policy.as_str()) else { continue };
+        match elsewhere.iter_mut().find(|e| e.policy == policy.as_str()) {
+            Some(e) => e.secrets.push(name.to_string()),
+            None => elsewhere.push(Elsewhere {
+                policy: policy.to_string(),
+                environments: rules.environments.clone(),
+                machines: rules.machines.clone(),
+                secrets: vec![name.to_string()],
+            }),
+        }
+    }
+    let declared = |what: &str, value: Option<&str>| match value {
+        Some(value) => format!("{what} `{value}`"),
+        None => format!("no {what}"),
+    };
+    let why = if config.refs.names().next().is_none() {
+        "the config defines no secrets".to_owned()
+    } else if elsewhere.is_empty() {
+        format!("no policy allows principal `{}`", principal.name)
+    } else {
+        format!(
+            "no policy allows principal `{}` with {} and {}",
+            principal.name,
+            declared("environment", identity.environment.as_deref()),
+            declared("machine", identity.machine.as_deref())
+        )
+    };
+    (why, elsewhere)
 }
 
 fn program_of(backend: &BackendConfig) -> Option<String> {

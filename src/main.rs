@@ -64,6 +64,8 @@ enum Command {
         /// With --clean-env, pass this variable through (repeatable)
         #[arg(long, value_name = "VAR", requires = "clean_env")]
         keep: Vec<String>,
+        #[command(flatten)]
+        jobs: JobsArg,
         /// Print the plan (principal, each name's decision and target) and stop: nothing is
         /// fetched or run; exits as the run would before fetching
         #[arg(long)]
@@ -84,6 +86,8 @@ enum Command {
         config: ConfigArg,
         #[command(flatten)]
         identity: IdentityArgs,
+        #[command(flatten)]
+        jobs: JobsArg,
     },
     /// Check that a launch would work: config, manifest, and every name authorized
     #[command(
@@ -99,6 +103,8 @@ enum Command {
         /// Also fetch every secret (values discarded, never printed) to prove the backends answer
         #[arg(long)]
         fetch: bool,
+        #[command(flatten)]
+        jobs: JobsArg,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -181,6 +187,21 @@ struct IdentityArgs {
     /// What runs it (systemd, cron, container, ...), for `principals:` rules that match on it
     #[arg(long, env = "MXM_SUBSTRATE")]
     substrate: Option<String>,
+}
+
+#[derive(Args)]
+struct JobsArg {
+    /// At most N fetches at once (a store's `max_concurrent` bounds its own further)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = parse_jobs, allow_negative_numbers = true)]
+    jobs: usize,
+}
+
+fn parse_jobs(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| "give how many fetches may run at once: a whole number, at least 1".to_owned())
 }
 
 #[derive(Args)]
@@ -273,19 +294,33 @@ fn audit(cli: &Cli, format: LogFormat) -> Audit {
 fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
-        Command::Run { config, manifest, identity, clean_env, keep, dry_run, command } => {
-            let inputs = inputs(config, manifest, &identity)?;
+        Command::Run { config, manifest, identity, clean_env, keep, jobs, dry_run, command } => {
+            let inputs = inputs(config, manifest, &identity, jobs)?;
             let audit = audit.about(&inputs.identity, command.first().map(OsString::as_os_str));
             if dry_run {
                 let mut report = diagnose::check(&inputs, false, &audit, style)?;
                 let shown: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
                 report.text.push_str(&format!("command    {}\n", shown.join(" ")));
+                // As the run would: the program is looked up once every name is allowed.
+                let inherit = Inherit { clean: clean_env, keep: keep.clone() };
+                let found = Config::load(&Config::discover(inputs.config.as_deref())?)
+                    .and_then(|config| mxm_secrets::run::find_program(&config, &inherit, &command[0]));
+                match found {
+                    Ok(path) => report.text.push_str(&format!("program    {}\n", path.display())),
+                    Err(e) => {
+                        report.text.push_str(&format!("program    {e}\n"));
+                        if report.outcome.is_ok() {
+                            report.outcome = Err(e);
+                        }
+                    }
+                }
                 return print_report(report, Format::Text);
             }
             let request = RunRequest { inputs, inherit: Inherit { clean: clean_env, keep }, command, audit };
             match run(request)? {}
         }
-        Command::Get { name, config, identity } => {
+        // One name: `--jobs` is accepted for symmetry with run and check, and has nothing to bound.
+        Command::Get { name, config, identity, jobs: _ } => {
             let identity = identity.identity()?;
             let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit.about(&identity, None));
             let _hardened = mxm_secrets::exec::harden()?;
@@ -296,8 +331,8 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Check { config, manifest, identity, fetch, format } => {
-            let report = inputs(config, manifest, &identity).and_then(|inputs| {
+        Command::Check { config, manifest, identity, fetch, jobs, format } => {
+            let report = inputs(config, manifest, &identity, jobs).and_then(|inputs| {
                 diagnose::check(&inputs, fetch, &audit.about(&inputs.identity, None), style)
             });
             print_result("mxm-secrets/check/1", report, format.format)
@@ -388,10 +423,16 @@ fn man_page(page: clap::Command) -> std::io::Result<Vec<u8>> {
     Ok(page.into_bytes())
 }
 
-fn inputs(config: ConfigArg, manifest: ManifestArgs, identity: &IdentityArgs) -> Result<Inputs, Error> {
+fn inputs(
+    config: ConfigArg,
+    manifest: ManifestArgs,
+    identity: &IdentityArgs,
+    jobs: JobsArg,
+) -> Result<Inputs, Error> {
     // The default manifest, named here so that messages show the absolute path read.
     let default_manifest = manifest.secrets.is_empty().then(|| PathBuf::from(DEFAULT_MANIFEST));
     Ok(Inputs {
+        jobs: jobs.jobs,
         config: Some(config_path(&config)?),
         manifest: manifest.manifest.or(default_manifest).map(|p| absolute(&p)),
         secrets: manifest.secrets,

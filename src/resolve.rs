@@ -2,7 +2,8 @@
 //! name until all of them are allowed), then fetch the allowed ones concurrently.
 
 use std::borrow::Borrow;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::num::NonZeroUsize;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use crate::backend::process::Environment;
@@ -15,8 +16,9 @@ use crate::policy::Decision;
 use crate::secret::SecretValue;
 use crate::value;
 
-/// At most this many fetches run at once: ten secrets cost about what the slowest costs,
-/// and a manifest of hundreds does not start hundreds of gpg processes.
+/// At most this many fetches run at once unless `--jobs` says otherwise: ten secrets cost
+/// about what the slowest costs, and a manifest of hundreds does not start hundreds of gpg
+/// processes.
 pub const MAX_CONCURRENT_FETCHES: usize = 8;
 
 /// Where an authorized secret lives. Shown to operators by diagnostics; never to the child.
@@ -118,30 +120,28 @@ pub fn judge<'c>(
     Ok(Authorized { secret, store, location })
 }
 
-/// Fetches every authorized secret, at most [`MAX_CONCURRENT_FETCHES`] at a time, any
-/// program a backend runs getting `environment`. The results are in the order of `requests`.
+/// Fetches every authorized secret, at most `jobs` at a time (at least one) and at most a
+/// store's `max_concurrent` at a time from that store, any program a backend runs getting
+/// `environment`. The results are in the order of `requests`.
 pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
     requests: &[A],
     environment: &Environment,
+    jobs: usize,
 ) -> Vec<Result<SecretValue, FailureKind>> {
     if requests.len() <= 1 {
         return requests.iter().map(|r| fetch(r.borrow(), environment)).collect();
     }
-    let next = AtomicUsize::new(0);
+    let queue = Queue::new(requests.iter().map(|r| r.borrow().store.max_concurrent).collect(), requests);
     let worker = || {
         let mut done = Vec::new();
-        loop {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(request) = requests.get(index) else {
-                return done;
-            };
-            done.push((index, fetch(request.borrow(), environment)));
+        while let Some(slot) = queue.take() {
+            done.push((slot.index, fetch(requests[slot.index].borrow(), environment)));
         }
+        done
     };
     let mut results: Vec<Option<Result<SecretValue, FailureKind>>> = requests.iter().map(|_| None).collect();
     thread::scope(|scope| {
-        let workers: Vec<_> =
-            (0..requests.len().min(MAX_CONCURRENT_FETCHES)).map(|_| scope.spawn(worker)).collect();
+        let workers: Vec<_> = (0..requests.len().min(jobs.max(1))).map(|_| scope.spawn(worker)).collect();
         for handle in workers {
             // A worker cannot panic short of a bug; its unfinished fetches then fail below.
             for (index, result) in handle.join().unwrap_or_default() {
@@ -161,6 +161,81 @@ pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
             })
         })
         .collect()
+}
+
+/// The fetches not yet started, and how many run per store: a worker takes the first one
+/// whose store has room, or waits until a fetch of a full store ends.
+struct Queue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+    /// Per request: its store (as an index into `limits`).
+    store_of: Vec<usize>,
+    limits: Vec<Option<NonZeroUsize>>,
+}
+
+struct QueueState {
+    pending: Vec<usize>,
+    running: Vec<usize>,
+}
+
+impl Queue {
+    fn new<'c, A: Borrow<Authorized<'c>>>(bounds: Vec<Option<NonZeroUsize>>, requests: &[A]) -> Queue {
+        let mut stores: Vec<&str> = Vec::new();
+        let mut limits = Vec::new();
+        let store_of = requests
+            .iter()
+            .zip(bounds)
+            .map(|(request, bound)| {
+                let store = request.borrow().location.store.as_str();
+                stores.iter().position(|s| *s == store).unwrap_or_else(|| {
+                    stores.push(store);
+                    limits.push(bound);
+                    stores.len() - 1
+                })
+            })
+            .collect();
+        let state = QueueState { pending: (0..requests.len()).collect(), running: vec![0; stores.len()] };
+        Queue { state: Mutex::new(state), changed: Condvar::new(), store_of, limits }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // The state stays consistent whatever a panicking holder did: counts only.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next request to fetch, or `None` when every one has been taken.
+    fn take(&self) -> Option<Slot<'_>> {
+        let mut state = self.lock();
+        loop {
+            if state.pending.is_empty() {
+                return None;
+            }
+            let room = |index: &usize| {
+                let store = self.store_of[*index];
+                self.limits[store].is_none_or(|limit| state.running[store] < limit.get())
+            };
+            if let Some(position) = state.pending.iter().position(room) {
+                let index = state.pending.remove(position);
+                state.running[self.store_of[index]] += 1;
+                return Some(Slot { queue: self, index });
+            }
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A fetch under way; its store's count goes down when it ends, even by a panic, so that no
+/// worker waits for ever on a store that has room.
+struct Slot<'q> {
+    queue: &'q Queue,
+    index: usize,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.queue.lock().running[self.queue.store_of[self.index]] -= 1;
+        self.queue.changed.notify_all();
+    }
 }
 
 /// One secret: ask the backend (any program it runs gets `environment`), then apply the

@@ -3,7 +3,8 @@
 //! other module fits.
 
 use std::convert::Infallible;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::audit::Audit;
@@ -27,6 +28,8 @@ pub struct Inputs {
     /// `--secret NAME[=ENV]`, in order.
     pub secrets: Vec<String>,
     pub identity: RuntimeIdentity,
+    /// `--jobs`: at most this many fetches at once (at least 1).
+    pub jobs: usize,
 }
 
 /// The loaded config and manifest, and the principal the identity speaks as.
@@ -71,13 +74,67 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
     manifest.cite_undefined(&mut judged);
     request.audit.decisions(&principal, &judged);
     let authorized = resolve::all_allowed(judged)?;
+    find_program(&config, &request.inherit, &request.command[0])?;
     let hardened = exec::harden()?;
-    let values = fetch_required(&config, &manifest, &authorized, &principal, &request.audit)?;
+    let values =
+        fetch_required(&config, &manifest, &authorized, &principal, &request.audit, request.inputs.jobs)?;
     let plan =
         inject::plan(&config, &manifest, std::env::vars_os(), &request.inherit, &values, request.command)?;
     drop(values);
     exec::exec(plan, hardened)
 }
+
+/// Where `program` will be found when it is exec'd: looked up as `execvp` will, on the PATH
+/// the program inherits (none with `--clean-env` unless kept: then libc's default), before
+/// any store is touched, so that a typo is 127 (or 126) with no secret fetched.
+pub fn find_program(config: &Config, inherit: &Inherit, program: &OsStr) -> Result<PathBuf, Error> {
+    let inherited = !inherit.clean || inherit.keep.iter().any(|k| k == "PATH");
+    let path =
+        std::env::var_os("PATH").filter(|_| inherited && !inject::source_variables(config).contains("PATH"));
+    lookup(program, path.as_deref())
+}
+
+/// glibc's `execvp` search: a name with a `/` is itself; otherwise each PATH entry in turn
+/// (empty means the current directory), the first executable file wins, and a file found but
+/// not executable makes the answer "cannot execute" rather than "not found".
+pub(crate) fn lookup(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
+    use nix::unistd::{AccessFlags, access};
+    let failed = |kind: std::io::ErrorKind| Error::Exec {
+        program: program.to_string_lossy().into_owned(),
+        source: std::io::Error::from(kind),
+    };
+    let executable = |candidate: &Path| {
+        let meta = std::fs::metadata(candidate).ok()?;
+        Some(meta.is_file() && access(candidate, AccessFlags::X_OK).is_ok())
+    };
+    if program.is_empty() {
+        return Err(failed(std::io::ErrorKind::NotFound));
+    }
+    if program.as_bytes().contains(&b'/') {
+        let candidate = PathBuf::from(program);
+        return match executable(&candidate) {
+            Some(true) => Ok(candidate),
+            Some(false) => Err(failed(std::io::ErrorKind::PermissionDenied)),
+            None => Err(failed(std::io::ErrorKind::NotFound)),
+        };
+    }
+    let mut denied = false;
+    let search = path.map_or_else(|| OsStr::new(DEFAULT_PATH).to_owned(), OsStr::to_owned);
+    for directory in search.as_bytes().split(|&b| b == b':') {
+        let directory =
+            if directory.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(directory)) };
+        let candidate = directory.join(program);
+        match executable(&candidate) {
+            Some(true) => return Ok(candidate),
+            Some(false) => denied = true,
+            None => {}
+        }
+    }
+    Err(failed(if denied { std::io::ErrorKind::PermissionDenied } else { std::io::ErrorKind::NotFound }))
+}
+
+/// What glibc's `execvp` searches when the environment has no PATH.
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// The manifest file (given, or the default one unless `--secret` stands in for it) plus
 /// every `--secret`.
@@ -115,9 +172,10 @@ pub fn fetch_outcomes<'c, A: std::borrow::Borrow<resolve::Authorized<'c>> + Sync
     authorized: &[A],
     principal: &Principal,
     audit: &Audit,
+    jobs: usize,
 ) -> Vec<(Name, Fetched)> {
     let environment = inject::backend_environment(config, std::env::vars_os());
-    let results = resolve::fetch_all(authorized, &environment);
+    let results = resolve::fetch_all(authorized, &environment, jobs);
     authorized
         .iter()
         .map(std::borrow::Borrow::borrow)
@@ -147,10 +205,11 @@ pub fn fetch_required(
     authorized: &[resolve::Authorized],
     principal: &Principal,
     audit: &Audit,
+    jobs: usize,
 ) -> Result<Vec<(Name, SecretValue)>, Error> {
     let mut values = Vec::with_capacity(authorized.len());
     let mut failures = Vec::new();
-    for (name, outcome) in fetch_outcomes(config, manifest, authorized, principal, audit) {
+    for (name, outcome) in fetch_outcomes(config, manifest, authorized, principal, audit, jobs) {
         match outcome {
             Fetched::Value(value) => values.push((name, value)),
             Fetched::Skipped => {}

@@ -154,6 +154,31 @@ fn trimmed(bytes: &[u8], range: std::ops::Range<usize>, trim: Trim, text: bool) 
     start..end
 }
 
+/// The word a config writes for a field: `password`, or the key (`user`). Reports and JSON
+/// speak the config's words, never Rust's.
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl Trim {
+    /// The word a config writes for this mode: `whitespace`, `newline` or `none`.
+    pub fn as_config_word(self) -> &'static str {
+        match self {
+            Trim::Whitespace => "whitespace",
+            Trim::Newline => "newline",
+            Trim::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Trim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_config_word())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

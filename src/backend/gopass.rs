@@ -9,10 +9,11 @@
 //! and says "could not find password". Both read as "not found" (66); anything else is a
 //! failure (69) with gopass's own message.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use super::process;
-use super::{Backend, FetchError, FetchRequest, join, program_failed};
+use super::{Backend, FetchError, FetchRequest, gpg, join, missing_program, program_failed_text};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,10 @@ impl Backend for Gopass {
         let location = request.location;
         let mut command = Command::new(&self.binary);
         command.arg("show").arg("--").arg(location);
-        let finished = process::run_backend(command, &self.binary, request)?;
+        let finished = process::run_backend(command, &self.binary, request).map_err(|e| match e {
+            FetchError::Failed(_) => missing_program(&self.binary, "binary").unwrap_or(e),
+            other => other,
+        })?;
         if finished.status.success() {
             return Ok(finished.stdout);
         }
@@ -42,8 +46,41 @@ impl Backend for Gopass {
         if finished.status.code() == Some(EXIT_NOT_FOUND)
             || NOT_FOUND_MESSAGES.iter().any(|m| lower.contains(m))
         {
-            return Err(FetchError::NotFound(format!("gopass has no entry `{location}`")));
+            return Err(FetchError::NotFound(format!(
+                "gopass has no entry `{location}` ({}; gopass's store: {}, user {}: run as the store's \
+                 owner, or set PASSWORD_STORE_DIR as the owner has it)",
+                gpg::lines_that_matter(&finished.stderr).trim_end_matches('.'),
+                gpg::store_directory(),
+                gpg::user()
+            )));
         }
-        Err(program_failed(&self.binary, &finished))
+        Err(explain_failure(&self.binary, request, &finished))
     }
+}
+
+/// gopass's failure with its cause: gpg's words when gopass relays them; otherwise (Debian's
+/// gopass says only "exit status 2") gpg's own reason, read by decrypting the same entry to
+/// /dev/null; otherwise where gopass looked for its store and keyring.
+fn explain_failure(binary: &str, request: &FetchRequest, finished: &process::Finished) -> FetchError {
+    let location = request.location;
+    let failed = program_failed_text(binary, finished);
+    if let Some(why) = gpg::diagnosis(&finished.stderr) {
+        return FetchError::Failed(format!("{failed}; {why}"));
+    }
+    let directory =
+        std::env::var_os("PASSWORD_STORE_DIR").filter(|d| !d.is_empty()).map(PathBuf::from).or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".password-store"))
+        });
+    let probed = directory.and_then(|d| gpg::probe(&d.join(format!("{location}.gpg")), request));
+    FetchError::Failed(match probed {
+        Some(why) => format!("{failed}; its gpg call failed: {why}"),
+        None => format!(
+            "{failed} (gopass's store: {}; keyring: {}; user {})",
+            gpg::store_directory(),
+            gpg::keyring(),
+            gpg::user()
+        ),
+    })
 }

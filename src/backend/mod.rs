@@ -9,6 +9,7 @@ pub mod command;
 pub mod env;
 pub mod file;
 pub mod gopass;
+mod gpg;
 pub mod pass;
 pub mod process;
 pub mod vault;
@@ -28,22 +29,59 @@ pub(crate) fn join(root: &str, path: &str) -> String {
 
 /// `$VAR` or `$VAR/rest` at the start of a directory root names a variable, read when a
 /// secret is fetched (systemd sets `$CREDENTIALS_DIRECTORY` only for the service it starts).
+/// An unset variable is a config problem (78): retrying cannot set it.
 pub(crate) fn expand_root(location: &str) -> Result<std::path::PathBuf, FetchError> {
+    expand_root_with(location, |variable| Err(unset_root(variable)))
+}
+
+/// [`expand_root`], with `unset` deciding what an unset (or empty) variable means.
+pub(crate) fn expand_root_with(
+    location: &str,
+    unset: impl Fn(&str) -> Result<std::path::PathBuf, FetchError>,
+) -> Result<std::path::PathBuf, FetchError> {
     let Some(reference) = location.strip_prefix('$') else {
         return Ok(location.into());
     };
     let (variable, rest) = reference.split_once('/').map_or((reference, None), |(v, r)| (v, Some(r)));
-    let value = std::env::var_os(variable).filter(|v| !v.is_empty()).ok_or_else(|| {
-        FetchError::Failed(format!(
-            "the store's root names ${variable}, which is not set (systemd sets \
-             $CREDENTIALS_DIRECTORY for units with LoadCredential=)"
-        ))
-    })?;
-    let mut path = std::path::PathBuf::from(value);
+    let mut path = match std::env::var_os(variable).filter(|v| !v.is_empty()) {
+        Some(value) => std::path::PathBuf::from(value),
+        None => unset(variable)?,
+    };
     if let Some(rest) = rest {
         path.push(rest);
     }
     Ok(path)
+}
+
+/// A root variable that is not set; systemd's is explained, as it is the one that is set only
+/// inside its unit.
+pub(crate) fn unset_root(variable: &str) -> FetchError {
+    let hint = if variable == "CREDENTIALS_DIRECTORY" {
+        "systemd sets $CREDENTIALS_DIRECTORY only inside a unit with LoadCredential= or \
+         SetCredential=: run this there (or under `systemd-run -p LoadCredential=...`)"
+    } else {
+        "set it, or give the directory itself as the store's `root`"
+    };
+    FetchError::Misconfigured(format!("the store's root names ${variable}, which is not set: {hint}"))
+}
+
+/// A backend's program that could not be started, explained when the cause is that it is
+/// not where the store says: not on PATH (cron's PATH is `/usr/bin:/bin`), or no such file.
+/// `option` is the store key that names the program. `None` when the program is there.
+pub(crate) fn missing_program(program: &str, option: &str) -> Option<FetchError> {
+    let path = std::env::var_os("PATH");
+    let error = crate::run::lookup(std::ffi::OsStr::new(program), path.as_deref()).err()?;
+    let not_found = error.exit_code() == crate::error::EXIT_NOT_FOUND;
+    let detail = match (program.contains('/'), not_found) {
+        (false, true) => format!(
+            "`{program}` is not on PATH (PATH={}); cron's PATH is minimal: give the full path with the \
+             store's `{option}:` option",
+            path.as_deref().map_or("(not set)".into(), std::ffi::OsStr::to_string_lossy)
+        ),
+        (true, true) => format!("`{program}` does not exist: fix the store's `{option}:` option"),
+        (_, false) => format!("`{program}` is not an executable file: fix the store's `{option}:` option"),
+    };
+    Some(FetchError::Failed(detail))
 }
 
 /// A directory root: absolute, or `$VAR` optionally followed by `/more`; no `.` or `..`.
@@ -110,6 +148,11 @@ pub enum FetchError {
 
 /// The failure of a program that exited non-zero, with its own message.
 pub(crate) fn program_failed(program: &str, finished: &process::Finished) -> FetchError {
+    FetchError::Failed(program_failed_text(program, finished))
+}
+
+/// "`PROGRAM` exited with status N: its stderr".
+pub(crate) fn program_failed_text(program: &str, finished: &process::Finished) -> String {
     let status = match finished.status.code() {
         Some(code) => format!("exited with status {code}"),
         None => "was killed by a signal".to_owned(),
@@ -118,7 +161,7 @@ pub(crate) fn program_failed(program: &str, finished: &process::Finished) -> Fet
         "" => String::new(),
         stderr => format!(": {stderr}"),
     };
-    FetchError::Failed(format!("`{program}` {status}{message}"))
+    format!("`{program}` {status}{message}")
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,6 +174,9 @@ pub struct SecretStore {
     pub root: String,
     pub timeout: Duration,
     pub backend: BackendConfig,
+    /// `max_concurrent`: at most this many fetches from this store at once (a backend that
+    /// serializes on a lock, a rate-limited service), within the run's own bound (`--jobs`).
+    pub max_concurrent: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +242,16 @@ impl SecretStore {
         self.backend.as_backend().fetch(&request)
     }
 
+    /// Whether the store can be used at all in this environment, without fetching: a root
+    /// that names an unset variable cannot (`check` reports it without `--fetch`).
+    pub fn usable_root(&self) -> Result<(), FetchError> {
+        match &self.backend {
+            BackendConfig::Pass(_) => pass::expand(&self.root).map(drop),
+            BackendConfig::File(_) => expand_root(&self.root).map(drop),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether refs may pin a `version`.
     pub fn keeps_versions(&self) -> bool {
         matches!(self.backend, BackendConfig::Vault(_))
@@ -225,6 +281,8 @@ struct RawStore {
     root: Root,
     #[serde(default, deserialize_with = "crate::name::given")]
     timeout: Option<Timeout>,
+    #[serde(default, deserialize_with = "crate::name::given")]
+    max_concurrent: Option<MaxConcurrent>,
     #[serde(default, deserialize_with = "crate::name::given")]
     binary: Option<Program>,
     #[serde(default, deserialize_with = "crate::name::given")]
@@ -325,7 +383,12 @@ impl TryFrom<RawStore> for SecretStore {
             ));
         }
         check_root(&backend, &raw.root.0)?;
-        Ok(SecretStore { root: raw.root.0, timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0), backend })
+        Ok(SecretStore {
+            root: raw.root.0,
+            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            backend,
+            max_concurrent: raw.max_concurrent.map(|m| m.0),
+        })
     }
 }
 
@@ -361,6 +424,37 @@ impl<'de> Deserialize<'de> for Timeout {
             Err(serde::de::Error::custom(format!(
                 "timeout {seconds} is out of range: give seconds, more than 0 and at most {MAX_TIMEOUT_SECONDS}"
             )))
+        }
+    }
+}
+
+/// A positive whole number of fetches.
+struct MaxConcurrent(std::num::NonZeroUsize);
+
+impl<'de> Deserialize<'de> for MaxConcurrent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let invalid = |shown: String| {
+            serde::de::Error::custom(format!(
+                "max_concurrent {shown} is not a positive whole number: give how many fetches from this \
+                 store may run at once, e.g. `max_concurrent: 1`"
+            ))
+        };
+        let value = serde_yaml::Value::deserialize(deserializer)?;
+        let number = value.as_u64().ok_or_else(|| invalid(shown(&value)))?;
+        usize::try_from(number)
+            .ok()
+            .and_then(std::num::NonZeroUsize::new)
+            .map(MaxConcurrent)
+            .ok_or_else(|| invalid(number.to_string()))
+    }
+}
+
+fn shown(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(s) => format!("`{}`", s.escape_debug()),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        other => {
+            serde_yaml::to_string(other).map_or_else(|_| "(this value)".to_owned(), |s| s.trim().to_owned())
         }
     }
 }

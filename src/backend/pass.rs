@@ -7,12 +7,19 @@
 //!   team: {backend: pass, root: /home/alice/.password-store/mxm, gpg: /usr/bin/gpg, timeout: 10}
 //! ```
 //!
-//! `root` may start with `$VAR` (e.g. `$PASSWORD_STORE_DIR/mxm`), read when a secret is fetched.
+//! `root` may start with `$VAR` (e.g. `$PASSWORD_STORE_DIR/mxm`), read when a secret is fetched;
+//! an unset `$PASSWORD_STORE_DIR` means `~/.password-store`, as it does to pass.
+//!
+//! gpg runs without `--quiet`: its quiet mode hides the line that tells a locked key from a
+//! missing one ("Inappropriate ioctl for device"). Its words are explained by [`super::gpg`].
 
 use std::process::Command;
 
 use super::process;
-use super::{Backend, FetchError, FetchRequest, expand_root, join, program_failed};
+use super::{
+    Backend, FetchError, FetchRequest, expand_root_with, gpg, join, missing_program, program_failed,
+    unset_root,
+};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +35,7 @@ impl Backend for Pass {
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
         let location = request.location;
-        let file = expand_root(location)?;
+        let file = expand(location)?;
         match std::fs::metadata(&file) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => {
@@ -42,12 +49,38 @@ impl Backend for Pass {
             }
         }
         let mut command = Command::new(&self.gpg);
-        command.args(["--batch", "--quiet", "--decrypt", "--"]).arg(&file);
-        let finished = process::run_backend(command, &self.gpg, request)?;
+        command.args(["--batch", "--decrypt", "--"]).arg(&file);
+        let finished = process::run_backend(command, &self.gpg, request).map_err(|e| match e {
+            FetchError::Failed(_) => missing_program(&self.gpg, "gpg").unwrap_or(e),
+            other => other,
+        })?;
         if finished.status.success() {
-            Ok(finished.stdout)
-        } else {
-            Err(program_failed(&self.gpg, &finished))
+            return Ok(finished.stdout);
         }
+        Err(match gpg::diagnosis(&finished.stderr) {
+            Some(why) => {
+                FetchError::Failed(format!("`{}` cannot decrypt {}: {why}", self.gpg, file.display()))
+            }
+            None => program_failed(&self.gpg, &finished),
+        })
     }
+}
+
+/// A root (or location) with its variable read; an unset `$PASSWORD_STORE_DIR` is
+/// `~/.password-store`, as pass has it.
+pub(crate) fn expand(location: &str) -> Result<std::path::PathBuf, FetchError> {
+    expand_root_with(location, |variable| {
+        if variable != "PASSWORD_STORE_DIR" {
+            return Err(unset_root(variable));
+        }
+        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => Ok(std::path::PathBuf::from(home).join(".password-store")),
+            None => Err(FetchError::Misconfigured(
+                "the store's root names $PASSWORD_STORE_DIR, which is not set, and HOME is not set \
+                 either, so there is no ~/.password-store: set PASSWORD_STORE_DIR (or HOME) as the \
+                 store's owner has it"
+                    .to_owned(),
+            )),
+        }
+    })
 }

@@ -249,7 +249,7 @@ fn backend_faults() {
     );
     f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"])
         .code(69)
-        .stderr_has("`/nonexistent/gopass`: cannot run it: No such file or directory");
+        .stderr_has("`/nonexistent/gopass` does not exist: fix the store's `binary:` option");
 }
 
 #[test]

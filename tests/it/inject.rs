@@ -166,9 +166,17 @@ fn dry_run_shows_the_plan_and_fetches_nothing() {
     ]);
     run.code(0)
         .stdout_is(&format!(
-            "config     {}\nprincipal  worker (the role)\n  api    allowed  store cmd    env API\n  tls    allowed  store files  fd 3, env TLS_KEY_FILE=/dev/fd/3\n  token  allowed  store files  env TOKEN (optional)\ncommand    touch {}\n",
+            "config     {}\nprincipal  worker (the role)\n  api    allowed  store cmd    env API\n  tls    allowed  store files  fd 3, env TLS_KEY_FILE=/dev/fd/3\n  token  allowed  store files  env TOKEN (optional)\ncommand    touch {}\nprogram    {}\n",
             f.path("config.yaml").display(),
-            marker.display()
+            marker.display(),
+            // Where the PATH the program inherits has it, as --dry-run reports it.
+            std::env::var("PATH")
+                .unwrap_or_default()
+                .split(':')
+                .map(|dir| std::path::Path::new(dir).join("touch"))
+                .find(|p| p.is_file())
+                .unwrap()
+                .display()
         ));
     assert!(!run.stdout().contains(CANARY) && !run.stdout().contains("value"));
     assert!(!log.exists(), "a dry run called a backend");

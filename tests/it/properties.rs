@@ -62,19 +62,22 @@ fn generated() -> impl Strategy<Value = Generated> {
         })
 }
 
+/// Names are quoted: a valid name such as `no` or `on` is a boolean to YAML 1.1 unquoted,
+/// and refused there as the reference refuses it.
 fn render(g: &Generated) -> String {
     let mut text = String::from("stores:\n");
     for (name, (backend, root)) in &g.stores {
         let extra = if *backend == "command" { ", command: [provider]" } else { "" };
-        text.push_str(&format!("  {name}: {{backend: {backend}, root: '{root}'{extra}}}\n"));
+        text.push_str(&format!("  '{name}': {{backend: {backend}, root: '{root}'{extra}}}\n"));
     }
     text.push_str(if g.refs.is_empty() { "refs: {}\n" } else { "refs:\n" });
     for (name, (store, path, policy)) in &g.refs {
-        text.push_str(&format!("  {name}: {{store: {store}, path: '{path}', policy: {policy}}}\n"));
+        text.push_str(&format!("  '{name}': {{store: '{store}', path: '{path}', policy: '{policy}'}}\n"));
     }
     text.push_str("policies:\n");
     for (name, principals) in &g.policies {
-        text.push_str(&format!("  {name}: {{allowed_principals: [{}]}}\n", principals.join(", ")));
+        let quoted: Vec<String> = principals.iter().map(|p| format!("'{p}'")).collect();
+        text.push_str(&format!("  '{name}': {{allowed_principals: [{}]}}\n", quoted.join(", ")));
     }
     text
 }
