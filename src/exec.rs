@@ -328,3 +328,18 @@ fn close_on_exec_from(first: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A descriptor that becomes readable once process `pid` has exited (`pidfd_open(2)`,
+/// Linux 5.3), close-on-exec, so that a wait for a backend can sleep in `poll` until the
+/// program or its output moves instead of waking up on a timer. `pid` must be an unreaped
+/// child, so that it names that child and no other process. ENOSYS on older kernels.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a PID and flags and passes no memory; it returns a new
+    // descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to this thread; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}

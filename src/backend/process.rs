@@ -6,7 +6,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -50,8 +50,9 @@ impl std::fmt::Debug for Environment {
 pub const STDOUT_LIMIT: usize = 1 << 20;
 /// How much of a backend's stderr is kept for the error message.
 const STDERR_KEPT: usize = 2048;
-/// How often a wait for output also checks whether the program has exited, so that a
-/// grandchild holding the pipe open does not keep us waiting for the deadline.
+/// Without a pidfd (kernels before 5.3), how often a wait for output also checks whether the
+/// program has exited, so that a grandchild holding the pipe open does not keep us waiting
+/// for the deadline.
 const EXIT_CHECK: Duration = Duration::from_millis(10);
 
 /// A program that ran to its end within the deadline.
@@ -123,6 +124,9 @@ pub fn run(mut command: Command, environment: &Environment, timeout: Duration) -
 fn collect(child: &mut Child, pid: Pid, deadline: Instant) -> Result<(SecretValue, String), RunError> {
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
+    // Readable once the program has exited, so the wait below sleeps in one `poll` until
+    // output or the exit comes. Kernels before 5.3 have no pidfd: then ask every EXIT_CHECK.
+    let exit = exec::pidfd_open(pid).ok();
     let mut value = SecretValue::with_capacity(1024);
     let mut messages = Vec::new();
     let mut buffer = [0u8; 8192];
@@ -136,29 +140,42 @@ fn collect(child: &mut Child, pid: Pid, deadline: Instant) -> Result<(SecretValu
             break Err(RunError::TimedOut);
         }
         // Once the program has exited, only what is already in the pipes is still its output.
-        let wait = if exited { Duration::ZERO } else { (deadline - now).min(EXIT_CHECK) };
+        let wait = match (exited, &exit) {
+            (true, _) => Duration::ZERO,
+            (false, Some(_)) => deadline - now,
+            (false, None) => (deadline - now).min(EXIT_CHECK),
+        };
         let ready = {
-            let mut fds: Vec<PollFd> = [stdout.as_ref().map(AsFd::as_fd), stderr.as_ref().map(AsFd::as_fd)]
-                .into_iter()
-                .flatten()
-                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-                .collect();
-            match poll(&mut fds, PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX)) {
+            let watched = [
+                stdout.as_ref().map(AsFd::as_fd),
+                stderr.as_ref().map(AsFd::as_fd),
+                exit.as_ref().filter(|_| !exited).map(AsFd::as_fd),
+            ];
+            let mut fds: Vec<PollFd> =
+                watched.iter().flatten().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+            match poll(&mut fds, poll_timeout(wait)) {
                 Ok(0) => None,
-                Ok(_) => Some(fds.iter().map(|fd| fd.any().unwrap_or(true)).collect::<Vec<_>>()),
+                Ok(_) => {
+                    let mut events = fds.iter().map(|fd| fd.any().unwrap_or(true));
+                    Some(watched.map(|fd| fd.is_some() && events.next() == Some(true)))
+                }
                 Err(Errno::EINTR) => continue,
                 Err(e) => break Err(RunError::Io(e.into())),
             }
         };
-        let Some(ready) = ready else {
+        // Nothing within `wait`: the pipes are drained, the deadline passed (seen above), or
+        // without a pidfd it is time to ask again.
+        let Some([stdout_ready, stderr_ready, gone]) = ready else {
             if exited {
                 break Ok(());
             }
-            exited = has_exited(pid);
+            if exit.is_none() {
+                exited = has_exited(pid);
+            }
             continue;
         };
-        let mut ready = ready.into_iter();
-        if stdout.is_some() && ready.next() == Some(true) {
+        exited |= gone;
+        if stdout_ready {
             match stdout.as_mut().map(|pipe| pipe.read(&mut buffer)) {
                 Some(Ok(0)) => stdout = None,
                 Some(Ok(n)) if value.len() + n > STDOUT_LIMIT => break Err(RunError::TooLarge),
@@ -168,7 +185,7 @@ fn collect(child: &mut Child, pid: Pid, deadline: Instant) -> Result<(SecretValu
                 None => {}
             }
         }
-        if stderr.is_some() && ready.next() == Some(true) {
+        if stderr_ready {
             let mut chunk = [0u8; 1024];
             match stderr.as_mut().map(|pipe| pipe.read(&mut chunk)) {
                 Some(Ok(0)) => stderr = None,
@@ -184,8 +201,20 @@ fn collect(child: &mut Child, pid: Pid, deadline: Instant) -> Result<(SecretValu
     };
     buffer.zeroize();
     result?;
-    wait_for_exit(pid, deadline)?;
+    if !exited {
+        match &exit {
+            Some(exit) => wait_for_pidfd(exit, deadline)?,
+            None => wait_for_exit(pid, deadline)?,
+        }
+    }
     Ok((value, String::from_utf8_lossy(&messages).trim().to_owned()))
+}
+
+/// `wait` for `poll`, rounded up to whole milliseconds so that a wait never ends just before
+/// the deadline it was computed from (and spins until it passes).
+fn poll_timeout(wait: Duration) -> PollTimeout {
+    let millis = wait.as_nanos().div_ceil(1_000_000);
+    PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
 }
 
 /// Whether the child has exited, without reaping it (so its PID stays reserved).
@@ -194,7 +223,21 @@ fn has_exited(pid: Pid) -> bool {
     !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
 }
 
-/// The program closed its output; it normally exits at once. Backs off from 50 µs so that
+/// The program closed its output; it normally exits at once. Sleeps in `poll` on its pidfd
+/// until it has exited (without reaping it) or the deadline passes.
+fn wait_for_pidfd(exit: &OwnedFd, deadline: Instant) -> Result<(), RunError> {
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match poll(&mut [PollFd::new(exit.as_fd(), PollFlags::POLLIN)], poll_timeout(wait)) {
+            Ok(0) if wait.is_zero() => return Err(RunError::TimedOut),
+            Ok(0) | Err(Errno::EINTR) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(RunError::Io(e.into())),
+        }
+    }
+}
+
+/// [`wait_for_pidfd`] without a pidfd (kernels before 5.3). Backs off from 50 µs so that
 /// the common case costs nothing and a program that lingers costs little.
 fn wait_for_exit(pid: Pid, deadline: Instant) -> Result<(), RunError> {
     let mut pause = Duration::from_micros(50);
