@@ -322,7 +322,7 @@ fn url_syntax_is_refused_and_paths_are_encoded() {
     }
     for root in ["secret/%2e%2e", "secret/a?x", "secret#x"] {
         f.config(&store(root, "http://127.0.0.1:1"));
-        get(&f, "odd").code(78).stderr_has("/config.yaml:2:3: ").stderr_has(&format!("root `{root}` holds"));
+        get(&f, "odd").code(78).stderr_has("/config.yaml:2:6: ").stderr_has(&format!("root `{root}` holds"));
     }
     let Some(bao) = Bao::start() else { return };
     bao.cli(&["kv", "put", "secret/mxm/a b+c/é", &format!("value={CANARY}")]);
