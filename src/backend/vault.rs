@@ -764,6 +764,14 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_ends_a_little_early_and_none_never() {
+        let start = Instant::now();
+        assert_eq!(lease_end(start, 0), None);
+        assert_eq!(lease_end(start, 2), Some(start + Duration::from_millis(1800)));
+        assert_eq!(lease_end(start, 3600), Some(start + Duration::from_secs(3590)));
+    }
+
+    #[test]
     fn every_segment_is_percent_encoded() {
         assert_eq!(encode_path("secret/data/mxm/db_pw-1.x~"), "secret/data/mxm/db_pw-1.x~");
         assert_eq!(encode_path("secret/data/a b+c/é"), "secret/data/a%20b%2Bc/%C3%A9");
