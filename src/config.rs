@@ -661,6 +661,11 @@ policies:
         )
         .unwrap();
         assert_eq!(config.stores.get("s").unwrap().backend.program().as_deref(), Some("/bin/gopass"));
+        // Held values keep every rule: null and YAML 1.1 words are refused, naming the key.
+        let message = error(&store("    root: r\n    binary: yes\n    backend: gopass\n"));
+        assert!(message.contains("stores.s: binary: `yes` is a boolean in YAML 1.1"), "{message}");
+        let message = error(&store("    root: r\n    binary:\n    backend: gopass\n"));
+        assert!(message.contains("stores.s: binary: is null"), "{message}");
         // A key of no backend is refused where it stands, before `backend:` or after.
         let message = error(&store("    rot: x\n    backend: gopass\n"));
         assert!(message.starts_with("config c.yaml:3:5: stores.s: unknown field `rot`"), "{message}");

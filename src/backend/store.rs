@@ -151,7 +151,7 @@ impl<'de> Visitor<'de> for StoreVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretStore, A::Error> {
         let mut common = Common::default();
-        let mut early: Vec<(String, serde_yaml::Value)> = Vec::new();
+        let mut early: Vec<(String, Held<'de>)> = Vec::new();
         let mut built: Option<(&'static str, Builder)> = None;
         while built.is_none() {
             let mut no_seed: Option<PhantomData<de::IgnoredAny>> = None;
@@ -161,7 +161,7 @@ impl<'de> Visitor<'de> for StoreVisitor {
             match key {
                 Key::Common(key) => common.read(key, &mut map)?,
                 Key::Early(key) => {
-                    let value = map.next_value::<serde_yaml::Value>()?;
+                    let value = map.next_value::<Held<'de>>()?;
                     early.push((key, value));
                 }
                 Key::Backend => {
@@ -312,11 +312,11 @@ fn not_an_option(key: &str, backend: &str, owners: &[&str]) -> String {
 
 /// The `backend:` word; an unknown one is refused with the known ones listed, and option
 /// keys given before it that it does not take are refused here.
-struct BackendWord<'e> {
-    early: &'e [(String, serde_yaml::Value)],
+struct BackendWord<'e, 'de> {
+    early: &'e [(String, Held<'de>)],
 }
 
-impl<'de> DeserializeSeed<'de> for BackendWord<'_> {
+impl<'de> DeserializeSeed<'de> for BackendWord<'_, 'de> {
     type Value = &'static str;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<&'static str, D::Error> {
@@ -326,7 +326,7 @@ impl<'de> DeserializeSeed<'de> for BackendWord<'_> {
 
 /// A visitor, so that its errors are raised while the parser stands on the value and carry
 /// its position. Every scalar goes through [`crate::name::Text`] for its rules.
-impl<'de> Visitor<'de> for BackendWord<'_> {
+impl<'de> Visitor<'de> for BackendWord<'_, 'de> {
     type Value = &'static str;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -358,7 +358,7 @@ impl<'de> Visitor<'de> for BackendWord<'_> {
     }
 }
 
-impl BackendWord<'_> {
+impl BackendWord<'_, '_> {
     fn check<E: de::Error>(self, word: &str) -> Result<&'static str, E> {
         let Some(backend) = BACKENDS.iter().copied().find(|b| *b == word) else {
             return Err(de::Error::unknown_variant(word, BACKENDS));
@@ -376,16 +376,16 @@ impl BackendWord<'_> {
 
 /// The rest of a store's mapping, as its backend's options struct reads it: option keys held
 /// from before `backend:` first, then the mapping itself, with common keys read on the way.
-struct Rest<'m, A> {
+struct Rest<'m, 'de, A> {
     map: &'m mut A,
     common: &'m mut Common,
     backend: &'static str,
-    early: std::vec::IntoIter<(String, serde_yaml::Value)>,
+    early: std::vec::IntoIter<(String, Held<'de>)>,
     /// The held value of the key just handed over.
-    pending: Option<(String, serde_yaml::Value)>,
+    pending: Option<(String, Held<'de>)>,
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Rest<'_, A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Rest<'_, 'de, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
@@ -409,11 +409,118 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Rest<'_, A> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
         match self.pending.take() {
-            Some((key, value)) => {
-                seed.deserialize(value).map_err(|e| de::Error::custom(format!("{key}: {e}")))
-            }
+            Some((key, value)) => seed
+                .deserialize(HeldDeserializer::<de::value::Error>(value, PhantomData))
+                .map_err(|e| de::Error::custom(format!("{key}: {e}"))),
             None => self.map.next_value_seed(seed),
         }
+    }
+}
+
+/// A value held until its store's backend is known: what the parser gave, borrowed text kept
+/// borrowed, so that [`crate::name::Text`] still tells a plain scalar from a quoted one.
+#[derive(Debug)]
+enum Held<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Unit,
+    Seq(Vec<Held<'de>>),
+    Map(Vec<(Held<'de>, Held<'de>)>),
+}
+
+impl<'de> Deserialize<'de> for Held<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Hold;
+        impl<'de> Visitor<'de> for Hold {
+            type Value = Held<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Held<'de>, E> {
+                Ok(Held::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Held<'de>, E> {
+                Ok(Held::Owned(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Held<'de>, E> {
+                Ok(Held::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Held<'de>, E> {
+                Ok(Held::I64(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Held<'de>, E> {
+                Ok(Held::U64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Held<'de>, E> {
+                Ok(Held::F64(v))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Held<'de>, E> {
+                Ok(Held::Unit)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Held<'de>, E> {
+                Ok(Held::Unit)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Held<'de>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Held::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Held<'de>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Held::Map(entries))
+            }
+        }
+        deserializer.deserialize_any(Hold)
+    }
+}
+
+impl<'de, E: de::Error> IntoDeserializer<'de, E> for Held<'de> {
+    type Deserializer = HeldDeserializer<'de, E>;
+    fn into_deserializer(self) -> HeldDeserializer<'de, E> {
+        HeldDeserializer(self, PhantomData)
+    }
+}
+
+/// A [`Held`] value read again.
+struct HeldDeserializer<'de, E>(Held<'de>, PhantomData<E>);
+
+impl<'de, E: de::Error> Deserializer<'de> for HeldDeserializer<'de, E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.0 {
+            Held::Borrowed(v) => visitor.visit_borrowed_str(v),
+            Held::Owned(v) => visitor.visit_string(v),
+            Held::Bool(v) => visitor.visit_bool(v),
+            Held::I64(v) => visitor.visit_i64(v),
+            Held::U64(v) => visitor.visit_u64(v),
+            Held::F64(v) => visitor.visit_f64(v),
+            Held::Unit => visitor.visit_unit(),
+            Held::Seq(items) => visitor.visit_seq(de::value::SeqDeserializer::new(items.into_iter())),
+            Held::Map(entries) => visitor.visit_map(de::value::MapDeserializer::new(entries.into_iter())),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.0 {
+            Held::Unit => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
     }
 }
 
