@@ -402,7 +402,7 @@ fn the_approle_session_is_renewed_and_a_failed_login_tried_again() {
     fs::write(&once, secret_id("once")).unwrap();
     assert_eq!(fetch(&v, "c").unwrap(), value("c"), "a refused renewal was kept");
 
-    let brief = f.write("brief-secret-id", &secret_id("brief"));
+    let brief = f.write("brief-secret-id", secret_id("brief"));
     let v = store("brief", &brief);
     assert_eq!(fetch(&v, "a").unwrap(), value("a"));
     std::thread::sleep(Duration::from_millis(2500));
