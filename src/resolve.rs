@@ -17,9 +17,9 @@ use crate::policy::Decision;
 use crate::secret::SecretValue;
 use crate::value;
 
-/// At most this many fetches run at once unless `--jobs` says otherwise: ten secrets cost
-/// about what the slowest costs, and a manifest of hundreds does not start hundreds of gpg
-/// processes.
+/// At most this many fetches run at once, in the whole process, unless `--jobs` (or
+/// [`set_process_fetch_limit`]) says otherwise: ten secrets cost about what the slowest
+/// costs, and a manifest of hundreds does not start hundreds of gpg processes.
 pub const MAX_CONCURRENT_FETCHES: usize = 8;
 
 /// Where an authorized secret lives. Shown to operators by diagnostics; never to the child.
