@@ -6,7 +6,7 @@
 //! `#[serde(deny_unknown_fields)]`, fields optional through `crate::name::given`) and
 //! `impl Options` (which checks the root and builds the backend), its `impl Backend` (only
 //! `locate` and `fetch` are required; the capabilities have defaults), and one line in the
-//! [`registry!`] below. Store parsing ([`store`]) learns its keys from the derive itself.
+//! `registry!` below. Store parsing ([`store`]) learns its keys from the derive itself.
 
 pub mod command;
 pub mod env;
