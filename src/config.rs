@@ -612,6 +612,79 @@ policies:
         assert!(message.contains("`binary` is not an option of backend `env`"), "{message}");
     }
 
+    /// Issue 13 item 2: a store takes its own backend's options and no other's, refused at the
+    /// key's own line and column, whichever order the keys come in.
+    #[test]
+    fn options_of_other_backends_are_refused_where_they_stand() {
+        let store = |body: &str| format!("stores:\n  s:\n{body}refs: {{}}\npolicies: {{}}\n");
+        let message = error(&store(
+            "    backend: gopass\n    root: mxm/red\n    address: 'https://vault:8200'\n    token_file: /t\n    ca_cert: /c\n",
+        ));
+        assert!(
+            message.starts_with(
+                "config c.yaml:5:5: stores.s: `address` is not an option of backend `gopass` (its options: \
+                 binary; `address` is an option of backend `vault`)"
+            ),
+            "{message}"
+        );
+        let message = error(&store("    backend: gopass\n    root: mxm/red\n    token_file: /t\n"));
+        assert!(
+            message.starts_with("config c.yaml:5:5: stores.s: `token_file` is not an option"),
+            "{message}"
+        );
+        let message =
+            error("stores: {s: {backend: pass, root: /p, binary: gopass}}\nrefs: {}\npolicies: {}\n");
+        assert!(
+            message.contains("`binary` is not an option of backend `pass` (its options: gpg;"),
+            "{message}"
+        );
+        let message = error("stores: {s: {backend: file, root: /p, command: [x]}}\nrefs: {}\npolicies: {}\n");
+        assert!(
+            message.contains("`command` is not an option of backend `file` (its options: none;"),
+            "{message}"
+        );
+        let message = error("stores: {s: {backend: vault, root: s/x, gpg: gpg}}\nrefs: {}\npolicies: {}\n");
+        assert!(message.contains("`gpg` is not an option of backend `vault`"), "{message}");
+        // Options before `backend:` are held until it is read, and checked then, at its line.
+        let message = error(&store("    root: mxm/red\n    token_file: /t\n    backend: gopass\n"));
+        assert!(
+            message.starts_with("config c.yaml:5:14: stores.s.backend: `token_file` is not an option"),
+            "{message}"
+        );
+        let config =
+            Config::parse(&store("    root: secret/x\n    token_file: /t\n    backend: vault\n"), "c.yaml")
+                .unwrap();
+        assert_eq!(config.stores.get("s").unwrap().backend.name(), "vault");
+        let config = Config::parse(
+            &store("    binary: /bin/gopass\n    root: r\n    backend: gopass\n    timeout: 3\n"),
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(config.stores.get("s").unwrap().backend.program().as_deref(), Some("/bin/gopass"));
+        // Held values keep every rule: null and YAML 1.1 words are refused, naming the key.
+        let message = error(&store("    root: r\n    binary: yes\n    backend: gopass\n"));
+        assert!(message.contains("stores.s: binary: `yes` is a boolean in YAML 1.1"), "{message}");
+        let message = error(&store("    root: r\n    binary:\n    backend: gopass\n"));
+        assert!(message.contains("stores.s: binary: is null"), "{message}");
+        // A key of no backend is refused where it stands, before `backend:` or after.
+        let message = error(&store("    rot: x\n    backend: gopass\n"));
+        assert!(message.starts_with("config c.yaml:3:5: stores.s: unknown field `rot`"), "{message}");
+        assert!(message.ends_with("did you mean `root`?"), "{message}");
+        let message = error(&store("    backend: gopass\n    root: r\n    binry: x\n"));
+        assert!(message.ends_with("did you mean `binary`?"), "{message}");
+        // Common keys are taken once, and `backend` is required.
+        assert!(
+            error(&store("    backend: gopass\n    root: r\n    root: s\n"))
+                .contains("duplicate field `root`")
+        );
+        assert!(
+            error(&store("    backend: gopass\n    root: r\n    backend: pass\n"))
+                .contains("duplicate field `backend`")
+        );
+        assert!(error(&store("    root: r\n    binary: b\n")).contains("missing field `backend`"));
+        assert!(error(&store("    backend: gopass\n")).contains("missing field `root`"));
+    }
+
     #[test]
     fn dangling_references_are_refused_where_they_stand() {
         let message = error(&REFERENCE.replace("store: red", "store: rde"));

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use crate::audit::{Audit, failure_word};
-use crate::backend::{BackendConfig, FetchError};
+use crate::backend::FetchError;
 use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
 use crate::identity::{Principal, RuntimeIdentity, derive_principal};
@@ -213,7 +213,7 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
                     store.backend.name(),
                     store.root,
                     store.timeout.as_secs_f64(),
-                    program_of(&store.backend).map_or(String::new(), |p| format!(", program {p}"))
+                    store.backend.program().map_or(String::new(), |p| format!(", program {p}"))
                 ),
             );
             let location = store.locate(&secret.path).ok();
@@ -391,16 +391,6 @@ fn nothing_readable(
         )
     };
     (why, elsewhere)
-}
-
-fn program_of(backend: &BackendConfig) -> Option<String> {
-    match backend {
-        BackendConfig::Gopass(g) => Some(g.binary.clone()),
-        BackendConfig::Pass(p) => Some(p.gpg.clone()),
-        BackendConfig::Command(c) => Some(c.command.join(" ")),
-        BackendConfig::Vault(v) => v.address.clone(),
-        BackendConfig::Env(_) | BackendConfig::File(_) => None,
-    }
 }
 
 fn describe_principal(principal: &Principal) -> String {

@@ -431,6 +431,10 @@ fn inputs(
 ) -> Result<Inputs, Error> {
     // The default manifest, named here so that messages show the absolute path read.
     let default_manifest = manifest.secrets.is_empty().then(|| PathBuf::from(DEFAULT_MANIFEST));
+    // One launch is one round of fetches: the process-wide bound is the run's own.
+    if let Some(jobs) = std::num::NonZeroUsize::new(jobs.jobs) {
+        mxm_secrets::resolve::set_process_fetch_limit(jobs);
+    }
     Ok(Inputs {
         jobs: jobs.jobs,
         config: Some(config_path(&config)?),

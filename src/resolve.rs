@@ -2,12 +2,13 @@
 //! name until all of them are allowed), then fetch the allowed ones concurrently.
 
 use std::borrow::Borrow;
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use crate::backend::process::Environment;
-use crate::backend::{FetchError, SecretStore};
+use crate::backend::{FetchError, FetchRequest, SecretStore};
 use crate::config::{Config, SecretRef};
 use crate::error::{Error, FailureKind, SecretFailure};
 use crate::identity::{Principal, RuntimeIdentity};
@@ -16,9 +17,9 @@ use crate::policy::Decision;
 use crate::secret::SecretValue;
 use crate::value;
 
-/// At most this many fetches run at once unless `--jobs` says otherwise: ten secrets cost
-/// about what the slowest costs, and a manifest of hundreds does not start hundreds of gpg
-/// processes.
+/// At most this many fetches run at once, in the whole process, unless `--jobs` (or
+/// [`set_process_fetch_limit`]) says otherwise: ten secrets cost about what the slowest
+/// costs, and a manifest of hundreds does not start hundreds of gpg processes.
 pub const MAX_CONCURRENT_FETCHES: usize = 8;
 
 /// Where an authorized secret lives. Shown to operators by diagnostics; never to the child.
@@ -120,35 +121,67 @@ pub fn judge<'c>(
     Ok(Authorized { secret, store, location })
 }
 
-/// Fetches every authorized secret, at most `jobs` at a time (at least one) and at most a
-/// store's `max_concurrent` at a time from that store, any program a backend runs getting
-/// `environment`. The results are in the order of `requests`.
+/// The process-wide bound on backend calls, shared by every [`fetch_all`] in the process (a
+/// supervisor re-fetching while a broker serves): at most [`set_process_fetch_limit`] calls
+/// at once in all, and at most a store's [`concurrency`](SecretStore::concurrency) from it.
+static PROCESS: FetchLimits = FetchLimits::new(MAX_CONCURRENT_FETCHES);
+
+/// Sets how many backend calls may run at once in this process, across all fetches. A
+/// one-shot launch sets it to its `--jobs`; a daemon to its own bound.
+pub fn set_process_fetch_limit(limit: NonZeroUsize) {
+    PROCESS.set_limit(limit);
+}
+
+/// Fetches every authorized secret, at most `jobs` calls at a time (at least one) for this
+/// call, within the process-wide bound and each store's own, any program a backend runs
+/// getting `environment`. A store's requests go to its backend in batches of its
+/// [`max_batch`](crate::backend::Backend::max_batch), one [`fetch_many`] call per batch (one
+/// secret per call for every backend that has no batch call). The results are in the order
+/// of `requests`.
+///
+/// [`fetch_many`]: crate::backend::Backend::fetch_many
 pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
     requests: &[A],
     environment: &Environment,
     jobs: usize,
 ) -> Vec<Result<SecretValue, FailureKind>> {
-    if requests.len() <= 1 {
-        return requests.iter().map(|r| fetch(r.borrow(), environment)).collect();
-    }
-    let queue = Queue::new(requests.iter().map(|r| r.borrow().store.max_concurrent).collect(), requests);
-    let worker = || {
-        let mut done = Vec::new();
-        while let Some(slot) = queue.take() {
-            done.push((slot.index, fetch(requests[slot.index].borrow(), environment)));
-        }
-        done
-    };
+    fetch_all_within(&PROCESS, requests, environment, jobs)
+}
+
+/// [`fetch_all`] under `limits`.
+fn fetch_all_within<'c, A: Borrow<Authorized<'c>> + Sync>(
+    limits: &FetchLimits,
+    requests: &[A],
+    environment: &Environment,
+    jobs: usize,
+) -> Vec<Result<SecretValue, FailureKind>> {
+    let batches = batches(requests);
     let mut results: Vec<Option<Result<SecretValue, FailureKind>>> = requests.iter().map(|_| None).collect();
-    thread::scope(|scope| {
-        let workers: Vec<_> = (0..requests.len().min(jobs.max(1))).map(|_| scope.spawn(worker)).collect();
-        for handle in workers {
-            // A worker cannot panic short of a bug; its unfinished fetches then fail below.
-            for (index, result) in handle.join().unwrap_or_default() {
-                results[index] = Some(result);
-            }
+    if batches.len() == 1 {
+        let _permit = limits.acquire(requests[batches[0][0]].borrow().store);
+        for (index, result) in fetch_batch(requests, &batches[0], environment) {
+            results[index] = Some(result);
         }
-    });
+    } else if !batches.is_empty() {
+        let pending = Mutex::new((0..batches.len()).collect::<Vec<usize>>());
+        let store_of = |batch: usize| requests[batches[batch][0]].borrow().store;
+        let worker = || {
+            let mut done = Vec::new();
+            while let Some((batch, _permit)) = limits.take(&pending, store_of) {
+                done.extend(fetch_batch(requests, &batches[batch], environment));
+            }
+            done
+        };
+        thread::scope(|scope| {
+            let workers: Vec<_> = (0..batches.len().min(jobs.max(1))).map(|_| scope.spawn(worker)).collect();
+            for handle in workers {
+                // A worker cannot panic short of a bug; its unfinished fetches then fail below.
+                for (index, result) in handle.join().unwrap_or_default() {
+                    results[index] = Some(result);
+                }
+            }
+        });
+    }
     results
         .into_iter()
         .zip(requests)
@@ -163,99 +196,186 @@ pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
         .collect()
 }
 
-/// The fetches not yet started, and how many run per store: a worker takes the first one
-/// whose store has room, or waits until a fetch of a full store ends.
-struct Queue {
-    state: Mutex<QueueState>,
+/// The requests (as indexes) grouped by store, in batches of at most the backend's
+/// `max_batch`, in the order of their first request.
+fn batches<'c, A: Borrow<Authorized<'c>>>(requests: &[A]) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    // Per store: its batch still taking requests.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        let store = request.borrow().store;
+        let identity = store.backend.identity();
+        let room = store.backend.max_batch().get();
+        match open.iter_mut().find(|(id, _)| *id == identity) {
+            Some((_, batch)) if batches[*batch].len() < room => batches[*batch].push(index),
+            Some((_, batch)) => {
+                *batch = batches.len();
+                batches.push(vec![index]);
+            }
+            None => {
+                open.push((identity, batches.len()));
+                batches.push(vec![index]);
+            }
+        }
+    }
+    batches
+}
+
+/// One backend call for a batch of one store's requests, and each result finished.
+fn fetch_batch<'c, A: Borrow<Authorized<'c>>>(
+    requests: &[A],
+    batch: &[usize],
+    environment: &Environment,
+) -> Vec<(usize, Result<SecretValue, FailureKind>)> {
+    let store = requests[batch[0]].borrow().store;
+    let fetches: Vec<FetchRequest> = batch
+        .iter()
+        .map(|index| {
+            let request = requests[*index].borrow();
+            let secret = request.secret;
+            store.request(&request.location.backend_path, secret.field.as_ref(), secret.version, environment)
+        })
+        .collect();
+    let mut raw = store.backend.fetch_many(&fetches).into_iter();
+    batch
+        .iter()
+        .map(|index| {
+            // A backend that answers fewer requests than it was given fails the rest.
+            let answer = raw.next().unwrap_or_else(|| {
+                Err(FetchError::Failed("the backend gave no answer for this secret".to_owned()))
+            });
+            (*index, finish(requests[*index].borrow(), answer))
+        })
+        .collect()
+}
+
+/// How many backend calls run, in all and per store, under a bound for each; shared by
+/// every fetch in the process ([`PROCESS`]), or by those of a test.
+struct FetchLimits {
+    state: Mutex<LimitState>,
     changed: Condvar,
-    /// Per request: its store (as an index into `limits`).
-    store_of: Vec<usize>,
-    limits: Vec<Option<NonZeroUsize>>,
 }
 
-struct QueueState {
-    pending: Vec<usize>,
-    running: Vec<usize>,
+struct LimitState {
+    limit: usize,
+    running: usize,
+    /// Per store (by [`identity`](crate::backend::store::StoreBackend::identity)): calls running.
+    stores: BTreeMap<usize, usize>,
 }
 
-impl Queue {
-    fn new<'c, A: Borrow<Authorized<'c>>>(bounds: Vec<Option<NonZeroUsize>>, requests: &[A]) -> Queue {
-        let mut stores: Vec<&str> = Vec::new();
-        let mut limits = Vec::new();
-        let store_of = requests
-            .iter()
-            .zip(bounds)
-            .map(|(request, bound)| {
-                let store = request.borrow().location.store.as_str();
-                stores.iter().position(|s| *s == store).unwrap_or_else(|| {
-                    stores.push(store);
-                    limits.push(bound);
-                    stores.len() - 1
-                })
-            })
-            .collect();
-        let state = QueueState { pending: (0..requests.len()).collect(), running: vec![0; stores.len()] };
-        Queue { state: Mutex::new(state), changed: Condvar::new(), store_of, limits }
+impl FetchLimits {
+    const fn new(limit: usize) -> FetchLimits {
+        FetchLimits {
+            state: Mutex::new(LimitState { limit, running: 0, stores: BTreeMap::new() }),
+            changed: Condvar::new(),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
+    fn lock(&self) -> MutexGuard<'_, LimitState> {
         // The state stays consistent whatever a panicking holder did: counts only.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The next request to fetch, or `None` when every one has been taken.
-    fn take(&self) -> Option<Slot<'_>> {
+    fn set_limit(&self, limit: NonZeroUsize) {
+        self.lock().limit = limit.get();
+        self.changed.notify_all();
+    }
+
+    /// Whether a call to `store` may start now.
+    fn room(state: &LimitState, store: &SecretStore) -> bool {
+        let running = state.stores.get(&store.backend.identity()).copied().unwrap_or(0);
+        state.running < state.limit && store.concurrency().is_none_or(|bound| running < bound.get())
+    }
+
+    fn start<'l>(&'l self, state: &mut LimitState, store: &SecretStore) -> Permit<'l> {
+        let identity = store.backend.identity();
+        state.running += 1;
+        *state.stores.entry(identity).or_insert(0) += 1;
+        Permit { limits: self, store: identity }
+    }
+
+    /// Waits until a call to `store` may start.
+    fn acquire(&self, store: &SecretStore) -> Permit<'_> {
+        let mut state = self.lock();
+        while !Self::room(&state, store) {
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+        self.start(&mut state, store)
+    }
+
+    /// The first of `pending` whose store has room, once one has; `None` when none is left.
+    fn take<'l, 's>(
+        &'l self,
+        pending: &Mutex<Vec<usize>>,
+        store_of: impl Fn(usize) -> &'s SecretStore,
+    ) -> Option<(usize, Permit<'l>)> {
         let mut state = self.lock();
         loop {
-            if state.pending.is_empty() {
-                return None;
-            }
-            let room = |index: &usize| {
-                let store = self.store_of[*index];
-                self.limits[store].is_none_or(|limit| state.running[store] < limit.get())
-            };
-            if let Some(position) = state.pending.iter().position(room) {
-                let index = state.pending.remove(position);
-                state.running[self.store_of[index]] += 1;
-                return Some(Slot { queue: self, index });
+            {
+                let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+                if pending.is_empty() {
+                    return None;
+                }
+                if let Some(position) = pending.iter().position(|b| Self::room(&state, store_of(*b))) {
+                    let batch = pending.remove(position);
+                    return Some((batch, self.start(&mut state, store_of(batch))));
+                }
             }
             state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
 
-/// A fetch under way; its store's count goes down when it ends, even by a panic, so that no
-/// worker waits for ever on a store that has room.
-struct Slot<'q> {
-    queue: &'q Queue,
-    index: usize,
+/// A call under way; its counts go down when it ends, even by a panic, so that no worker
+/// waits for ever on a store that has room.
+struct Permit<'l> {
+    limits: &'l FetchLimits,
+    store: usize,
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.queue.lock().running[self.queue.store_of[self.index]] -= 1;
-        self.queue.changed.notify_all();
+        let mut state = self.limits.lock();
+        state.running -= 1;
+        if let Some(running) = state.stores.get_mut(&self.store) {
+            *running -= 1;
+            if *running == 0 {
+                state.stores.remove(&self.store);
+            }
+        }
+        drop(state);
+        self.limits.changed.notify_all();
     }
 }
 
-/// One secret: ask the backend (any program it runs gets `environment`), then apply the
-/// ref's `field` (unless the backend picked it) and `trim`.
+/// One secret, within the process-wide bound: ask the backend (any program it runs gets
+/// `environment`), then apply the ref's `field` (unless the backend picked it) and `trim`.
 pub fn fetch(request: &Authorized, environment: &Environment) -> Result<SecretValue, FailureKind> {
+    let _permit = PROCESS.acquire(request.store);
+    let secret = request.secret;
+    let fetch = request.store.request(
+        &request.location.backend_path,
+        secret.field.as_ref(),
+        secret.version,
+        environment,
+    );
+    let answer = request.store.backend.fetch(&fetch);
+    finish(request, answer)
+}
+
+/// A backend's answer for one secret, as the run sees it: its failure in the run's words,
+/// or the value with the ref's `field` (unless the backend picked it) and `trim` applied.
+fn finish(request: &Authorized, answer: Result<SecretValue, FetchError>) -> Result<SecretValue, FailureKind> {
     let store = request.location.store.clone();
     let secret = request.secret;
-    let raw = request
-        .store
-        .fetch(&request.location.backend_path, secret.field.as_ref(), secret.version, environment)
-        .map_err(|e| match e {
-            FetchError::NotFound(detail) => FailureKind::NotFound { store: store.clone(), detail },
-            FetchError::Failed(detail) => FailureKind::Unavailable { store: store.clone(), detail },
-            FetchError::TimedOut => {
-                FailureKind::TimedOut { store: store.clone(), after: request.store.timeout }
-            }
-            FetchError::Denied(detail) => FailureKind::ServiceDenied { store: store.clone(), detail },
-            FetchError::Misconfigured(detail) => FailureKind::Misconfigured { store: store.clone(), detail },
-        })?;
-    let field = if request.store.backend.as_backend().picks_fields() { None } else { secret.field.as_ref() };
+    let raw = answer.map_err(|e| match e {
+        FetchError::NotFound(detail) => FailureKind::NotFound { store: store.clone(), detail },
+        FetchError::Failed(detail) => FailureKind::Unavailable { store: store.clone(), detail },
+        FetchError::TimedOut => FailureKind::TimedOut { store: store.clone(), after: request.store.timeout },
+        FetchError::Denied(detail) => FailureKind::ServiceDenied { store: store.clone(), detail },
+        FetchError::Misconfigured(detail) => FailureKind::Misconfigured { store: store.clone(), detail },
+    })?;
+    let field = if request.store.backend.picks_fields() { None } else { secret.field.as_ref() };
     let value = value::extract(&raw, field, secret.trim).ok_or_else(|| FailureKind::NotFound {
         store: store.clone(),
         detail: format!("the entry has no field `{}`", field.map_or("", value::Field::key)),
@@ -266,4 +386,186 @@ pub fn fetch(request: &Authorized, environment: &Environment) -> Result<SecretVa
         return Err(FailureKind::Unavailable { store, detail: "the value is empty".to_owned() });
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::store::StoreBackend;
+    use crate::backend::{Backend, FetchRequest};
+    use crate::value::Trim;
+
+    /// An in-memory store that counts how many calls run at once (here and in the process
+    /// of the test, through `shared`), and records the size of every call.
+    #[derive(Debug, Default)]
+    struct Counting {
+        batch: usize,
+        running: AtomicUsize,
+        peak: AtomicUsize,
+        shared: Option<Arc<(AtomicUsize, AtomicUsize)>>,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Backend for Counting {
+        fn locate(&self, root: &str, path: &str) -> Result<String, String> {
+            Ok(format!("{root}/{path}"))
+        }
+
+        fn fetch(&self, _: &FetchRequest) -> Result<SecretValue, FetchError> {
+            unreachable!("fetch_all calls fetch_many")
+        }
+
+        fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretValue, FetchError>> {
+            let count = |running: &AtomicUsize, peak: &AtomicUsize| {
+                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            };
+            count(&self.running, &self.peak);
+            if let Some(shared) = &self.shared {
+                count(&shared.0, &shared.1);
+            }
+            self.calls.lock().unwrap().push(requests.len());
+            thread::sleep(Duration::from_millis(30));
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            if let Some(shared) = &self.shared {
+                shared.0.fetch_sub(1, Ordering::SeqCst);
+            }
+            requests
+                .iter()
+                .map(|r| match r.location.strip_suffix("/missing") {
+                    Some(_) => Err(FetchError::NotFound("no such entry".to_owned())),
+                    None => Ok(SecretValue::new(format!("value of {}", r.location).into_bytes())),
+                })
+                .collect()
+        }
+
+        fn max_batch(&self) -> NonZeroUsize {
+            NonZeroUsize::new(self.batch).unwrap_or(NonZeroUsize::MIN)
+        }
+    }
+
+    fn store(backend: &Arc<Counting>, max_concurrent: Option<usize>) -> SecretStore {
+        SecretStore {
+            root: "r".to_owned(),
+            timeout: Duration::from_secs(5),
+            backend: StoreBackend::new("memory", Arc::clone(backend) as Arc<dyn Backend>),
+            max_concurrent: max_concurrent.and_then(NonZeroUsize::new),
+        }
+    }
+
+    fn secret(path: &str) -> SecretRef {
+        SecretRef {
+            store: Name::new("s").unwrap(),
+            path: path.to_owned(),
+            policy: Name::new("p").unwrap(),
+            field: None,
+            trim: Trim::None,
+            version: None,
+        }
+    }
+
+    fn authorized<'c>(store: &'c SecretStore, secret: &'c SecretRef) -> Authorized<'c> {
+        Authorized {
+            secret,
+            store,
+            location: ResolvedSecretLocation {
+                secret: Name::new("x").unwrap(),
+                store: Name::new("s").unwrap(),
+                backend: "memory",
+                backend_path: store.locate(&secret.path).unwrap(),
+            },
+        }
+    }
+
+    fn text(result: &Result<SecretValue, FailureKind>) -> String {
+        match result {
+            Ok(value) => String::from_utf8(value.expose().to_vec()).unwrap(),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    /// Two rounds of fetches at once (a supervisor re-fetching while a broker serves) share
+    /// the process's bound: 3 in all, though each round may run 3 itself.
+    #[test]
+    fn the_bound_is_shared_by_every_round_in_the_process() {
+        let limits = FetchLimits::new(3);
+        let shared = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let backends: Vec<Arc<Counting>> = (0..2)
+            .map(|_| Arc::new(Counting { shared: Some(Arc::clone(&shared)), ..Counting::default() }))
+            .collect();
+        let stores: Vec<SecretStore> = backends.iter().map(|b| store(b, None)).collect();
+        let secrets: Vec<SecretRef> = (0..6).map(|i| secret(&format!("p{i}"))).collect();
+        thread::scope(|scope| {
+            for store in &stores {
+                let (limits, secrets) = (&limits, &secrets);
+                scope.spawn(move || {
+                    let requests: Vec<Authorized> = secrets.iter().map(|s| authorized(store, s)).collect();
+                    let results = fetch_all_within(limits, &requests, &Environment::default(), 3);
+                    assert_eq!(text(&results[5]), "value of r/p5");
+                });
+            }
+        });
+        assert_eq!(shared.1.load(Ordering::SeqCst), 3, "the process-wide bound 3");
+        for backend in &backends {
+            assert!(backend.peak.load(Ordering::SeqCst) <= 3);
+        }
+    }
+
+    /// `--jobs` bounds one round under a larger process bound, and a store's bound holds
+    /// across rounds.
+    #[test]
+    fn jobs_bound_a_round_and_a_store_bound_holds_across_rounds() {
+        let limits = FetchLimits::new(8);
+        let backend = Arc::new(Counting::default());
+        let one = store(&backend, None);
+        let secrets: Vec<SecretRef> = (0..6).map(|i| secret(&format!("p{i}"))).collect();
+        let requests: Vec<Authorized> = secrets.iter().map(|s| authorized(&one, s)).collect();
+        fetch_all_within(&limits, &requests, &Environment::default(), 2);
+        assert_eq!(backend.peak.load(Ordering::SeqCst), 2);
+
+        let bounded = Arc::new(Counting::default());
+        let two = store(&bounded, Some(2));
+        thread::scope(|scope| {
+            for _ in 0..3 {
+                let (limits, secrets, two) = (&limits, &secrets, &two);
+                scope.spawn(move || {
+                    let requests: Vec<Authorized> = secrets.iter().map(|s| authorized(two, s)).collect();
+                    fetch_all_within(limits, &requests, &Environment::default(), 8);
+                });
+            }
+        });
+        assert_eq!(bounded.peak.load(Ordering::SeqCst), 2, "max_concurrent 2, over three rounds");
+        assert_eq!(limits.lock().running, 0);
+        assert!(limits.lock().stores.is_empty());
+    }
+
+    /// A backend with a batch call gets one call per batch of its size; one without gets one
+    /// call per secret. Results stay in request order, failures at their own secret.
+    #[test]
+    fn a_batched_backend_costs_one_call_per_batch() {
+        let limits = FetchLimits::new(8);
+        let batched = Arc::new(Counting { batch: 3, ..Counting::default() });
+        let single = Arc::new(Counting::default());
+        let (a, b) = (store(&batched, None), store(&single, None));
+        let secrets: Vec<SecretRef> =
+            (0..7).map(|i| secret(&if i == 4 { "missing".to_owned() } else { format!("p{i}") })).collect();
+        let requests: Vec<Authorized> = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| authorized(if i % 3 == 2 { &b } else { &a }, s))
+            .collect();
+        let results = fetch_all_within(&limits, &requests, &Environment::default(), 8);
+        let shown: Vec<String> = results.iter().map(text).collect();
+        assert_eq!(shown[0], "value of r/p0");
+        assert_eq!(shown[2], "value of r/p2");
+        assert!(shown[4].starts_with("NotFound"), "{}", shown[4]);
+        assert_eq!(shown[6], "value of r/p6");
+        let mut calls = batched.calls.lock().unwrap().clone();
+        calls.sort_unstable();
+        assert_eq!(calls, [2, 3], "secrets 0 1 3 4 6 of store a: batches of 3");
+        assert_eq!(*single.calls.lock().unwrap(), [1, 1], "secrets 2 and 5 of store b, one call each");
+    }
 }

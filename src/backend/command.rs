@@ -12,10 +12,35 @@
 //! can be skipped; any other failure is the provider failing (69), shown with its stderr.
 
 use std::process::Command;
+use std::sync::Arc;
+
+use serde::Deserialize;
 
 use super::process;
-use super::{Backend, FetchError, FetchRequest, join, program_failed};
+use super::{Backend, FetchError, FetchRequest, Program, join, program_failed};
+use crate::name::{check_store_path, given};
 use crate::secret::SecretValue;
+
+/// The store keys of a command store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(default, deserialize_with = "given")]
+    command: Option<Vec<Program>>,
+}
+
+impl super::Options for Options {
+    fn build(self, root: &str) -> Result<Arc<dyn Backend>, String> {
+        let command: Vec<String> = self.command.unwrap_or_default().into_iter().map(|p| p.0).collect();
+        if command.is_empty() {
+            return Err("backend `command` needs `command`: the program and its fixed arguments, \
+                        e.g. `command: [summon-vault]`"
+                .to_owned());
+        }
+        check_store_path("root", root.trim_end_matches('/'))?;
+        Ok(Arc::new(Provider { command }))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
@@ -43,5 +68,9 @@ impl Backend for Provider {
             }
             _ => Err(program_failed(program, &finished)),
         }
+    }
+
+    fn program(&self) -> Option<String> {
+        Some(self.command.join(" "))
     }
 }

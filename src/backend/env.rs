@@ -8,10 +8,26 @@
 //! ```
 
 use std::os::unix::ffi::OsStringExt;
+use std::sync::Arc;
+
+use serde::Deserialize;
 
 use super::{Backend, FetchError, FetchRequest};
 use crate::name::is_env_var_name;
 use crate::secret::SecretValue;
+
+/// An env store has no options of its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {}
+
+impl super::Options for Options {
+    fn build(self, root: &str) -> Result<Arc<dyn Backend>, String> {
+        // A root alone must already make a valid variable prefix.
+        Env.locate(root, "x").map_err(|e| format!("root: {e}"))?;
+        Ok(Arc::new(Env))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Env;
@@ -47,6 +63,10 @@ impl Backend for Env {
             Some(value) => Ok(SecretValue::new(value.into_vec())),
             None => Err(FetchError::NotFound(format!("variable {location} is not set"))),
         }
+    }
+
+    fn source_variable<'a>(&self, location: &'a str) -> Option<&'a str> {
+        Some(location)
     }
 }
 

@@ -17,12 +17,27 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 
+use std::sync::Arc;
+
+use serde::Deserialize;
 use zeroize::Zeroize;
 
 use super::process::STDOUT_LIMIT;
-use super::{Backend, FetchError, FetchRequest, expand_root, join};
+use super::{Backend, FetchError, FetchRequest, check_directory_root, expand_root, join};
 use crate::files::{OpenError, open_beneath};
 use crate::secret::SecretValue;
+
+/// A file store has no options of its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {}
+
+impl super::Options for Options {
+    fn build(self, root: &str) -> Result<Arc<dyn Backend>, String> {
+        check_directory_root(root)?;
+        Ok(Arc::new(Files { root: root.to_owned() }))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
@@ -59,6 +74,10 @@ impl Backend for Files {
         }
         read_bounded(file, meta.len() as usize)
             .map_err(|e| FetchError::Failed(format!("cannot read {shown}: {e}")))
+    }
+
+    fn usable_root(&self, root: &str) -> Result<(), FetchError> {
+        expand_root(root).map(drop)
     }
 }
 

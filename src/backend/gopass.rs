@@ -12,9 +12,29 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use std::sync::Arc;
+
+use serde::Deserialize;
+
 use super::process;
-use super::{Backend, FetchError, FetchRequest, gpg, join, missing_program, program_failed_text};
+use super::{Backend, FetchError, FetchRequest, Program, gpg, join, missing_program, program_failed_text};
+use crate::name::{check_store_path, given};
 use crate::secret::SecretValue;
+
+/// The store keys of a gopass store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(default, deserialize_with = "given")]
+    binary: Option<Program>,
+}
+
+impl super::Options for Options {
+    fn build(self, root: &str) -> Result<Arc<dyn Backend>, String> {
+        check_store_path("root", root.trim_end_matches('/'))?;
+        Ok(Arc::new(Gopass { binary: self.binary.map_or_else(|| "gopass".to_owned(), |p| p.0) }))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gopass {
@@ -55,6 +75,10 @@ impl Backend for Gopass {
             )));
         }
         Err(explain_failure(&self.binary, request, &finished))
+    }
+
+    fn program(&self) -> Option<String> {
+        Some(self.binary.clone())
     }
 }
 

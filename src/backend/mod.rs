@@ -2,8 +2,11 @@
 //! one kind of store, and nothing of names, policies or identities: it is only ever handed a
 //! location that was already authorized.
 //!
-//! Adding a backend: a file here with its options struct and `impl Backend`, a variant of
-//! [`BackendConfig`], and its keys in `RawStore`.
+//! Adding a backend: a file here with its options struct (`#[derive(Deserialize)]`,
+//! `#[serde(deny_unknown_fields)]`, fields optional through `crate::name::given`) and
+//! `impl Options` (which checks the root and builds the backend), its `impl Backend` (only
+//! `locate` and `fetch` are required; the capabilities have defaults), and one line in the
+//! `registry!` below. Store parsing ([`store`]) learns its keys from the derive itself.
 
 pub mod command;
 pub mod env;
@@ -12,11 +15,17 @@ pub mod gopass;
 mod gpg;
 pub mod pass;
 pub mod process;
+pub mod store;
 pub mod vault;
 
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use store::SecretStore;
 
 use crate::name::{check_store_path, checked_string};
 use crate::secret::SecretValue;
@@ -85,7 +94,7 @@ pub(crate) fn missing_program(program: &str, option: &str) -> Option<FetchError>
 }
 
 /// A directory root: absolute, or `$VAR` optionally followed by `/more`; no `.` or `..`.
-fn check_directory_root(root: &str) -> Result<(), String> {
+pub(crate) fn check_directory_root(root: &str) -> Result<(), String> {
     let rest = if let Some(reference) = root.strip_prefix('$') {
         let (variable, rest) = reference.split_once('/').unwrap_or((reference, ""));
         if !crate::name::is_env_var_name(variable) {
@@ -105,8 +114,9 @@ fn check_directory_root(root: &str) -> Result<(), String> {
     }
 }
 
-/// What every backend does.
-pub trait Backend: Send + Sync {
+/// What every backend does. Only `locate` and `fetch` are required; the rest are
+/// capabilities with the defaults of a plain text store.
+pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Where a ref's `path` lives, given the store's `root`. Called for every ref when the
     /// config loads, so a path a backend cannot address is a config error, not a late surprise.
     fn locate(&self, root: &str, path: &str) -> Result<String, String>;
@@ -114,11 +124,65 @@ pub trait Backend: Send + Sync {
     /// The value at `request.location`, within `request.timeout`.
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError>;
 
+    /// Several values of this store in one go, one result per request, in order. The default
+    /// asks [`fetch`](Backend::fetch) for each; a service with a batch call (AWS's
+    /// `BatchGetSecretValue`, `GetParameters`) makes one call, with per-secret errors mapped
+    /// to their requests. `resolve::fetch_all` hands it at most [`max_batch`](Backend::max_batch).
+    fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretValue, FetchError>> {
+        requests.iter().map(|request| self.fetch(request)).collect()
+    }
+
+    /// How many requests one [`fetch_many`](Backend::fetch_many) call takes: 1 (each secret its
+    /// own call, run concurrently) unless the service has a batch call.
+    fn max_batch(&self) -> NonZeroUsize {
+        NonZeroUsize::MIN
+    }
+
     /// Whether this backend picks a ref's `field` itself (a key of a structured secret). For
     /// every other backend `field` picks a part of the text, the same way for all of them.
     fn picks_fields(&self) -> bool {
         false
     }
+
+    /// Whether refs may pin a `version`.
+    fn keeps_versions(&self) -> bool {
+        false
+    }
+
+    /// Launcher variables the store reads credentials from, which neither the program nor
+    /// any backend program may see.
+    fn credential_variables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The launcher variable a location reads, for backends whose secrets are variables.
+    fn source_variable<'a>(&self, _location: &'a str) -> Option<&'a str> {
+        None
+    }
+
+    /// A bound of the backend's own on concurrent calls (a store that serializes on a lock),
+    /// under the store's `max_concurrent` and the process-wide bound.
+    fn max_concurrent(&self) -> Option<NonZeroUsize> {
+        None
+    }
+
+    /// Whether the store can be used at all here, without fetching (a root naming an unset
+    /// variable cannot).
+    fn usable_root(&self, _root: &str) -> Result<(), FetchError> {
+        Ok(())
+    }
+
+    /// The program or service it talks to, for diagnostics.
+    fn program(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A backend's options: one struct per backend, `#[serde(deny_unknown_fields)]`, each field
+/// a key of the store beside the common `backend`, `root`, `timeout` and `max_concurrent`.
+pub trait Options: DeserializeOwned {
+    /// The backend for a store with `root`, checked here: what a root means is the backend's.
+    fn build(self, root: &str) -> Result<Arc<dyn Backend>, String>;
 }
 
 /// One fetch: where, what part (for backends that [pick fields](Backend::picks_fields)),
@@ -165,243 +229,78 @@ pub(crate) fn program_failed_text(program: &str, finished: &process::Finished) -
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
 
-/// A configured store: a backend with its options, a root, and a timeout.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "RawStore")]
-pub struct SecretStore {
-    pub root: String,
-    pub timeout: Duration,
-    pub backend: BackendConfig,
-    /// `max_concurrent`: at most this many fetches from this store at once (a backend that
-    /// serializes on a lock, a rate-limited service), within the run's own bound (`--jobs`).
-    pub max_concurrent: Option<std::num::NonZeroUsize>,
-}
+/// The registry: every backend's `backend:` word and options struct. Adding a backend is its
+/// file (options struct with `impl Options`, backend with `impl Backend`) and one line here.
+macro_rules! registry {
+    ($($word:literal => $options:ty,)*) => {
+        /// Every `backend:` word, in the order the docs list them.
+        pub const BACKENDS: &[&str] = &[$($word),*];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendConfig {
-    Gopass(gopass::Gopass),
-    Pass(pass::Pass),
-    Env(env::Env),
-    File(file::Files),
-    Command(command::Provider),
-    /// Boxed: its connection pool and session make it much larger than the others.
-    Vault(Box<vault::Vault>),
-}
-
-impl BackendConfig {
-    pub fn name(&self) -> &'static str {
-        match self {
-            BackendConfig::Gopass(_) => "gopass",
-            BackendConfig::Pass(_) => "pass",
-            BackendConfig::Env(_) => "env",
-            BackendConfig::File(_) => "file",
-            BackendConfig::Command(_) => "command",
-            BackendConfig::Vault(_) => "vault",
-        }
-    }
-
-    pub fn as_backend(&self) -> &dyn Backend {
-        match self {
-            BackendConfig::Gopass(b) => b,
-            BackendConfig::Pass(b) => b,
-            BackendConfig::Env(b) => b,
-            BackendConfig::File(b) => b,
-            BackendConfig::Command(b) => b,
-            BackendConfig::Vault(b) => b.as_ref(),
-        }
-    }
-}
-
-/// The `backend:` word; an unknown one is refused with the known ones listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum BackendKind {
-    Gopass,
-    Pass,
-    Env,
-    File,
-    Command,
-    Vault,
-}
-
-impl SecretStore {
-    pub fn locate(&self, path: &str) -> Result<String, String> {
-        self.backend.as_backend().locate(&self.root, path)
-    }
-
-    pub fn fetch(
-        &self,
-        location: &str,
-        field: Option<&Field>,
-        version: Option<u64>,
-        environment: &process::Environment,
-    ) -> Result<SecretValue, FetchError> {
-        let request = FetchRequest { location, field, version, timeout: self.timeout, environment };
-        self.backend.as_backend().fetch(&request)
-    }
-
-    /// Whether the store can be used at all in this environment, without fetching: a root
-    /// that names an unset variable cannot (`check` reports it without `--fetch`).
-    pub fn usable_root(&self) -> Result<(), FetchError> {
-        match &self.backend {
-            BackendConfig::Pass(_) => pass::expand(&self.root).map(drop),
-            BackendConfig::File(_) => expand_root(&self.root).map(drop),
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether refs may pin a `version`.
-    pub fn keeps_versions(&self) -> bool {
-        matches!(self.backend, BackendConfig::Vault(_))
-    }
-
-    /// Launcher variables the store reads credentials from, which the program must not see.
-    pub fn credential_variables(&self) -> &'static [&'static str] {
-        match &self.backend {
-            BackendConfig::Vault(v) if v.token_from_environment() => &["VAULT_TOKEN", "BAO_TOKEN"],
-            _ => &[],
-        }
-    }
-
-    /// The launcher variable a location reads, for backends that read one.
-    pub fn source_variable<'a>(&self, location: &'a str) -> Option<&'a str> {
-        matches!(self.backend, BackendConfig::Env(_)).then_some(location)
-    }
-}
-
-/// Every key any backend takes; [`SecretStore::try_from`] refuses the ones that are not
-/// its backend's, so unknown keys are errors at load time either way. Each field checks
-/// itself, so its errors point at its own line.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    backend: BackendKind,
-    root: Root,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    timeout: Option<Timeout>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    max_concurrent: Option<MaxConcurrent>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    binary: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    gpg: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    command: Option<Vec<Program>>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    address: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    token_file: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    role_id: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    secret_id_file: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    ca_cert: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    namespace: Option<Program>,
-    #[serde(default, deserialize_with = "crate::name::given")]
-    insecure_http: Option<bool>,
-}
-
-impl TryFrom<RawStore> for SecretStore {
-    type Error = String;
-
-    fn try_from(raw: RawStore) -> Result<Self, String> {
-        let given = [
-            ("binary", raw.binary.is_some()),
-            ("gpg", raw.gpg.is_some()),
-            ("command", raw.command.is_some()),
-        ];
-        let (backend, options): (BackendConfig, &[&str]) = match raw.backend {
-            BackendKind::Gopass => (
-                BackendConfig::Gopass(gopass::Gopass {
-                    binary: raw.binary.map_or_else(|| "gopass".to_owned(), |p| p.0),
-                }),
-                &["binary"],
-            ),
-            BackendKind::Pass => (
-                BackendConfig::Pass(pass::Pass { gpg: raw.gpg.map_or_else(|| "gpg".to_owned(), |p| p.0) }),
-                &["gpg"],
-            ),
-            BackendKind::Env => (BackendConfig::Env(env::Env), &[]),
-            BackendKind::File => (BackendConfig::File(file::Files { root: raw.root.0.clone() }), &[]),
-            BackendKind::Command => {
-                let command: Vec<String> = raw.command.unwrap_or_default().into_iter().map(|p| p.0).collect();
-                if command.is_empty() {
-                    return Err("backend `command` needs `command`: the program and its fixed arguments, \
-                                e.g. `command: [summon-vault]`"
-                        .to_owned());
-                }
-                (BackendConfig::Command(command::Provider { command }), &["command"])
+        /// The option keys of backend `word` (none for a word that is not one).
+        pub(crate) fn options_of(word: &str) -> &'static [&'static str] {
+            match word {
+                $($word => keys_of::<$options>(),)*
+                _ => &[],
             }
-            BackendKind::Vault => {
-                let text = |p: Option<Program>| p.map(|p| p.0);
-                let auth = match (
-                    text(raw.token_file.clone()),
-                    text(raw.role_id.clone()),
-                    text(raw.secret_id_file.clone()),
-                ) {
-                    (file, None, None) => vault::Auth::Token { file },
-                    (None, Some(role_id), Some(secret_id_file)) => {
-                        vault::Auth::AppRole { role_id, secret_id_file }
-                    }
-                    (Some(_), Some(_), _) => {
-                        return Err("give `token_file` or `role_id`, not both".to_owned());
-                    }
-                    (_, Some(_), None) | (_, None, Some(_)) => {
-                        return Err("AppRole needs both `role_id` and `secret_id_file`".to_owned());
-                    }
-                };
-                let vault = vault::Vault::new(
-                    text(raw.address.clone()),
-                    auth,
-                    text(raw.ca_cert.clone()),
-                    text(raw.namespace.clone()),
-                    raw.insecure_http.unwrap_or(false),
-                )?;
-                (
-                    BackendConfig::Vault(Box::new(vault)),
-                    &[
-                        "address",
-                        "token_file",
-                        "role_id",
-                        "secret_id_file",
-                        "ca_cert",
-                        "namespace",
-                        "insecure_http",
-                    ],
-                )
-            }
-        };
-        if let Some((key, _)) = given.iter().find(|(key, set)| *set && !options.contains(key)) {
-            return Err(format!(
-                "`{key}` is not an option of backend `{}` (its options: {})",
-                backend.name(),
-                if options.is_empty() { "none".to_owned() } else { options.join(", ") }
-            ));
         }
-        check_root(&backend, &raw.root.0)?;
-        Ok(SecretStore {
-            root: raw.root.0,
-            timeout: raw.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
-            backend,
-            max_concurrent: raw.max_concurrent.map(|m| m.0),
-        })
-    }
+
+        /// Reads backend `word`'s options from `access` (the rest of the store's mapping).
+        pub(crate) fn read_options<'de, A: serde::de::MapAccess<'de>>(
+            word: &str,
+            access: A,
+        ) -> Result<store::Builder, A::Error> {
+            let access = serde::de::value::MapAccessDeserializer::new(access);
+            match word {
+                $($word => {
+                    let options = <$options as Deserialize>::deserialize(access)?;
+                    Ok(Box::new(move |root: &str| options.build(root)))
+                })*
+                other => Err(serde::de::Error::unknown_variant(other, BACKENDS)),
+            }
+        }
+    };
 }
 
-checked_string!(
-    /// A store's root: what it means is the backend's business, but it is never empty, never
-    /// padded, and never holds control characters.
-    Root, "root", |what, value| {
-        if value.is_empty() || value.trim() != value || value.chars().any(char::is_control) {
-            return Err(format!("{what} `{}` must be non-empty text without surrounding white space or control characters", value.escape_debug()));
+registry! {
+    "gopass" => gopass::Options,
+    "pass" => pass::Options,
+    "env" => env::Options,
+    "file" => file::Options,
+    "command" => command::Options,
+    "vault" => vault::Options,
+}
+
+/// The keys of an options struct, as its derived `Deserialize` names them: asked of the
+/// derive itself, so the list cannot drift from the struct.
+fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::value::Error;
+    struct Keys<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Keys<'_> {
+        type Error = Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(serde::de::Error::custom("only the keys are asked for"))
         }
-        Ok(())
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("only the keys are asked for"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
     }
-);
+    let mut keys: &'static [&'static str] = &[];
+    let _ = T::deserialize(Keys(&mut keys));
+    keys
+}
+
 checked_string!(
     /// A program to run: a path or a name on PATH.
     Program, "program", |what, value| {
@@ -411,67 +310,12 @@ checked_string!(
         Ok(())
     }
 );
-
-/// Seconds, more than 0 and at most an hour.
-struct Timeout(Duration);
-
-impl<'de> Deserialize<'de> for Timeout {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seconds = f64::deserialize(deserializer)?;
-        if seconds.is_finite() && seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS {
-            Ok(Timeout(Duration::from_secs_f64(seconds)))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "timeout {seconds} is out of range: give seconds, more than 0 and at most {MAX_TIMEOUT_SECONDS}"
-            )))
+checked_string!(
+    /// A file the backend reads (a token, a CA certificate): a path, never empty.
+    FilePath, "file", |what, value| {
+        if value.trim().is_empty() || value.chars().any(char::is_control) {
+            return Err(format!("{what} `{}` must name a file", value.escape_debug()));
         }
+        Ok(())
     }
-}
-
-/// A positive whole number of fetches.
-struct MaxConcurrent(std::num::NonZeroUsize);
-
-impl<'de> Deserialize<'de> for MaxConcurrent {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let invalid = |shown: String| {
-            serde::de::Error::custom(format!(
-                "max_concurrent {shown} is not a positive whole number: give how many fetches from this \
-                 store may run at once, e.g. `max_concurrent: 1`"
-            ))
-        };
-        let value = serde_yaml::Value::deserialize(deserializer)?;
-        let number = value.as_u64().ok_or_else(|| invalid(shown(&value)))?;
-        usize::try_from(number)
-            .ok()
-            .and_then(std::num::NonZeroUsize::new)
-            .map(MaxConcurrent)
-            .ok_or_else(|| invalid(number.to_string()))
-    }
-}
-
-fn shown(value: &serde_yaml::Value) -> String {
-    match value {
-        serde_yaml::Value::String(s) => format!("`{}`", s.escape_debug()),
-        serde_yaml::Value::Number(n) => n.to_string(),
-        other => {
-            serde_yaml::to_string(other).map_or_else(|_| "(this value)".to_owned(), |s| s.trim().to_owned())
-        }
-    }
-}
-
-fn check_root(backend: &BackendConfig, root: &str) -> Result<(), String> {
-    match backend {
-        BackendConfig::Gopass(_) | BackendConfig::Command(_) => {
-            check_store_path("root", root.trim_end_matches('/'))
-        }
-        BackendConfig::Vault(_) => {
-            check_store_path("root", root.trim_end_matches('/'))?;
-            vault::check_url_safe("root", root)
-        }
-        BackendConfig::Pass(_) | BackendConfig::File(_) => check_directory_root(root),
-        // A root alone must already make a valid variable prefix.
-        BackendConfig::Env(_) => {
-            backend.as_backend().locate(root, "x").map(drop).map_err(|e| format!("root: {e}"))
-        }
-    }
-}
+);

@@ -14,13 +14,32 @@
 //! missing one ("Inappropriate ioctl for device"). Its words are explained by [`super::gpg`].
 
 use std::process::Command;
+use std::sync::Arc;
+
+use serde::Deserialize;
 
 use super::process;
 use super::{
-    Backend, FetchError, FetchRequest, expand_root_with, gpg, join, missing_program, program_failed,
-    unset_root,
+    Backend, FetchError, FetchRequest, Program, check_directory_root, expand_root_with, gpg, join,
+    missing_program, program_failed, unset_root,
 };
+use crate::name::given;
 use crate::secret::SecretValue;
+
+/// The store keys of a pass store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(default, deserialize_with = "given")]
+    gpg: Option<Program>,
+}
+
+impl super::Options for Options {
+    fn build(self, root: &str) -> Result<Arc<dyn Backend>, String> {
+        check_directory_root(root)?;
+        Ok(Arc::new(Pass { gpg: self.gpg.map_or_else(|| "gpg".to_owned(), |p| p.0) }))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pass {
@@ -63,6 +82,14 @@ impl Backend for Pass {
             }
             None => program_failed(&self.gpg, &finished),
         })
+    }
+
+    fn usable_root(&self, root: &str) -> Result<(), FetchError> {
+        expand(root).map(drop)
+    }
+
+    fn program(&self) -> Option<String> {
+        Some(self.gpg.clone())
     }
 }
 

@@ -17,20 +17,98 @@
 //!
 //! A ref's `field` names the key of the secret's data; a secret with one key needs none.
 //! Plain `http://` is allowed to loopback only, unless the store says `insecure_http: true`.
-//! The AppRole login happens once per run, shared by all fetches from the store, over one
-//! connection pool. 404 is "not found" (66), 403 "denied by the secret service" (77).
+//! The AppRole login happens once, shared by all fetches from the store, over one connection
+//! pool; it is renewed, for a process that stays (a supervisor, a broker): a failed login is
+//! tried again at the next fetch, and a session is replaced by a new login once its token's
+//! lease has run out, or once the token, having worked, is refused and the service no longer
+//! knows it (a token file is read again instead: Vault Agent rewrites it). 404 is "not found"
+//! (66), 403 "denied by the secret service" (77).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Backend, FetchError, FetchRequest};
+use super::{Backend, FetchError, FetchRequest, FilePath};
+use crate::name::{check_store_path, checked_string, given};
 use crate::secret::SecretValue;
+
+/// The store keys of a vault store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(default, deserialize_with = "given")]
+    address: Option<Address>,
+    #[serde(default, deserialize_with = "given")]
+    token_file: Option<FilePath>,
+    #[serde(default, deserialize_with = "given")]
+    role_id: Option<RoleId>,
+    #[serde(default, deserialize_with = "given")]
+    secret_id_file: Option<FilePath>,
+    #[serde(default, deserialize_with = "given")]
+    ca_cert: Option<FilePath>,
+    #[serde(default, deserialize_with = "given")]
+    namespace: Option<Namespace>,
+    #[serde(default, deserialize_with = "given")]
+    insecure_http: Option<bool>,
+}
+
+checked_string!(
+    /// The service's URL (checked further once `insecure_http` is known).
+    Address, "address", |what, value| {
+        if value.is_empty() || value.trim() != value || value.chars().any(char::is_control) {
+            return Err(format!("{what} `{}` must be a URL like https://vault.internal:8200", value.escape_debug()));
+        }
+        Ok(())
+    }
+);
+checked_string!(
+    /// An AppRole's role ID: not a secret, but sent as given.
+    RoleId, "role_id", |what, value| {
+        if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{what} `{}` must be non-empty, without white space", value.escape_debug()));
+        }
+        Ok(())
+    }
+);
+checked_string!(
+    /// A Vault Enterprise namespace.
+    Namespace, "namespace", |what, value| {
+        if value.is_empty() || value.trim() != value || value.chars().any(char::is_control) {
+            return Err(format!("{what} `{}` must be non-empty text without surrounding white space", value.escape_debug()));
+        }
+        Ok(())
+    }
+);
+
+impl super::Options for Options {
+    fn build(self, root: &str) -> Result<Arc<dyn Backend>, String> {
+        let text = |p: Option<FilePath>| p.map(|p| p.0);
+        let auth = match (text(self.token_file), self.role_id.map(|r| r.0), text(self.secret_id_file)) {
+            (file, None, None) => Auth::Token { file },
+            (None, Some(role_id), Some(secret_id_file)) => Auth::AppRole { role_id, secret_id_file },
+            (Some(_), Some(_), _) => return Err("give `token_file` or `role_id`, not both".to_owned()),
+            (_, Some(_), None) | (_, None, Some(_)) => {
+                return Err("AppRole needs both `role_id` and `secret_id_file`".to_owned());
+            }
+        };
+        let vault = Vault::new(
+            self.address.map(|a| a.0),
+            auth,
+            text(self.ca_cert),
+            self.namespace.map(|n| n.0),
+            self.insecure_http.unwrap_or(false),
+        )?;
+        check_store_path("root", root.trim_end_matches('/'))?;
+        check_url_safe("root", root)?;
+        Ok(Arc::new(vault))
+    }
+}
 
 /// Responses larger than this are refused: a KV secret is small.
 const MAX_RESPONSE_BYTES: u64 = 1 << 20;
@@ -49,14 +127,53 @@ pub struct Vault {
     pub ca_cert: Option<String>,
     pub namespace: Option<String>,
     pub insecure_http: bool,
-    /// The connection pool and token, made at the first fetch and shared by all of them.
-    session: OnceLock<Result<Session, FetchError>>,
+    /// The connection pool and token, made at the first fetch, shared by all of them, and
+    /// made again when it no longer works.
+    sessions: Sessions,
+}
+
+/// The current session, or the failure of the last attempt to make one.
+#[derive(Default)]
+struct Sessions {
+    state: Mutex<SessionState>,
+    /// Attempts to make a session finished so far, read without the lock: a fetch shares the
+    /// failure of an attempt that finished after it started (ten concurrent fetches, one
+    /// failed login), and makes its own attempt otherwise (the next round of fetches).
+    attempts: AtomicU64,
+}
+
+#[derive(Default)]
+struct SessionState {
+    current: Option<Arc<Session>>,
+    /// The last attempt's failure and its number.
+    failure: Option<(u64, FetchError)>,
 }
 
 struct Session {
     agent: ureq::Agent,
     address: String,
     token: SecretValue,
+    /// When the token's lease runs out (somewhat before, to leave time for the fetch), when
+    /// the login said; a token given as such has none we know of.
+    expires: Option<Instant>,
+    /// Whether the service has accepted the token: a refusal after that may be its end.
+    worked: AtomicBool,
+}
+
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| now >= at)
+    }
+}
+
+/// When a lease of `seconds` taken at `start` should be treated as over: a tenth early, at
+/// most ten seconds early. No lease (0) never runs out.
+fn lease_end(start: Instant, seconds: u64) -> Option<Instant> {
+    if seconds == 0 {
+        return None;
+    }
+    let lease = Duration::from_secs(seconds);
+    Some(start + lease - (lease / 10).min(Duration::from_secs(10)))
 }
 
 impl Vault {
@@ -70,7 +187,7 @@ impl Vault {
         if let Some(address) = &address {
             check_address(address, insecure_http)?;
         }
-        Ok(Vault { address, auth, ca_cert, namespace, insecure_http, session: OnceLock::new() })
+        Ok(Vault { address, auth, ca_cert, namespace, insecure_http, sessions: Sessions::default() })
     }
 
     /// Whether the token comes from the launcher's environment (which then must not pass it on).
@@ -78,8 +195,48 @@ impl Vault {
         matches!(self.auth, Auth::Token { file: None })
     }
 
-    fn session(&self, timeout: Duration) -> Result<&Session, FetchError> {
-        self.session.get_or_init(|| self.connect(timeout)).as_ref().map_err(Clone::clone)
+    /// Whether a new session can hold another token: a new login, or a token file read again.
+    fn renewable(&self) -> bool {
+        !self.token_from_environment()
+    }
+
+    /// The session to use, for a fetch that began when `started` attempts had finished: the
+    /// current one, unless it is `stale` or its lease has run out; else the failure of an
+    /// attempt that finished since the fetch began; else a new attempt. One attempt at a time:
+    /// concurrent fetches wait for it and share its outcome.
+    fn session(
+        &self,
+        timeout: Duration,
+        started: u64,
+        stale: Option<&Arc<Session>>,
+    ) -> Result<Arc<Session>, FetchError> {
+        let mut state = self.sessions.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = &state.current {
+            let replaced = stale.is_some_and(|s| Arc::ptr_eq(s, current));
+            if !replaced && !current.expired(Instant::now()) {
+                return Ok(Arc::clone(current));
+            }
+        }
+        if let Some((number, failure)) = &state.failure
+            && *number > started
+        {
+            return Err(failure.clone());
+        }
+        let result = self.connect(timeout);
+        let number = self.sessions.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        match result {
+            Ok(session) => {
+                let session = Arc::new(session);
+                state.current = Some(Arc::clone(&session));
+                state.failure = None;
+                Ok(session)
+            }
+            Err(failure) => {
+                state.current = None;
+                state.failure = Some((number, failure.clone()));
+                Err(failure)
+            }
+        }
     }
 
     fn connect(&self, timeout: Duration) -> Result<Session, FetchError> {
@@ -122,8 +279,9 @@ impl Vault {
             .tls_config(tls.build())
             .build()
             .into();
-        let token = match &self.auth {
-            Auth::Token { file: Some(path) } => read_secret_file(path, "token_file")?,
+        let start = Instant::now();
+        let (token, expires) = match &self.auth {
+            Auth::Token { file: Some(path) } => (read_secret_file(path, "token_file")?, None),
             Auth::Token { file: None } => {
                 let token = variable("VAULT_TOKEN").or_else(|| variable("BAO_TOKEN")).ok_or_else(|| {
                     FetchError::Misconfigured(
@@ -131,14 +289,31 @@ impl Vault {
                             .to_owned(),
                     )
                 })?;
-                SecretValue::new(token.into_bytes())
+                (SecretValue::new(token.into_bytes()), None)
             }
             Auth::AppRole { role_id, secret_id_file } => {
                 let secret_id = read_secret_file(secret_id_file, "secret_id_file")?;
-                self.login(&agent, &address, role_id, &secret_id)?
+                let (token, lease) = self.login(&agent, &address, role_id, &secret_id)?;
+                (token, lease_end(start, lease))
             }
         };
-        Ok(Session { agent, address, token })
+        Ok(Session { agent, address, token, expires, worked: AtomicBool::new(false) })
+    }
+
+    /// Whether the service still knows the session's token (`lookup-self`, which every
+    /// token's default policy allows): a refusal with a live token is the policy's, and a
+    /// new login would not change it.
+    fn token_alive(&self, session: &Session) -> bool {
+        let Ok(token) = std::str::from_utf8(session.token.expose()) else {
+            return false;
+        };
+        let url = format!("{}/v1/auth/token/lookup-self", session.address);
+        let mut call = session.agent.get(&url).header("X-Vault-Token", token);
+        if let Some(namespace) = &self.namespace {
+            call = call.header("X-Vault-Namespace", namespace);
+        }
+        // Only the status matters; the body (which names the token) is never read.
+        call.call().is_ok_and(|response| response.status().as_u16() == 200)
     }
 
     fn login(
@@ -147,7 +322,7 @@ impl Vault {
         address: &str,
         role_id: &str,
         secret_id: &SecretValue,
-    ) -> Result<SecretValue, FetchError> {
+    ) -> Result<(SecretValue, u64), FetchError> {
         #[derive(serde::Serialize)]
         struct Login<'a> {
             role_id: &'a str,
@@ -182,6 +357,8 @@ impl Vault {
         #[derive(Deserialize)]
         struct LoginAuth {
             client_token: Sensitive,
+            #[serde(default)]
+            lease_duration: u64,
         }
         let parsed: LoginResponse = serde_json::from_slice(&body).map_err(|e| {
             FetchError::Failed(format!(
@@ -191,7 +368,7 @@ impl Vault {
         })?;
         parsed
             .auth
-            .map(|a| a.client_token.0)
+            .map(|a| (a.client_token.0, a.lease_duration))
             .ok_or_else(|| FetchError::Failed("AppRole login: the answer holds no token".to_owned()))
     }
 }
@@ -244,7 +421,42 @@ impl Backend for Vault {
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        let session = self.session(request.timeout)?;
+        let started = self.sessions.attempts.load(Ordering::SeqCst);
+        let session = self.session(request.timeout, started, None)?;
+        match self.read(&session, request) {
+            Err(FetchError::Denied(_))
+                if self.renewable()
+                    && session.worked.load(Ordering::SeqCst)
+                    && !self.token_alive(&session) =>
+            {
+                // Once: a new session refused as well is the answer.
+                let renewed = self.session(request.timeout, started, Some(&session))?;
+                self.read(&renewed, request)
+            }
+            other => other,
+        }
+    }
+
+    fn picks_fields(&self) -> bool {
+        true
+    }
+
+    fn keeps_versions(&self) -> bool {
+        true
+    }
+
+    fn credential_variables(&self) -> &'static [&'static str] {
+        if self.token_from_environment() { &["VAULT_TOKEN", "BAO_TOKEN"] } else { &[] }
+    }
+
+    fn program(&self) -> Option<String> {
+        self.address.clone()
+    }
+}
+
+impl Vault {
+    /// One read with `session`'s token.
+    fn read(&self, session: &Session, request: &FetchRequest) -> Result<SecretValue, FetchError> {
         let mut url = format!("{}/v1/{}", session.address, encode_path(request.location));
         if let Some(version) = request.version {
             url.push_str(&format!("?version={version}"));
@@ -258,6 +470,9 @@ impl Backend for Vault {
         let response = call.call().map_err(|e| transport(&session.address, e))?;
         let (status, body) = read_body(response, &session.address)?;
         let location = request.location;
+        if status == 200 || status == 404 {
+            session.worked.store(true, Ordering::SeqCst);
+        }
         match status {
             200 => {}
             404 => {
@@ -296,10 +511,6 @@ impl Backend for Vault {
                 "the secret at {location} has keys {names}; give the ref a `field` to choose one"
             ))),
         }
-    }
-
-    fn picks_fields(&self) -> bool {
-        true
     }
 }
 
@@ -484,7 +695,7 @@ impl Clone for Vault {
             ca_cert: self.ca_cert.clone(),
             namespace: self.namespace.clone(),
             insecure_http: self.insecure_http,
-            session: OnceLock::new(),
+            sessions: Sessions::default(),
         }
     }
 }
@@ -550,6 +761,14 @@ mod tests {
             assert!(message.contains("vault paths may not contain"), "{message}");
             assert!(vault.locate(&format!("secret/{bad}"), "db").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_lease_ends_a_little_early_and_none_never() {
+        let start = Instant::now();
+        assert_eq!(lease_end(start, 0), None);
+        assert_eq!(lease_end(start, 2), Some(start + Duration::from_millis(1800)));
+        assert_eq!(lease_end(start, 3600), Some(start + Duration::from_secs(3590)));
     }
 
     #[test]

@@ -322,7 +322,7 @@ fn url_syntax_is_refused_and_paths_are_encoded() {
     }
     for root in ["secret/%2e%2e", "secret/a?x", "secret#x"] {
         f.config(&store(root, "http://127.0.0.1:1"));
-        get(&f, "odd").code(78).stderr_has("/config.yaml:2:3: ").stderr_has(&format!("root `{root}` holds"));
+        get(&f, "odd").code(78).stderr_has("/config.yaml:2:6: ").stderr_has(&format!("root `{root}` holds"));
     }
     let Some(bao) = Bao::start() else { return };
     bao.cli(&["kv", "put", "secret/mxm/a b+c/é", &format!("value={CANARY}")]);
@@ -330,4 +330,81 @@ fn url_syntax_is_refused_and_paths_are_encoded() {
     f.env("VAULT_TOKEN", ROOT_TOKEN);
     f.config(&store("secret/mxm", &bao.address));
     get(&f, "odd").code(0).stdout_is(CANARY);
+}
+
+/// Issue 13 item 3: a store that stays loaded (a supervisor, a broker) keeps working past
+/// its first session. A failed login is not kept for ever: the next fetch logs in again. A
+/// token that worked and is then refused (its uses spent) and that the service no longer
+/// knows is replaced by one new login; a token whose lease ran out is replaced before use.
+#[test]
+fn the_approle_session_is_renewed_and_a_failed_login_tried_again() {
+    use mxm_secrets::backend::FetchError;
+    use mxm_secrets::backend::process::Environment;
+    let Some(bao) = Bao::start() else { return };
+    for name in ["a", "b", "c", "d"] {
+        bao.cli(&["kv", "put", &format!("secret/mxm/{name}"), &format!("value={CANARY}-{name}")]);
+    }
+    bao.cli(&["auth", "enable", "approle"]);
+    let policy_file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(policy_file.path(), "path \"secret/data/mxm/*\" { capabilities = [\"read\"] }").unwrap();
+    bao.cli(&["policy", "write", "mxm-read", policy_file.path().to_str().unwrap()]);
+    // Tokens good for one read each; secret IDs good for two logins each.
+    bao.cli(&[
+        "write",
+        "auth/approle/role/once",
+        "token_policies=mxm-read",
+        "token_num_uses=1",
+        "secret_id_num_uses=2",
+    ]);
+    // Tokens that live two seconds.
+    bao.cli(&[
+        "write",
+        "auth/approle/role/brief",
+        "token_policies=mxm-read",
+        "token_ttl=2s",
+        "token_max_ttl=2s",
+        "secret_id_num_uses=2",
+    ]);
+    let f = Fixture::new();
+    let store = |role: &str, secret_id_file: &std::path::Path| {
+        let role_id = bao.cli(&["read", "-field=role_id", &format!("auth/approle/role/{role}/role-id")]);
+        let text = format!(
+            "stores:\n  v: {{backend: vault, root: secret/mxm, address: '{}', role_id: '{role_id}', secret_id_file: '{}'}}\nrefs: {{}}\npolicies: {{}}\n",
+            bao.address,
+            secret_id_file.display()
+        );
+        mxm_secrets::config::Config::parse(&text, "c.yaml").unwrap().stores.get("v").unwrap().clone()
+    };
+    let secret_id = |role: &str| {
+        bao.cli(&["write", "-f", "-field=secret_id", &format!("auth/approle/role/{role}/secret-id")])
+    };
+    let fetch = |store: &mxm_secrets::config::SecretStore, path: &str| {
+        let location = store.locate(path).unwrap();
+        store.fetch(&location, None, None, &Environment::default()).map(|v| v.expose().to_vec())
+    };
+    let value = |name: &str| format!("{CANARY}-{name}").into_bytes();
+
+    let once = f.write("once-secret-id", "not-the-secret-id");
+    let v = store("once", &once);
+    match fetch(&v, "a") {
+        Err(FetchError::Denied(message)) => assert!(message.contains("AppRole login refused"), "{message}"),
+        other => panic!("a wrong secret ID logged in: {:?}", other.map(|_| ())),
+    }
+    fs::write(&once, secret_id("once")).unwrap();
+    assert_eq!(fetch(&v, "a").unwrap(), value("a"), "the failed login was kept");
+    // The token's one use is spent: refused, then replaced by the secret ID's second login.
+    assert_eq!(fetch(&v, "b").unwrap(), value("b"), "a spent token was not renewed");
+    // Spent again, and the secret ID too: one new login is tried, refused, and that is the answer.
+    match fetch(&v, "c") {
+        Err(FetchError::Denied(message)) => assert!(message.contains("AppRole login refused"), "{message}"),
+        other => panic!("a third login with a two-use secret ID: {:?}", other.map(|_| ())),
+    }
+    fs::write(&once, secret_id("once")).unwrap();
+    assert_eq!(fetch(&v, "c").unwrap(), value("c"), "a refused renewal was kept");
+
+    let brief = f.write("brief-secret-id", secret_id("brief"));
+    let v = store("brief", &brief);
+    assert_eq!(fetch(&v, "a").unwrap(), value("a"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(fetch(&v, "d").unwrap(), value("d"), "an expired token was not renewed");
 }
