@@ -103,7 +103,7 @@ fn brackets(code: &str) -> i32 {
 
 /// The words a config uses for what serde calls by our type names. Any type not listed still
 /// loses its Rust name (see [`plain_words`]).
-const TYPE_WORDS: [(&str, &str); 11] = [
+const TYPE_WORDS: [(&str, &str); 9] = [
     (
         "struct RawManifest",
         "a `secrets:` list (write `secrets:` on the first line, then the entries under it)",
@@ -112,10 +112,8 @@ const TYPE_WORDS: [(&str, &str); 11] = [
     ("struct Sections", "a mapping with `stores`, `refs` and `policies`"),
     ("struct Wrapped", "a mapping with an `mxm_secrets` section"),
     ("struct RawRef", "a ref like `{store: s, path: a/b, policy: p}`"),
-    ("struct RawStore", "a store like `{backend: pass, root: some/dir}`"),
     ("struct RawPolicy", "a policy like `{allowed_principals: [role]}`"),
     ("struct RawRule", "a rule like `{principal: p, role: r}`"),
-    ("enum BackendKind", "a backend name"),
     ("enum Trim", "one of `whitespace`, `newline`, `none`"),
     ("enum Field", "a field name"),
 ];
