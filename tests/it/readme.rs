@@ -92,3 +92,48 @@ fn command_lines_parse() {
         );
     }
 }
+
+/// The README's "First run with gopass" block, run as written by bash in an empty HOME with
+/// the launcher on PATH: a newcomer's key, store, config, `check --fetch` and `run`, against
+/// the real gpg, pass and gopass. A section that stops working fails here.
+#[test]
+fn first_run_with_gopass_works_as_written() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("\n## First run with gopass\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has its \"First run with gopass\" section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section has a sh block");
+    let mut f = Fixture::new();
+    let bin = std::path::Path::new(crate::util::LAUNCHER).parent().unwrap();
+    f.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()));
+    // The section's key lives in the empty HOME's ~/.gnupg; its agent is stopped however
+    // the test ends.
+    struct Agent(std::path::PathBuf);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("gpgconf")
+                .args(["--kill", "gpg-agent"])
+                .env("HOME", &self.0)
+                .env_remove("GNUPGHOME")
+                .status();
+        }
+    }
+    let _agent = Agent(f.path("home"));
+    let output =
+        f.tool("bash").args(["-euo", "pipefail", "-c", block]).output().expect("bash runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the README's first run failed:\n{block}\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("databento_api_key  allowed  store red  env DATABENTO_API_KEY  fetch ok"),
+        "check did not print what the README says:\n{stdout}"
+    );
+    assert!(stdout.ends_with("\ndb-key-123\n"), "run did not print the value:\n{stdout}");
+    assert!(!stderr.contains("db-key-123"), "the value reached stderr:\n{stderr}");
+}
