@@ -14,7 +14,7 @@
 use std::process::Command;
 
 use super::process;
-use super::{Backend, FetchError, FetchRequest, join, program_failed};
+use super::{Backend, FetchError, FetchRequest, join, missing_program, program_failed};
 use crate::secret::SecretValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,10 @@ impl Backend for Provider {
         let program = &self.command[0];
         let mut command = Command::new(program);
         command.args(&self.command[1..]).arg(location);
-        let finished = process::run_backend(command, program, request)?;
+        let finished = process::run_backend(command, program, request).map_err(|e| match e {
+            FetchError::Failed(_) => missing_program(program, "command").unwrap_or(e),
+            other => other,
+        })?;
         match finished.status.code() {
             Some(0) => Ok(finished.stdout),
             Some(EXIT_NOT_FOUND) => {

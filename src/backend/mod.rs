@@ -243,12 +243,16 @@ impl SecretStore {
     }
 
     /// Whether the store can be used at all in this environment, without fetching: a root
-    /// that names an unset variable cannot (`check` reports it without `--fetch`).
-    pub fn usable_root(&self) -> Result<(), FetchError> {
+    /// that names an unset variable cannot, nor can a backend program that is not on PATH
+    /// (cron's); `check` reports both without `--fetch`.
+    pub fn usable_here(&self) -> Result<(), FetchError> {
+        let program = |program: &str, option: &str| missing_program(program, option).map_or(Ok(()), Err);
         match &self.backend {
-            BackendConfig::Pass(_) => pass::expand(&self.root).map(drop),
+            BackendConfig::Gopass(g) => program(&g.binary, "binary"),
+            BackendConfig::Pass(p) => pass::expand(&self.root).and_then(|_| program(&p.gpg, "gpg")),
             BackendConfig::File(_) => expand_root(&self.root).map(drop),
-            _ => Ok(()),
+            BackendConfig::Command(c) => c.command.first().map_or(Ok(()), |p| program(p, "command")),
+            BackendConfig::Env(_) | BackendConfig::Vault(_) => Ok(()),
         }
     }
 

@@ -125,10 +125,8 @@ fn first_run_with_gopass_works_as_written() {
         }
     }
     let _agent = Agent(f.path("home"));
-    let output =
-        f.tool("bash").args(["-euo", "pipefail", "-c", block]).output().expect("bash runs");
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output = f.tool("bash").args(["-euo", "pipefail", "-c", block]).output().expect("bash runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the README's first run failed:\n{block}\n{stdout}\n{stderr}");
     assert!(
         stdout.contains("databento_api_key  allowed  store red  env DATABENTO_API_KEY  fetch ok"),

@@ -262,3 +262,36 @@ fn an_unset_credentials_directory_is_a_config_problem_check_finds() {
     f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"]).code(0);
     get(&f, "key").code(0).stdout_is(CANARY);
 }
+
+/// `check` (a unit's ExecStartPre) finds a store's program missing from PATH without
+/// `--fetch`, as it finds an unset root: "will this launch work?" must not answer yes when
+/// the run will fail to start gopass.
+#[test]
+fn check_finds_a_program_not_on_path_without_fetching() {
+    let mut f = Fixture::new();
+    let store = store(&mut f, false);
+    f.env("PATH", "/nonexistent-mxm");
+    let check =
+        |f: &Fixture| f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"]);
+    gopass_config(&f);
+    check(&f)
+        .code(69)
+        .stdout_has("  key  allowed  store s  env KEY  FAILED\n")
+        .stderr_has("`gopass` is not on PATH (PATH=/nonexistent-mxm)")
+        .stderr_has("the store's `binary:` option");
+    pass_config(&f, &store);
+    check(&f).code(69).stderr_has("`gpg` is not on PATH").stderr_has("the store's `gpg:` option");
+    f.config(&format!("stores:\n  s: {{backend: command, root: mxm, command: [summon-nowhere]}}\n{REFS}"));
+    check(&f)
+        .code(69)
+        .stderr_has("`summon-nowhere` is not on PATH")
+        .stderr_has("the store's `command:` option");
+    // And the run itself says the same of a provider, not "cannot run it: ... (os error 2)".
+    get(&f, "key")
+        .code(69)
+        .stderr_has("`summon-nowhere` is not on PATH")
+        .stderr_has("the store's `command:` option");
+    // With full paths, check passes on the same PATH.
+    f.config(&format!("stores:\n  s: {{backend: gopass, root: mxm, binary: /usr/bin/gopass}}\n{REFS}"));
+    check(&f).code(0);
+}
