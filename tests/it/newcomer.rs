@@ -63,7 +63,8 @@ fn bad_indentation_points_at_the_line() {
 fn a_bare_list_asks_for_secrets() {
     let (f, run) = with_manifest("- name: api_key\n");
     let at = format!(
-        "manifest {}:1:1: invalid type: sequence, expected a `secrets:` list",
+        "manifest {}:1:1: invalid type: sequence, expected a `secrets:` list (write `secrets:` on the \
+         first line, then the entries under it)",
         f.path("m.yaml").display()
     );
     run.code(65).stderr_has(&at);
