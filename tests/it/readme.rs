@@ -135,3 +135,41 @@ fn first_run_with_gopass_works_as_written() {
     assert!(stdout.ends_with("\ndb-key-123\n"), "run did not print the value:\n{stdout}");
     assert!(!stderr.contains("db-key-123"), "the value reached stderr:\n{stderr}");
 }
+
+/// The README's bash completion install, its lines run as written in an empty HOME with the
+/// launcher on PATH; the installed script, sourced by bash, completes the secret names of
+/// the config found the usual way (~/.config/mxm/secrets.yaml), calling back through PATH.
+#[test]
+fn bash_completion_installs_as_written() {
+    let block = blocks("sh")
+        .into_iter()
+        .find(|b| b.contains("completions bash > ~"))
+        .expect("README.md shows how to install bash completion");
+    let lines: Vec<&str> = block.lines().filter(|l| !l.contains("zsh") && !l.contains("fish")).collect();
+    let mut f = Fixture::new();
+    let bin = std::path::Path::new(crate::util::LAUNCHER).parent().unwrap();
+    f.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()));
+    f.write(
+        "home/.config/mxm/secrets.yaml",
+        "stores:\n  s: {backend: env, root: src}\nrefs:\n  databento_api_key: {store: s, path: k, policy: p}\n\
+         policies:\n  p: {allowed_principals: [marketdata]}\n",
+    );
+    let install = f.tool("bash").args(["-eu", "-c", &lines.join("\n")]).output().expect("bash runs");
+    assert!(install.status.success(), "{lines:?}: {}", String::from_utf8_lossy(&install.stderr));
+    let body = r#"source ~/.local/share/bash-completion/completions/mxm-secrets
+COMP_WORDS=(mxm-secrets get "")
+COMP_CWORD=2
+COMP_LINE="mxm-secrets get "
+COMP_POINT=${#COMP_LINE}
+COMPREPLY=()
+_clap_complete_mxm_secrets mxm-secrets "" get
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+    let output = f.tool("bash").args(["--norc", "--noprofile", "-c", body]).output().expect("bash runs");
+    let offered = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        offered.lines().any(|l| l == "databento_api_key"),
+        "bash offered {offered:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
