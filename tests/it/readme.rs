@@ -173,3 +173,57 @@ printf '%s\n' "${COMPREPLY[@]}"
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The README's container ENTRYPOINT, as written but for where the binary is, under the real
+/// `tini`: the launcher execs the program as tini's child, tini's SIGTERM reaches it, and its
+/// exit code comes back out of tini. (The CMD is a shell stand-in for `python feed.py`.)
+#[test]
+fn container_entrypoint_works_under_tini() {
+    use std::time::{Duration, Instant};
+    let dockerfile = blocks("dockerfile").pop().expect("README.md shows a container");
+    let entrypoint: Vec<String> = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT"))
+        .map(|json| serde_json::from_str(json.trim()).unwrap())
+        .expect("an ENTRYPOINT");
+    assert_eq!(entrypoint[..3], ["tini", "--", "/usr/local/bin/mxm-secrets"], "{entrypoint:?}");
+    let mut f = Fixture::new();
+    f.config(
+        "stores:\n  s: {backend: env, root: src}\nrefs:\n  databento_api_key: {store: s, path: k, policy: p}\n\
+         policies:\n  p: {allowed_principals: [marketdata]}\n",
+    );
+    f.write("mxm-secrets.yaml", "secrets:\n  - name: databento_api_key\n");
+    f.env("MXM_SECRETS_CONFIG", f.path("config.yaml")).env("SRC_K", crate::util::CANARY);
+    let started = f.path("started");
+    f.script(
+        "feed.sh",
+        &format!(
+            "trap 'exit 42' TERM\necho \"$$ $PPID ${{#DATABENTO_API_KEY}}\" > {}.tmp && mv {0}.tmp {0}\n\
+             while :; do sleep 0.05; done",
+            started.display()
+        ),
+    );
+    let mut argv: Vec<String> = entrypoint[1..].to_vec();
+    argv[1] = crate::util::LAUNCHER.to_owned();
+    argv.extend(["sh".to_owned(), f.path("feed.sh").display().to_string()]);
+    let mut tini = f
+        .tool("tini")
+        .args(&argv)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("tini must be installed (apt-get install tini; .ci/run does): {e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the program did not start under tini");
+        assert!(tini.try_wait().unwrap().is_none(), "tini ended before the program started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen = std::fs::read_to_string(&started).unwrap();
+    let fields: Vec<&str> = seen.split_whitespace().collect();
+    assert_eq!(fields[1], tini.id().to_string(), "the program is not tini's own child: {seen}");
+    assert_eq!(fields[2], crate::util::CANARY.len().to_string(), "the secret did not arrive: {seen}");
+    let status = std::process::Command::new("kill").args(["-TERM", &tini.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = tini.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(42), "{}", String::from_utf8_lossy(&output.stderr));
+}
