@@ -192,7 +192,10 @@ impl Audit {
                 LogFormat::Json => format!("{line}\n"),
                 LogFormat::Text => format!("mxm-secrets: {line}\n"),
             };
-            if let Some(why) = why {
+            // The note is said once per run: every record after it goes the same way.
+            if let Some(why) = why
+                && !LOG_UNREACHABLE_NOTED.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
                 text =
                     format!("mxm-secrets: audit: cannot send to the log ({why}); on stderr instead\n{text}");
             }
@@ -202,10 +205,20 @@ impl Audit {
     }
 }
 
-/// One datagram, or why not.
+/// Whether this run has said that its log could not be reached.
+static LOG_UNREACHABLE_NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One datagram, or why not, in the system's words (not Rust's "(os error N)").
 fn send(socket: &Path, datagram: &[u8]) -> Result<(), Option<String>> {
-    let sender = UnixDatagram::unbound().map_err(|e| Some(e.to_string()))?;
-    sender.send_to(datagram, socket).map(drop).map_err(|e| Some(format!("{}: {e}", socket.display())))
+    let words = |e: std::io::Error| match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_owned(),
+        None => e.to_string(),
+    };
+    let sender = UnixDatagram::unbound().map_err(|e| Some(words(e)))?;
+    sender
+        .send_to(datagram, socket)
+        .map(drop)
+        .map_err(|e| Some(format!("{}: {}", socket.display(), words(e))))
 }
 
 /// A refusal or failure is a warning; the rest is information.

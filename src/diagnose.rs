@@ -61,14 +61,14 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     let mut judged = resolve::judge_all(&config, &manifest.names(), &principal, &inputs.identity);
     manifest.cite_undefined(&mut judged);
     audit.decisions(&principal, &judged);
-    // A store that cannot work here at all (a root naming an unset variable) is a config
-    // problem, found without asking any backend for a value.
+    // A store that cannot work here at all (a root naming an unset variable, a program not
+    // on PATH) is found without asking any backend for a value.
     let unusable: Vec<(Name, FailureKind)> = judged
         .iter()
         .filter_map(|(name, result)| {
             let authorized = result.as_ref().ok()?;
             let store = authorized.location.store.clone();
-            let kind = match authorized.store.usable_root().err()? {
+            let kind = match authorized.store.usable_here().err()? {
                 FetchError::Misconfigured(detail) => FailureKind::Misconfigured { store, detail },
                 FetchError::NotFound(detail) => FailureKind::NotFound { store, detail },
                 FetchError::Denied(detail) => FailureKind::ServiceDenied { store, detail },

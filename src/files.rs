@@ -245,6 +245,11 @@ impl<'a> Walk<'a> {
             let top = self.dirs.last().expect("the walk's start");
             let fd = match open_path(top, &name) {
                 Ok(fd) => fd,
+                // The file itself, reached without links, is the path the message starts
+                // with: not said twice. A directory on the way, or a link's target, is named.
+                Err(Errno::ENOENT) if pending.is_empty() && self.followed.is_empty() => {
+                    return Err(OpenError::Missing(format!("cannot read it: {}", io(Errno::ENOENT))));
+                }
                 Err(Errno::ENOENT) => {
                     return Err(OpenError::Missing(format!(
                         "cannot read it: {}: {}",
@@ -459,8 +464,9 @@ fn writers(forbidden: u32) -> (&'static str, &'static str) {
 }
 
 /// An errno in the words `std::io::Error` uses elsewhere in our messages.
-fn io(errno: Errno) -> std::io::Error {
-    std::io::Error::from_raw_os_error(errno as i32)
+/// The system's words for an error, without Rust's "(os error N)" after them.
+fn io(errno: Errno) -> &'static str {
+    errno.desc()
 }
 
 #[cfg(test)]

@@ -224,7 +224,11 @@ pub struct Manifest {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a `secrets:` list")]
+// The next step, not only the shape: a bare list is the usual first manifest.
+#[serde(
+    deny_unknown_fields,
+    expecting = "a `secrets:` list (write `secrets:` on the first line, then the entries under it)"
+)]
 struct RawManifest {
     secrets: Vec<RawEntry>,
 }

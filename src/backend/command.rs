@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::process;
-use super::{Backend, FetchError, FetchRequest, Program, join, program_failed};
+use super::{Backend, FetchError, FetchRequest, Program, join, missing_program, program_failed, runnable};
 use crate::name::{check_store_path, given};
 use crate::secret::SecretValue;
 
@@ -60,7 +60,10 @@ impl Backend for Provider {
         let program = &self.command[0];
         let mut command = Command::new(program);
         command.args(&self.command[1..]).arg(location);
-        let finished = process::run_backend(command, program, request)?;
+        let finished = process::run_backend(command, program, request).map_err(|e| match e {
+            FetchError::Failed(_) => missing_program(program, "command").unwrap_or(e),
+            other => other,
+        })?;
         match finished.status.code() {
             Some(0) => Ok(finished.stdout),
             Some(EXIT_NOT_FOUND) => {
@@ -68,6 +71,10 @@ impl Backend for Provider {
             }
             _ => Err(program_failed(program, &finished)),
         }
+    }
+
+    fn usable_here(&self, _root: &str) -> Result<(), FetchError> {
+        runnable(&self.command[0], "command")
     }
 
     fn program(&self) -> Option<String> {

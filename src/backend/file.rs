@@ -76,7 +76,7 @@ impl Backend for Files {
             .map_err(|e| FetchError::Failed(format!("cannot read {shown}: {e}")))
     }
 
-    fn usable_root(&self, root: &str) -> Result<(), FetchError> {
+    fn usable_here(&self, root: &str) -> Result<(), FetchError> {
         expand_root(root).map(drop)
     }
 }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::process;
-use super::{Backend, FetchError, FetchRequest, Program, gpg, join, missing_program, program_failed_text};
+use super::{
+    Backend, FetchError, FetchRequest, Program, gpg, join, missing_program, program_failed_text, runnable,
+};
 use crate::name::{check_store_path, given};
 use crate::secret::SecretValue;
 
@@ -75,6 +77,10 @@ impl Backend for Gopass {
             )));
         }
         Err(explain_failure(&self.binary, request, &finished))
+    }
+
+    fn usable_here(&self, _root: &str) -> Result<(), FetchError> {
+        runnable(&self.binary, "binary")
     }
 
     fn program(&self) -> Option<String> {

@@ -77,6 +77,11 @@ pub(crate) fn unset_root(variable: &str) -> FetchError {
 /// A backend's program that could not be started, explained when the cause is that it is
 /// not where the store says: not on PATH (cron's PATH is `/usr/bin:/bin`), or no such file.
 /// `option` is the store key that names the program. `None` when the program is there.
+/// [`missing_program`] as a check: `Ok` when `program` can be run.
+pub(crate) fn runnable(program: &str, option: &str) -> Result<(), FetchError> {
+    missing_program(program, option).map_or(Ok(()), Err)
+}
+
 pub(crate) fn missing_program(program: &str, option: &str) -> Option<FetchError> {
     let path = std::env::var_os("PATH");
     let error = crate::run::lookup(std::ffi::OsStr::new(program), path.as_deref()).err()?;
@@ -166,9 +171,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Whether the store can be used at all here, without fetching (a root naming an unset
-    /// variable cannot).
-    fn usable_root(&self, _root: &str) -> Result<(), FetchError> {
+    /// Whether the store can be used at all here, without fetching: a root naming an unset
+    /// variable cannot, nor can a backend program that is not on PATH (cron's).
+    fn usable_here(&self, _root: &str) -> Result<(), FetchError> {
         Ok(())
     }
 

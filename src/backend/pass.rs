@@ -21,7 +21,7 @@ use serde::Deserialize;
 use super::process;
 use super::{
     Backend, FetchError, FetchRequest, Program, check_directory_root, expand_root_with, gpg, join,
-    missing_program, program_failed, unset_root,
+    missing_program, program_failed, runnable, unset_root,
 };
 use crate::name::given;
 use crate::secret::SecretValue;
@@ -61,7 +61,11 @@ impl Backend for Pass {
                 return Err(FetchError::Failed(format!("{} is not a regular file", file.display())));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(FetchError::NotFound(format!("the store has no file {}", file.display())));
+                return Err(FetchError::NotFound(format!(
+                    "the store has no file {}{}",
+                    file.display(),
+                    no_store_hint(&file)
+                )));
             }
             Err(e) => {
                 return Err(FetchError::Failed(format!("cannot read {}: {e}", file.display())));
@@ -84,13 +88,27 @@ impl Backend for Pass {
         })
     }
 
-    fn usable_root(&self, root: &str) -> Result<(), FetchError> {
-        expand(root).map(drop)
+    fn usable_here(&self, root: &str) -> Result<(), FetchError> {
+        expand(root).and_then(|_| runnable(&self.gpg, "gpg"))
     }
 
     fn program(&self) -> Option<String> {
         Some(self.gpg.clone())
     }
+}
+
+/// When no directory at or above a missing entry is a password store (pass and gopass keep a
+/// `.gpg-id` at its top), the root is wrong for this user, not the entry missing: most often
+/// the launcher runs as another user, or without the PASSWORD_STORE_DIR the owner has.
+fn no_store_hint(file: &std::path::Path) -> String {
+    if file.ancestors().skip(1).any(|dir| dir.join(".gpg-id").exists()) {
+        return String::new();
+    }
+    format!(
+        "; no directory on its way is a password store (none holds a .gpg-id), as user {}: run as \
+         the store's owner, or set PASSWORD_STORE_DIR (or the store's `root`) as the owner has it",
+        gpg::user()
+    )
 }
 
 /// A root (or location) with its variable read; an unset `$PASSWORD_STORE_DIR` is

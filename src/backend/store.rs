@@ -104,9 +104,10 @@ impl SecretStore {
     }
 
     /// Whether the store can be used at all in this environment, without fetching: a root
-    /// that names an unset variable cannot (`check` reports it without `--fetch`).
-    pub fn usable_root(&self) -> Result<(), FetchError> {
-        self.backend.usable_root(&self.root)
+    /// that names an unset variable cannot, nor can a backend program that is not on PATH
+    /// (cron's); `check` reports both without `--fetch`.
+    pub fn usable_here(&self) -> Result<(), FetchError> {
+        self.backend.usable_here(&self.root)
     }
 
     /// Whether refs may pin a `version`.

@@ -221,4 +221,13 @@ fn a_log_that_is_not_there_falls_back_to_stderr() {
     let run = launch(&f, &["--audit-log", "syslog", "--audit-socket", missing.to_str().unwrap()], "api_key");
     run.code(0).stderr_has("cannot send to the log").stderr_has("audit: decision principal=worker");
     assert!(!Path::new(&missing).exists());
+    // Said once per run, not before every record, and in the system's words.
+    let stderr = run.stderr();
+    assert_eq!(stderr.matches("cannot send to the log").count(), 1, "{stderr}");
+    assert!(stderr.contains("audit: fetch principal=worker"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: No such file or directory); on stderr instead", missing.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error"), "{stderr}");
 }

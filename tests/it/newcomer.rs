@@ -63,7 +63,8 @@ fn bad_indentation_points_at_the_line() {
 fn a_bare_list_asks_for_secrets() {
     let (f, run) = with_manifest("- name: api_key\n");
     let at = format!(
-        "manifest {}:1:1: invalid type: sequence, expected a `secrets:` list",
+        "manifest {}:1:1: invalid type: sequence, expected a `secrets:` list (write `secrets:` on the \
+         first line, then the entries under it)",
         f.path("m.yaml").display()
     );
     run.code(65).stderr_has(&at);
@@ -157,4 +158,25 @@ fn finding_the_cause_stays_fast_on_big_files() {
     let (_, run) = with_config(&format!("{staircase} odd: 1\n"));
     run.code(78);
     assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+}
+
+/// A file that is not there is said once, in words: its absolute path, then what is missing
+/// (the file, or a directory on the way), never twice the same path or Rust's "(os error 2)".
+#[test]
+fn a_missing_file_is_said_once_in_words() {
+    let f = Fixture::new();
+    f.config(CONFIG);
+    let manifest = f.path("mxm-secrets.yaml").display().to_string();
+    let run = f.run(["check", "--config", "config.yaml", "--role", "worker"]);
+    run.code(65).stderr_has(&format!(
+        "manifest {manifest}: cannot read it: No such file or directory; give the secrets with"
+    ));
+    let config = f.path("nothing.yaml").display().to_string();
+    let run = f.run(["check", "--config", "nothing.yaml", "--role", "worker", "--secret", "api_key"]);
+    run.code(78).stderr_has(&format!("config {config}: cannot read it: No such file or directory\n"));
+    // A directory on the way that is missing is named: that is the one to make.
+    let dir = f.path("etc").display().to_string();
+    let run = f.run(["check", "--config", "etc/mxm/secrets.yaml", "--role", "worker", "--secret", "api_key"]);
+    run.code(78).stderr_has(&format!("cannot read it: {dir}: No such file or directory\n"));
+    assert!(!run.stderr().contains("os error"), "{}", run.stderr());
 }

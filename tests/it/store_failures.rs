@@ -262,3 +262,60 @@ fn an_unset_credentials_directory_is_a_config_problem_check_finds() {
     f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"]).code(0);
     get(&f, "key").code(0).stdout_is(CANARY);
 }
+
+/// `check` (a unit's ExecStartPre) finds a store's program missing from PATH without
+/// `--fetch`, as it finds an unset root: "will this launch work?" must not answer yes when
+/// the run will fail to start gopass.
+#[test]
+fn check_finds_a_program_not_on_path_without_fetching() {
+    let mut f = Fixture::new();
+    let store = store(&mut f, false);
+    f.env("PATH", "/nonexistent-mxm");
+    let check =
+        |f: &Fixture| f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"]);
+    gopass_config(&f);
+    check(&f)
+        .code(69)
+        .stdout_has("  key  allowed  store s  env KEY  FAILED\n")
+        .stderr_has("`gopass` is not on PATH (PATH=/nonexistent-mxm)")
+        .stderr_has("the store's `binary:` option");
+    pass_config(&f, &store);
+    check(&f).code(69).stderr_has("`gpg` is not on PATH").stderr_has("the store's `gpg:` option");
+    f.config(&format!("stores:\n  s: {{backend: command, root: mxm, command: [summon-nowhere]}}\n{REFS}"));
+    check(&f)
+        .code(69)
+        .stderr_has("`summon-nowhere` is not on PATH")
+        .stderr_has("the store's `command:` option");
+    // And the run itself says the same of a provider, not "cannot run it: ... (os error 2)".
+    get(&f, "key")
+        .code(69)
+        .stderr_has("`summon-nowhere` is not on PATH")
+        .stderr_has("the store's `command:` option");
+    // With full paths, check passes on the same PATH.
+    f.config(&format!("stores:\n  s: {{backend: gopass, root: mxm, binary: /usr/bin/gopass}}\n{REFS}"));
+    check(&f).code(0);
+}
+
+/// A pass store read as the wrong user (or with the wrong PASSWORD_STORE_DIR) is not a missing
+/// entry: no directory at or above the file is a password store, and the message says so,
+/// with the user and what to set. An entry missing from a real store stays plain.
+#[test]
+fn a_pass_root_that_is_no_store_is_named() {
+    let mut f = Fixture::new();
+    let _store = store(&mut f, false);
+    f.config(&format!("stores:\n  s: {{backend: pass, root: $PASSWORD_STORE_DIR/mxm}}\n{REFS}"));
+    get(&f, "key").code(0).stdout_is(CANARY);
+    let plain = get(&f, "missing");
+    plain.code(66).stderr_has("the store has no file ");
+    assert!(!plain.stderr().contains("password store"), "{}", plain.stderr());
+    let elsewhere = f.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    f.env("PASSWORD_STORE_DIR", &elsewhere);
+    get(&f, "key")
+        .code(66)
+        .stderr_has(&format!("the store has no file {}/mxm/app/key.gpg", elsewhere.display()))
+        .stderr_has("; no directory on its way is a password store (none holds a .gpg-id), as user `")
+        .stderr_has(
+            "run as the store's owner, or set PASSWORD_STORE_DIR (or the store's `root`) as the owner has it",
+        );
+}
