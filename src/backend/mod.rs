@@ -74,14 +74,16 @@ pub(crate) fn unset_root(variable: &str) -> FetchError {
     FetchError::Misconfigured(format!("the store's root names ${variable}, which is not set: {hint}"))
 }
 
-/// A backend's program that could not be started, explained when the cause is that it is
-/// not where the store says: not on PATH (cron's PATH is `/usr/bin:/bin`), or no such file.
-/// `option` is the store key that names the program. `None` when the program is there.
 /// [`missing_program`] as a check: `Ok` when `program` can be run.
 pub(crate) fn runnable(program: &str, option: &str) -> Result<(), FetchError> {
     missing_program(program, option).map_or(Ok(()), Err)
 }
 
+/// A backend's program that could not be started, explained when the cause is that it is
+/// not where the store says: not on PATH (cron's PATH is `/usr/bin:/bin`), or no such file.
+/// `option` is the store key that names the program. `None` when the program is there.
+/// Misconfigured (78), not failed (69): no restart brings the program back, so systemd's
+/// `RestartPreventExitStatus=78` must stop retrying.
 pub(crate) fn missing_program(program: &str, option: &str) -> Option<FetchError> {
     let path = std::env::var_os("PATH");
     let error = crate::run::lookup(std::ffi::OsStr::new(program), path.as_deref()).err()?;
@@ -95,7 +97,7 @@ pub(crate) fn missing_program(program: &str, option: &str) -> Option<FetchError>
         (true, true) => format!("`{program}` does not exist: fix the store's `{option}:` option"),
         (_, false) => format!("`{program}` is not an executable file: fix the store's `{option}:` option"),
     };
-    Some(FetchError::Failed(detail))
+    Some(FetchError::Misconfigured(detail))
 }
 
 /// A directory root: absolute, or `$VAR` optionally followed by `/more`; no `.` or `..`.

@@ -247,8 +247,10 @@ fn backend_faults() {
     f.config(
         &GOOD.replace("{backend: env, root: src}", "{backend: gopass, root: x, binary: /nonexistent/gopass}"),
     );
+    // A program that is not there is a config problem no retry fixes: 78, as systemd's
+    // RestartPreventExitStatus wants it.
     f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"])
-        .code(69)
+        .code(78)
         .stderr_has("`/nonexistent/gopass` does not exist: fix the store's `binary:` option");
 }
 

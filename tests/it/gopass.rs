@@ -126,7 +126,7 @@ fn a_failing_gopass_is_69_with_its_message_never_its_output() {
         .stdout_is("");
     let absent = f.path("bin/not-there");
     f.config(&config(Some(absent.to_str().unwrap()), None));
-    get(&f, "api_key").code(69).stderr_has("does not exist: fix the store's `binary:` option");
+    get(&f, "api_key").code(78).stderr_has("does not exist: fix the store's `binary:` option");
 }
 
 #[test]

@@ -171,18 +171,18 @@ fn a_program_not_on_path_points_at_the_stores_option() {
     let store = store(&mut f, false);
     f.env("PATH", "/nonexistent-mxm");
     gopass_config(&f);
-    get(&f, "key").code(69).stderr_has(
+    get(&f, "key").code(78).stderr_has(
         "`gopass` is not on PATH (PATH=/nonexistent-mxm); cron's PATH is minimal: give the full path with the store's `binary:` option",
     );
     pass_config(&f, &store);
     get(&f, "key")
-        .code(69)
+        .code(78)
         .stderr_has("`gpg` is not on PATH (PATH=/nonexistent-mxm)")
         .stderr_has("the store's `gpg:` option");
     // A full path that is wrong.
     f.config(&format!("stores:\n  s: {{backend: gopass, root: mxm, binary: /opt/nowhere/gopass}}\n{REFS}"));
     get(&f, "key")
-        .code(69)
+        .code(78)
         .stderr_has("`/opt/nowhere/gopass` does not exist: fix the store's `binary:` option");
     // The control: with the full paths, both work on that PATH.
     f.config(&format!("stores:\n  s: {{backend: gopass, root: mxm, binary: /usr/bin/gopass}}\n{REFS}"));
@@ -275,20 +275,20 @@ fn check_finds_a_program_not_on_path_without_fetching() {
         |f: &Fixture| f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"]);
     gopass_config(&f);
     check(&f)
-        .code(69)
-        .stdout_has("  key  allowed  store s  env KEY  FAILED\n")
+        .code(78)
+        .stdout_has("  key  allowed  store s  env KEY  MISCONFIGURED\n")
         .stderr_has("`gopass` is not on PATH (PATH=/nonexistent-mxm)")
         .stderr_has("the store's `binary:` option");
     pass_config(&f, &store);
-    check(&f).code(69).stderr_has("`gpg` is not on PATH").stderr_has("the store's `gpg:` option");
+    check(&f).code(78).stderr_has("`gpg` is not on PATH").stderr_has("the store's `gpg:` option");
     f.config(&format!("stores:\n  s: {{backend: command, root: mxm, command: [summon-nowhere]}}\n{REFS}"));
     check(&f)
-        .code(69)
+        .code(78)
         .stderr_has("`summon-nowhere` is not on PATH")
         .stderr_has("the store's `command:` option");
     // And the run itself says the same of a provider, not "cannot run it: ... (os error 2)".
     get(&f, "key")
-        .code(69)
+        .code(78)
         .stderr_has("`summon-nowhere` is not on PATH")
         .stderr_has("the store's `command:` option");
     // With full paths, check passes on the same PATH.
