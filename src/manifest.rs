@@ -106,6 +106,14 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("SUDO_ASKPASS", COMMAND),
     ("VIMINIT", COMMAND),
     ("EXINIT", COMMAND),
+    // less runs LESSOPEN and LESSCLOSE as commands (`|cmd %s`) for every file it opens,
+    // and git, man and systemctl page through less.
+    ("LESSOPEN", COMMAND),
+    ("LESSCLOSE", COMMAND),
+    // Where programs read their configuration when it is not under HOME (git's
+    // `$XDG_CONFIG_HOME/git/config` names commands, as GIT_CONFIG_GLOBAL does).
+    ("XDG_CONFIG_HOME", COMMAND),
+    ("XDG_CONFIG_DIRS", COMMAND),
     // git runs these as commands or reads configuration from them, and configuration can
     // name commands (core.sshCommand, core.pager, alias.*); a token belongs in a credential
     // helper, not in git's configuration.
@@ -166,6 +174,23 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("JAVA_OPTS", RUNTIME),
     ("JAVA_HOME", RUNTIME),
     ("CLASSPATH", RUNTIME),
+    // Build tools' launch scripts pass these to the JVM as JAVA_OPTS (-javaagent).
+    ("MAVEN_OPTS", RUNTIME),
+    ("GRADLE_OPTS", RUNTIME),
+    // PHP reads php.ini from these (auto_prepend_file runs code); R sources its profile and
+    // environment files at start; the Erlang VM takes flags from ERL_*FLAGS (-eval, -s);
+    // Julia loads startup.jl and packages from its depot and load path.
+    ("PHPRC", RUNTIME),
+    ("PHP_INI_SCAN_DIR", RUNTIME),
+    ("R_PROFILE", RUNTIME),
+    ("R_PROFILE_USER", RUNTIME),
+    ("R_ENVIRON", RUNTIME),
+    ("R_ENVIRON_USER", RUNTIME),
+    ("ERL_AFLAGS", RUNTIME),
+    ("ERL_ZFLAGS", RUNTIME),
+    ("ERL_FLAGS", RUNTIME),
+    ("JULIA_DEPOT_PATH", RUNTIME),
+    ("JULIA_LOAD_PATH", RUNTIME),
     // .NET: startup hooks and extra dependencies load assemblies; CORECLR_* loads a profiler.
     ("DOTNET_STARTUP_HOOKS", RUNTIME),
     ("DOTNET_ADDITIONAL_DEPS", RUNTIME),

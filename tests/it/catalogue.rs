@@ -296,6 +296,14 @@ fn manifest_targets_that_load_code_are_refused_in_any_case() {
         ("DOTNET_STARTUP_HOOKS", "DOTNET_STARTUP_HOOKS"),
         ("LUA_INIT_5_4", "LUA_INIT*"),
         ("OPENSSL_CONF", "OPENSSL_CONF"),
+        // What a second review tried next.
+        ("LessOpen", "LESSOPEN"),
+        ("xdg_config_home", "XDG_CONFIG_HOME"),
+        ("MAVEN_OPTS", "MAVEN_OPTS"),
+        ("PHPRC", "PHPRC"),
+        ("R_PROFILE_USER", "R_PROFILE_USER"),
+        ("ERL_AFLAGS", "ERL_AFLAGS"),
+        ("JULIA_DEPOT_PATH", "JULIA_DEPOT_PATH"),
     ];
     for (env, pattern) in cases {
         let said = format!("may not be injected as {env} ({pattern}, in any case)");
