@@ -185,7 +185,7 @@ fn collect(child: &mut Child, pid: Pid, deadline: Instant) -> Result<(SecretValu
     buffer.zeroize();
     result?;
     wait_for_exit(pid, deadline)?;
-    Ok((value, String::from_utf8_lossy(&messages).trim().to_owned()))
+    Ok((value, super::printable(String::from_utf8_lossy(&messages).trim())))
 }
 
 /// Whether the child has exited, without reaping it (so its PID stays reserved).

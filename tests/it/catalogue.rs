@@ -760,3 +760,66 @@ fn nulls_do_not_fail_open() {
         "principals: is null",
     );
 }
+
+/// A server on loopback that answers every request with `status` and an `errors` list that
+/// echoes the request (headers and body, as a careless proxy does) and a terminal escape.
+fn echoing_server(status: u16) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        let mut reader = BufReader::new(stream);
+        let (mut request, mut length) = (String::new(), 0);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap_or(0);
+            }
+            request.push_str(&line);
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        request.push_str(&String::from_utf8_lossy(&body));
+        let answer = serde_json::json!({"errors": [format!("echo {request} \u{1b}[2J\u{7}")]}).to_string();
+        let _ = write!(
+            reader.get_mut(),
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+    });
+    (address, server)
+}
+
+/// Issue 11 item 6, second review: a server's error text is shown, but it may echo the
+/// request, which carried the token or the AppRole secret_id; those are cut out, and control
+/// characters from the server (or a backend's stderr) are escaped, never sent to the terminal.
+#[test]
+fn service_errors_never_echo_credentials_nor_drive_the_terminal() {
+    for (status, auth) in [
+        (403, "token_file: token"),
+        (500, "token_file: token"),
+        (400, "role_id: r, secret_id_file: token"),
+        (500, "role_id: r, secret_id_file: token"),
+    ] {
+        let (address, server) = echoing_server(status);
+        let f = Fixture::new();
+        f.write("token", CANARY);
+        f.config(&format!(
+            "stores:\n  v: {{backend: vault, root: secret/m, address: '{address}', insecure_http: true, {auth}}}\nrefs:\n  x: {{store: v, path: x, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n"
+        ));
+        let run = f.run(["get", "x", "--config", "config.yaml", "--role", "worker"]);
+        server.join().unwrap();
+        assert!(matches!(run.output.status.code(), Some(69 | 77)), "{status} {auth}: {}", run.stderr());
+        run.stderr_has("echo ").stderr_has("<redacted>").stderr_has("\\u{1b}[2J\\u{7}").no_canary_on_stderr();
+        assert!(!run.stderr().contains('\u{1b}'), "{}", run.stderr());
+    }
+    let f = Fixture::new();
+    f.script("noisy", "printf 'oops \\033]0;title\\007\\rok\\n' >&2; exit 3");
+    f.config(&GOOD.replace("backend: env, root: src", "backend: command, root: r, command: [./noisy]"));
+    let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+    run.code(69).stderr_has("oops \\u{1b}]0;title\\u{7}\\rok");
+}
