@@ -823,3 +823,17 @@ fn service_errors_never_echo_credentials_nor_drive_the_terminal() {
     let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
     run.code(69).stderr_has("oops \\u{1b}]0;title\\u{7}\\rok");
 }
+
+/// Issue 11 item 7, second review: a long list of distinct names (a 1 MiB flow list holds
+/// 100k) is checked for repeats in linear time; a search per item took minutes.
+#[test]
+fn long_lists_are_checked_in_linear_time() {
+    let names: Vec<String> = (0..40_000).map(|i| format!("w{i}")).collect();
+    let start = Instant::now();
+    config_case(
+        &GOOD.replace("[worker]", &format!("[worker, {}, w7]", names.join(", "))),
+        78,
+        "\"w7\" is listed twice",
+    );
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+}
