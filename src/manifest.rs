@@ -258,7 +258,11 @@ struct RawManifest {
 #[serde(deny_unknown_fields, expecting = "an entry like `- name: api_key`")]
 struct RawEntry {
     name: Name,
+    // A null `env` or `fd` (`fd:` with its number commented out) is an error, not absent:
+    // absent would put the secret in a variable, where the writer meant a descriptor.
+    #[serde(default, deserialize_with = "crate::name::given")]
     env: Option<String>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     fd: Option<FdNumber>,
     #[serde(default)]
     file: bool,

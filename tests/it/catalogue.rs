@@ -837,3 +837,23 @@ fn long_lists_are_checked_in_linear_time() {
     );
     assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
 }
+
+/// Issue 11 item 10, second review: in a manifest, `fd:` with its number commented out
+/// would send the secret to a variable instead of a descriptor; a null `env` or `fd` is
+/// refused at its line.
+#[test]
+fn manifest_nulls_are_refused() {
+    for (manifest, at) in [
+        ("secrets:\n  - name: api_key\n    fd:  # 3\n", ":3:8: secrets[0].fd: is null"),
+        ("secrets:\n  - {name: api_key, env: ~}\n", ":2:26: secrets[0].env: is null"),
+        ("secrets:\n  - {name: api_key, env: null, fd: 3}\n", ":2:26: secrets[0].env: is null"),
+    ] {
+        let mut f = Fixture::new();
+        f.env("SRC_API_KEY", CANARY);
+        f.config(GOOD);
+        f.write("m.yaml", manifest);
+        let run = f.run(["run", "--config", "config.yaml", "--role", "worker", "--manifest", "m.yaml", "--", "env"]);
+        run.code(65).stderr_has(&format!("m.yaml{at}"));
+        assert!(!run.stdout().contains(CANARY));
+    }
+}
