@@ -857,3 +857,31 @@ fn manifest_nulls_are_refused() {
         assert!(!run.stdout().contains(CANARY));
     }
 }
+
+/// Issue 11 item 8, second review: an env-backend secret is in our environment from the
+/// first instruction, so the launcher turns core dumps off and makes itself undumpable
+/// before it opens anything of its own (a SIGQUIT while the config loaded wrote a `core`
+/// holding it), and gives the program its core limit back only in the last step before exec.
+#[test]
+fn protected_before_the_config_is_read_and_until_exec() {
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(GOOD);
+    let trace = f.path("trace");
+    let mut strace = f.tool("strace");
+    strace.args(["-qq", "-o", trace.to_str().unwrap(), "-e", "trace=prctl,prlimit64,setrlimit,openat,execve"]);
+    strace.args(["--", crate::util::LAUNCHER, "run", "--config", "config.yaml", "--role", "worker"]);
+    strace.args(["--secret", "api_key", "--", "true"]);
+    let output = strace.output().expect("strace must be installed (apt-get install strace)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let log = fs::read_to_string(&trace).unwrap();
+    let at = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("no {needle} in\n{log}"));
+    let undumpable = at("PR_SET_DUMPABLE, SUID_DUMP_DISABLE");
+    let no_core = at("RLIMIT_CORE, {rlim_cur=0,");
+    let config = at("\"config.yaml\", O_");
+    assert!(undumpable < config && no_core < config, "protected only after reading the config:\n{log}");
+    // The limit given back is followed by nothing but the exec of `true`.
+    let exec = log[config..].find("execve(").map(|i| i + config).unwrap();
+    let restore = log[..exec].rfind("RLIMIT_CORE").unwrap();
+    assert!(!log[restore..exec].lines().skip(1).any(|l| !l.trim().is_empty()), "{}", &log[restore..]);
+}
