@@ -274,7 +274,9 @@ impl Manifest {
     pub fn parse(text: &str, source: &str) -> Result<Manifest, Error> {
         crate::config::check_nesting(text, source)
             .map_err(|(origin, message)| Error::manifest(origin, message))?;
-        let raw: RawManifest = serde_yaml::from_str(text).map_err(|e| {
+        // As in the config, a name that YAML 1.1 reads as something else (`yes`, `on`) must
+        // be quoted: the same name must mean the same thing in both files.
+        let raw: RawManifest = crate::name::with_source(text, || serde_yaml::from_str(text)).map_err(|e| {
             let (origin, message) = yaml_error(text, source, &e);
             Error::manifest(origin, message)
         })?;

@@ -885,3 +885,20 @@ fn protected_before_the_config_is_read_and_until_exec() {
     let restore = log[..exec].rfind("RLIMIT_CORE").unwrap();
     assert!(!log[restore..exec].lines().skip(1).any(|l| !l.trim().is_empty()), "{}", &log[restore..]);
 }
+
+/// Compatibility, second review: a manifest names secrets as the config does, so a name
+/// YAML 1.1 reads as a boolean (`yes`, `on`) must be quoted there too.
+#[test]
+fn manifest_names_follow_the_configs_yaml_rule() {
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(&GOOD.replace("  api_key:", "  'yes':"));
+    for (manifest, code) in [("secrets:\n  - name: yes\n", 65), ("secrets:\n  - name: on\n", 65), ("secrets:\n  - name: 'yes'\n", 0)] {
+        f.write("m.yaml", manifest);
+        let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--manifest", "m.yaml"]);
+        run.code(code);
+        if code == 65 {
+            run.stderr_has("m.yaml:2:").stderr_has("in YAML 1.1 (the reference's YAML), not text; write it in quotes");
+        }
+    }
+}
