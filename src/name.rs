@@ -363,7 +363,8 @@ pub fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) ->
         fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
             Err(E::custom(
                 "is null (nothing after the key, `~`, or a list whose items are all commented out); \
-                 a null would silently mean no restriction. Write the value (`[]` for an empty \
+                 a null is refused, not guessed at (it could mean no restriction, or a \
+                 different one). Write the value (`[]` for an empty \
                  list, which allows none), or remove the key",
             ))
         }
@@ -472,8 +473,16 @@ impl<'de, T: Deserialize<'de> + Eq + std::hash::Hash + Clone + fmt::Debug> Deser
                 }
                 Ok(UniqueList(items))
             }
+            // `allowed_principals:` with every item commented out: null, which DESIGN
+            // section 2 makes an error, where asking for a sequence read it as empty.
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Err(E::custom(
+                    "is null (nothing after the key, `~`, or a list whose items are all commented \
+                     out); write the list (`[]` for an empty one, which allows none)",
+                ))
+            }
         }
-        deserializer.deserialize_seq(Items(std::marker::PhantomData))
+        deserializer.deserialize_any(Items(std::marker::PhantomData))
     }
 }
 

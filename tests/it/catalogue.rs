@@ -902,3 +902,16 @@ fn manifest_names_follow_the_configs_yaml_rule() {
         }
     }
 }
+
+/// Issue 11 item 10, second review: `allowed_principals:` with its items all commented out
+/// is null, an error like every other null list (DESIGN section 2), not an empty list.
+#[test]
+fn a_null_principal_list_is_refused() {
+    let commented = GOOD.replace(
+        "  p: {allowed_principals: [worker]}\n",
+        "  p:\n    allowed_principals:\n      # - worker\n",
+    );
+    config_case(&commented, 78, "/config.yaml:7:");
+    config_case(&commented, 78, "policies.p.allowed_principals: is null");
+    config_case(&GOOD.replace("[worker]", "~"), 78, "write the list (`[]` for an empty one, which allows none)");
+}
