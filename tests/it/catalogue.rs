@@ -915,3 +915,37 @@ fn a_null_principal_list_is_refused() {
     config_case(&commented, 78, "policies.p.allowed_principals: is null");
     config_case(&GOOD.replace("[worker]", "~"), 78, "write the list (`[]` for an empty one, which allows none)");
 }
+
+/// Issue 11 item 4, second review: the reservation holds for rules on machine, app and
+/// substrate, for two rules giving one principal, and for a role that a rule maps to itself
+/// only in another environment.
+#[test]
+fn principals_that_rules_produce_stay_reserved() {
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(&format!(
+        "{}principals:\n  - {{principal: human_admin, role: admin, environment: dev}}\n  - {{principal: ops, machine: m1}}\n  - {{principal: shared, role: web, app: web}}\n  - {{principal: shared, role: batch, substrate: container}}\n  - {{principal: shared, role: shared, environment: staging}}\n",
+        GOOD.replace("[worker]", "[human_admin, ops, shared]")
+    ));
+    let get = |identity: &[&str]| {
+        let mut args = vec!["get", "api_key", "--config", "config.yaml"];
+        args.extend_from_slice(identity);
+        f.run(args)
+    };
+    for denied in [
+        &["--role", "human_admin", "--environment", "prod"][..],
+        &["--role", "ops", "--machine", "m2"],
+        &["--role", "shared", "--environment", "prod"],
+        &["--role", "shared", "--app", "web"],
+        &["--role", "web", "--app", "Web"],
+    ] {
+        get(denied).code(77).no_canary_on_stderr();
+    }
+    for allowed in [
+        &["--role", "anyone", "--machine", "m1"][..],
+        &["--role", "shared", "--environment", "staging"],
+        &["--role", "batch", "--substrate", "container"],
+    ] {
+        get(allowed).code(0).stdout_is(CANARY);
+    }
+}
