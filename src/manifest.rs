@@ -276,10 +276,11 @@ impl Manifest {
             .map_err(|(origin, message)| Error::manifest(origin, message))?;
         // As in the config, a name that YAML 1.1 reads as something else (`yes`, `on`) must
         // be quoted: the same name must mean the same thing in both files.
-        let raw: RawManifest = crate::name::with_source(text, || serde_yaml::from_str(text)).map_err(|e| {
-            let (origin, message) = yaml_error(text, source, &e);
-            Error::manifest(origin, message)
-        })?;
+        let raw: RawManifest =
+            crate::name::with_source(text, || serde_yaml::from_str(text)).map_err(|e| {
+                let (origin, message) = yaml_error(text, source, &e);
+                Error::manifest(origin, message)
+            })?;
         let mut manifest = Manifest::default();
         let names: Vec<&str> = raw.secrets.iter().map(|e| e.name.as_str()).collect();
         let positions = entry_positions(text, &names);

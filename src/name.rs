@@ -452,10 +452,14 @@ checked_string!(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UniqueList<T>(pub Vec<T>);
 
-impl<'de, T: Deserialize<'de> + Eq + std::hash::Hash + Clone + fmt::Debug> Deserialize<'de> for UniqueList<T> {
+impl<'de, T: Deserialize<'de> + Eq + std::hash::Hash + Clone + fmt::Debug> Deserialize<'de>
+    for UniqueList<T>
+{
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Items<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de> + Eq + std::hash::Hash + Clone + fmt::Debug> serde::de::Visitor<'de> for Items<T> {
+        impl<'de, T: Deserialize<'de> + Eq + std::hash::Hash + Clone + fmt::Debug> serde::de::Visitor<'de>
+            for Items<T>
+        {
             type Value = UniqueList<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list")

@@ -272,7 +272,9 @@ impl Backend for Vault {
                     service_errors(&body, &[token])
                 )));
             }
-            _ => return Err(FetchError::Failed(format!("HTTP {status}: {}", service_errors(&body, &[token])))),
+            _ => {
+                return Err(FetchError::Failed(format!("HTTP {status}: {}", service_errors(&body, &[token]))));
+            }
         }
         #[derive(Deserialize)]
         struct Read {

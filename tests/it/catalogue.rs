@@ -852,7 +852,17 @@ fn manifest_nulls_are_refused() {
         f.env("SRC_API_KEY", CANARY);
         f.config(GOOD);
         f.write("m.yaml", manifest);
-        let run = f.run(["run", "--config", "config.yaml", "--role", "worker", "--manifest", "m.yaml", "--", "env"]);
+        let run = f.run([
+            "run",
+            "--config",
+            "config.yaml",
+            "--role",
+            "worker",
+            "--manifest",
+            "m.yaml",
+            "--",
+            "env",
+        ]);
         run.code(65).stderr_has(&format!("m.yaml{at}"));
         assert!(!run.stdout().contains(CANARY));
     }
@@ -869,7 +879,13 @@ fn protected_before_the_config_is_read_and_until_exec() {
     f.config(GOOD);
     let trace = f.path("trace");
     let mut strace = f.tool("strace");
-    strace.args(["-qq", "-o", trace.to_str().unwrap(), "-e", "trace=prctl,prlimit64,setrlimit,openat,execve"]);
+    strace.args([
+        "-qq",
+        "-o",
+        trace.to_str().unwrap(),
+        "-e",
+        "trace=prctl,prlimit64,setrlimit,openat,execve",
+    ]);
     strace.args(["--", crate::util::LAUNCHER, "run", "--config", "config.yaml", "--role", "worker"]);
     strace.args(["--secret", "api_key", "--", "true"]);
     let output = strace.output().expect("strace must be installed (apt-get install strace)");
@@ -893,12 +909,17 @@ fn manifest_names_follow_the_configs_yaml_rule() {
     let mut f = Fixture::new();
     f.env("SRC_API_KEY", CANARY);
     f.config(&GOOD.replace("  api_key:", "  'yes':"));
-    for (manifest, code) in [("secrets:\n  - name: yes\n", 65), ("secrets:\n  - name: on\n", 65), ("secrets:\n  - name: 'yes'\n", 0)] {
+    for (manifest, code) in [
+        ("secrets:\n  - name: yes\n", 65),
+        ("secrets:\n  - name: on\n", 65),
+        ("secrets:\n  - name: 'yes'\n", 0),
+    ] {
         f.write("m.yaml", manifest);
         let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--manifest", "m.yaml"]);
         run.code(code);
         if code == 65 {
-            run.stderr_has("m.yaml:2:").stderr_has("in YAML 1.1 (the reference's YAML), not text; write it in quotes");
+            run.stderr_has("m.yaml:2:")
+                .stderr_has("in YAML 1.1 (the reference's YAML), not text; write it in quotes");
         }
     }
 }
@@ -913,7 +934,11 @@ fn a_null_principal_list_is_refused() {
     );
     config_case(&commented, 78, "/config.yaml:7:");
     config_case(&commented, 78, "policies.p.allowed_principals: is null");
-    config_case(&GOOD.replace("[worker]", "~"), 78, "write the list (`[]` for an empty one, which allows none)");
+    config_case(
+        &GOOD.replace("[worker]", "~"),
+        78,
+        "write the list (`[]` for an empty one, which allows none)",
+    );
 }
 
 /// Issue 11 item 4, second review: the reservation holds for rules on machine, app and
