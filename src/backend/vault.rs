@@ -273,7 +273,10 @@ impl Backend for Vault {
                 )));
             }
             _ => {
-                return Err(FetchError::Failed(format!("HTTP {status}: {}", service_errors(&body, &[token]))));
+                return Err(FetchError::Failed(format!(
+                    "HTTP {status}: {}",
+                    service_errors(&body, &[token])
+                )));
             }
         }
         #[derive(Deserialize)]
