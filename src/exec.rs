@@ -41,11 +41,28 @@ fn system(what: &str) -> impl Fn(Errno) -> Error + '_ {
     move |errno| Error::System(format!("{what}: {errno}"))
 }
 
+/// The core limit this process started with, kept by [`protect_early`] so that [`harden`]
+/// hands the program the caller's limit, not the 0 set here.
+static STARTING_CORE_LIMIT: std::sync::OnceLock<(libc::rlim_t, libc::rlim_t)> = std::sync::OnceLock::new();
+
+/// The first thing `main` does: no core dump, and no reading of our memory by the same user.
+/// The environment may hold env-backend secrets from our first instruction, and a SIGQUIT
+/// while the config loads (before [`harden`]) wrote them to a `core` file.
+pub fn protect_early() -> Result<(), Error> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_CORE).map_err(system("getrlimit(RLIMIT_CORE)"))?;
+    STARTING_CORE_LIMIT.get_or_init(|| (soft, hard));
+    setrlimit(Resource::RLIMIT_CORE, 0, hard).map_err(system("setrlimit(RLIMIT_CORE)"))?;
+    prctl::set_dumpable(false).map_err(system("prctl(PR_SET_DUMPABLE)"))
+}
+
 /// Before any secret is in memory: no core dump can hold one, other processes of the same
 /// user cannot read our memory through /proc or ptrace, and a SIGINT, SIGTERM or SIGHUP
 /// takes the backends' process groups down with us (see [`kill_backends_on_signal`]).
 pub fn harden() -> Result<Hardened, Error> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_CORE).map_err(system("getrlimit(RLIMIT_CORE)"))?;
+    let (soft, hard) = match STARTING_CORE_LIMIT.get() {
+        Some(&limits) => limits,
+        None => getrlimit(Resource::RLIMIT_CORE).map_err(system("getrlimit(RLIMIT_CORE)"))?,
+    };
     setrlimit(Resource::RLIMIT_CORE, 0, hard).map_err(system("setrlimit(RLIMIT_CORE)"))?;
     prctl::set_dumpable(false).map_err(system("prctl(PR_SET_DUMPABLE)"))?;
     kill_backends_on_signal()?;
@@ -68,11 +85,18 @@ pub fn exec(plan: LaunchPlan, hardened: Hardened) -> Result<Infallible, Error> {
         command.env(variable, as_os_str(value));
     }
     let ignore_sigpipe = inherited_sigpipe() == Some(true);
+    let (soft, hard) = (hardened.core_soft_limit, hardened.core_hard_limit);
+    // The core limit comes back as the very last step before execve, not before the command
+    // is built: until then a SIGQUIT could dump the secrets it holds (on hosts whose
+    // fs.suid_dumpable is 2, even a process that is not dumpable dumps).
     // SAFETY: the closure runs in this process just before execve (std's `exec` does not
-    // fork) and only calls signal(), which is async-signal-safe.
-    unsafe { command.pre_exec(move || restore_sigpipe(ignore_sigpipe)) };
-    setrlimit(Resource::RLIMIT_CORE, hardened.core_soft_limit, hardened.core_hard_limit)
-        .map_err(system("restoring RLIMIT_CORE"))?;
+    // fork) and only calls signal() and setrlimit(), which are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            restore_sigpipe(ignore_sigpipe)?;
+            setrlimit(Resource::RLIMIT_CORE, soft, hard).map_err(io::Error::from)
+        })
+    };
     let source = command.exec();
     // Still here: the exec failed. Put the protection back before the plan's secrets are
     // dropped (and wiped) on the way out.

@@ -602,4 +602,40 @@ mod tests {
         flipper.join().unwrap();
         assert!(read[0] > 0 && read[1] > 0, "the file inside was never read: {read:?}");
     }
+
+    /// The same race one level up: a directory on the way swapped for a link to a directory
+    /// outside root (issue 11 item 3, second review).
+    #[test]
+    fn a_racing_directory_swap_never_leads_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::create_dir(dir.path().join("outside")).unwrap();
+        std::fs::write(dir.path().join("outside/key"), CANARY).unwrap();
+        std::fs::write(root.join("real/key"), "inside").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let (root, outside, stop) = (root.clone(), dir.path().join("outside"), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = symlink("real", root.join("tmp"));
+                    let _ = std::fs::rename(root.join("tmp"), root.join("d"));
+                    let _ = symlink(&outside, root.join("tmp"));
+                    let _ = std::fs::rename(root.join("tmp"), root.join("d"));
+                }
+            })
+        };
+        let mut read = [0; 2];
+        for _ in 0..2000 {
+            for (i, got) in both(&root, "d/key").into_iter().enumerate() {
+                if let Ok(text) = got {
+                    assert_eq!(text, "inside");
+                    read[i] += 1;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        flipper.join().unwrap();
+        assert!(read[0] > 0 && read[1] > 0, "the file inside was never read: {read:?}");
+    }
 }

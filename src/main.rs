@@ -251,6 +251,11 @@ impl IdentityArgs {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: the environment may already hold secrets (env backend).
+    if let Err(e) = mxm_secrets::exec::protect_early() {
+        eprintln!("mxm-secrets: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     complete_if_asked();
     let args: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {

@@ -106,6 +106,14 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("SUDO_ASKPASS", COMMAND),
     ("VIMINIT", COMMAND),
     ("EXINIT", COMMAND),
+    // less runs LESSOPEN and LESSCLOSE as commands (`|cmd %s`) for every file it opens,
+    // and git, man and systemctl page through less.
+    ("LESSOPEN", COMMAND),
+    ("LESSCLOSE", COMMAND),
+    // Where programs read their configuration when it is not under HOME (git's
+    // `$XDG_CONFIG_HOME/git/config` names commands, as GIT_CONFIG_GLOBAL does).
+    ("XDG_CONFIG_HOME", COMMAND),
+    ("XDG_CONFIG_DIRS", COMMAND),
     // git runs these as commands or reads configuration from them, and configuration can
     // name commands (core.sshCommand, core.pager, alias.*); a token belongs in a credential
     // helper, not in git's configuration.
@@ -166,6 +174,23 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("JAVA_OPTS", RUNTIME),
     ("JAVA_HOME", RUNTIME),
     ("CLASSPATH", RUNTIME),
+    // Build tools' launch scripts pass these to the JVM as JAVA_OPTS (-javaagent).
+    ("MAVEN_OPTS", RUNTIME),
+    ("GRADLE_OPTS", RUNTIME),
+    // PHP reads php.ini from these (auto_prepend_file runs code); R sources its profile and
+    // environment files at start; the Erlang VM takes flags from ERL_*FLAGS (-eval, -s);
+    // Julia loads startup.jl and packages from its depot and load path.
+    ("PHPRC", RUNTIME),
+    ("PHP_INI_SCAN_DIR", RUNTIME),
+    ("R_PROFILE", RUNTIME),
+    ("R_PROFILE_USER", RUNTIME),
+    ("R_ENVIRON", RUNTIME),
+    ("R_ENVIRON_USER", RUNTIME),
+    ("ERL_AFLAGS", RUNTIME),
+    ("ERL_ZFLAGS", RUNTIME),
+    ("ERL_FLAGS", RUNTIME),
+    ("JULIA_DEPOT_PATH", RUNTIME),
+    ("JULIA_LOAD_PATH", RUNTIME),
     // .NET: startup hooks and extra dependencies load assemblies; CORECLR_* loads a profiler.
     ("DOTNET_STARTUP_HOOKS", RUNTIME),
     ("DOTNET_ADDITIONAL_DEPS", RUNTIME),
@@ -237,7 +262,11 @@ struct RawManifest {
 #[serde(deny_unknown_fields, expecting = "an entry like `- name: api_key`")]
 struct RawEntry {
     name: Name,
+    // A null `env` or `fd` (`fd:` with its number commented out) is an error, not absent:
+    // absent would put the secret in a variable, where the writer meant a descriptor.
+    #[serde(default, deserialize_with = "crate::name::given")]
     env: Option<String>,
+    #[serde(default, deserialize_with = "crate::name::given")]
     fd: Option<FdNumber>,
     #[serde(default)]
     file: bool,
@@ -249,10 +278,13 @@ impl Manifest {
     pub fn parse(text: &str, source: &str) -> Result<Manifest, Error> {
         crate::config::check_nesting(text, source)
             .map_err(|(origin, message)| Error::manifest(origin, message))?;
-        let raw: RawManifest = serde_yaml::from_str(text).map_err(|e| {
-            let (origin, message) = yaml_error(text, source, &e);
-            Error::manifest(origin, message)
-        })?;
+        // As in the config, a name that YAML 1.1 reads as something else (`yes`, `on`) must
+        // be quoted: the same name must mean the same thing in both files.
+        let raw: RawManifest =
+            crate::name::with_source(text, || serde_yaml::from_str(text)).map_err(|e| {
+                let (origin, message) = yaml_error(text, source, &e);
+                Error::manifest(origin, message)
+            })?;
         let mut manifest = Manifest::default();
         let names: Vec<&str> = raw.secrets.iter().map(|e| e.name.as_str()).collect();
         let positions = entry_positions(text, &names);

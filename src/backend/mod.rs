@@ -31,6 +31,23 @@ use crate::name::{check_store_path, checked_string};
 use crate::secret::SecretValue;
 use crate::value::Field;
 
+/// Text from outside the launcher (a backend's stderr, a secret service's error list, the
+/// keys of a secret it returned), made safe for a terminal and a log line: control
+/// characters other than newline and tab are written as escapes, so that such text cannot
+/// clear or retitle the terminal it lands on, nor hide what came before it with a carriage
+/// return.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `ROOT/PATH`, however many slashes the root ends with (the reference's join).
 pub(crate) fn join(root: &str, path: &str) -> String {
     format!("{}/{path}", root.trim_end_matches('/'))

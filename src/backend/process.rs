@@ -207,7 +207,7 @@ fn collect(child: &mut Child, pid: Pid, deadline: Instant) -> Result<(SecretValu
             None => wait_for_exit(pid, deadline)?,
         }
     }
-    Ok((value, String::from_utf8_lossy(&messages).trim().to_owned()))
+    Ok((value, super::printable(String::from_utf8_lossy(&messages).trim())))
 }
 
 /// `wait` for `poll`, rounded up to whole milliseconds so that a wait never ends just before

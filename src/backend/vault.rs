@@ -341,12 +341,15 @@ impl Vault {
         match status {
             200 => {}
             400 | 403 => {
-                return Err(FetchError::Denied(format!("AppRole login refused: {}", service_errors(&body))));
+                return Err(FetchError::Denied(format!(
+                    "AppRole login refused: {}",
+                    service_errors(&body, &[secret_id])
+                )));
             }
             _ => {
                 return Err(FetchError::Failed(format!(
                     "AppRole login: HTTP {status}: {}",
-                    service_errors(&body)
+                    service_errors(&body, &[secret_id])
                 )));
             }
         }
@@ -481,10 +484,15 @@ impl Vault {
             403 => {
                 return Err(FetchError::Denied(format!(
                     "the token may not read {location}: {}",
-                    service_errors(&body)
+                    service_errors(&body, &[token])
                 )));
             }
-            _ => return Err(FetchError::Failed(format!("HTTP {status}: {}", service_errors(&body)))),
+            _ => {
+                return Err(FetchError::Failed(format!(
+                    "HTTP {status}: {}",
+                    service_errors(&body, &[token])
+                )));
+            }
         }
         #[derive(Deserialize)]
         struct Read {
@@ -537,7 +545,7 @@ fn unexpected_answer(error: &serde_json::Error, location: &str) -> FetchError {
 }
 
 fn keys_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
-    let keys: Vec<String> = keys.map(|k| format!("`{k}`")).collect();
+    let keys: Vec<String> = keys.map(|k| format!("`{}`", super::printable(k))).collect();
     if keys.is_empty() { "none".to_owned() } else { keys.join(", ") }
 }
 
@@ -566,16 +574,28 @@ fn transport(address: &str, error: ureq::Error) -> FetchError {
     }
 }
 
-/// The `errors` list of an error answer; never the body itself.
-fn service_errors(body: &[u8]) -> String {
+/// The `errors` list of an error answer; never the body itself. A server (or a proxy in
+/// front of it) may echo the request in its errors, and the request carried `credentials`
+/// (the token, the AppRole secret_id): each is cut out, as sent and as JSON writes it.
+fn service_errors(body: &[u8], credentials: &[&str]) -> String {
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<String>,
     }
-    match serde_json::from_slice::<Errors>(body) {
-        Ok(e) if !e.errors.is_empty() => e.errors.join("; "),
-        _ => "no reason given".to_owned(),
+    let mut text = match serde_json::from_slice::<Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => Zeroizing::new(e.errors.join("; ")),
+        _ => return "no reason given".to_owned(),
+    };
+    for credential in credentials.iter().filter(|c| !c.is_empty()) {
+        let quoted = Zeroizing::new(serde_json::to_string(credential).unwrap_or_default());
+        let inner = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
+        for form in [*credential, inner] {
+            if !form.is_empty() && text.contains(form) {
+                text = Zeroizing::new(text.replace(form, "<redacted>"));
+            }
+        }
     }
+    super::printable(&text)
 }
 
 fn read_secret_file(path: &str, what: &str) -> Result<SecretValue, FetchError> {

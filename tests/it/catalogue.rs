@@ -298,6 +298,14 @@ fn manifest_targets_that_load_code_are_refused_in_any_case() {
         ("DOTNET_STARTUP_HOOKS", "DOTNET_STARTUP_HOOKS"),
         ("LUA_INIT_5_4", "LUA_INIT*"),
         ("OPENSSL_CONF", "OPENSSL_CONF"),
+        // What a second review tried next.
+        ("LessOpen", "LESSOPEN"),
+        ("xdg_config_home", "XDG_CONFIG_HOME"),
+        ("MAVEN_OPTS", "MAVEN_OPTS"),
+        ("PHPRC", "PHPRC"),
+        ("R_PROFILE_USER", "R_PROFILE_USER"),
+        ("ERL_AFLAGS", "ERL_AFLAGS"),
+        ("JULIA_DEPOT_PATH", "JULIA_DEPOT_PATH"),
     ];
     for (env, pattern) in cases {
         let said = format!("may not be injected as {env} ({pattern}, in any case)");
@@ -753,4 +761,218 @@ fn nulls_do_not_fail_open() {
         78,
         "principals: is null",
     );
+}
+
+/// A server on loopback that answers every request with `status` and an `errors` list that
+/// echoes the request (headers and body, as a careless proxy does) and a terminal escape.
+fn echoing_server(status: u16) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        let mut reader = BufReader::new(stream);
+        let (mut request, mut length) = (String::new(), 0);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap_or(0);
+            }
+            request.push_str(&line);
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        request.push_str(&String::from_utf8_lossy(&body));
+        let answer = serde_json::json!({"errors": [format!("echo {request} \u{1b}[2J\u{7}")]}).to_string();
+        let _ = write!(
+            reader.get_mut(),
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+    });
+    (address, server)
+}
+
+/// Issue 11 item 6, second review: a server's error text is shown, but it may echo the
+/// request, which carried the token or the AppRole secret_id; those are cut out, and control
+/// characters from the server (or a backend's stderr) are escaped, never sent to the terminal.
+#[test]
+fn service_errors_never_echo_credentials_nor_drive_the_terminal() {
+    for (status, auth) in [
+        (403, "token_file: token"),
+        (500, "token_file: token"),
+        (400, "role_id: r, secret_id_file: token"),
+        (500, "role_id: r, secret_id_file: token"),
+    ] {
+        let (address, server) = echoing_server(status);
+        let f = Fixture::new();
+        f.write("token", CANARY);
+        f.config(&format!(
+            "stores:\n  v: {{backend: vault, root: secret/m, address: '{address}', insecure_http: true, {auth}}}\nrefs:\n  x: {{store: v, path: x, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n"
+        ));
+        let run = f.run(["get", "x", "--config", "config.yaml", "--role", "worker"]);
+        server.join().unwrap();
+        assert!(matches!(run.output.status.code(), Some(69 | 77)), "{status} {auth}: {}", run.stderr());
+        run.stderr_has("echo ").stderr_has("<redacted>").stderr_has("\\u{1b}[2J\\u{7}").no_canary_on_stderr();
+        assert!(!run.stderr().contains('\u{1b}'), "{}", run.stderr());
+    }
+    let f = Fixture::new();
+    f.script("noisy", "printf 'oops \\033]0;title\\007\\rok\\n' >&2; exit 3");
+    f.config(&GOOD.replace("backend: env, root: src", "backend: command, root: r, command: [./noisy]"));
+    let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+    run.code(69).stderr_has("oops \\u{1b}]0;title\\u{7}\\rok");
+}
+
+/// Issue 11 item 7, second review: a long list of distinct names (a 1 MiB flow list holds
+/// 100k) is checked for repeats in linear time; a search per item took minutes.
+#[test]
+fn long_lists_are_checked_in_linear_time() {
+    let names: Vec<String> = (0..40_000).map(|i| format!("w{i}")).collect();
+    let start = Instant::now();
+    config_case(
+        &GOOD.replace("[worker]", &format!("[worker, {}, w7]", names.join(", "))),
+        78,
+        "\"w7\" is listed twice",
+    );
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
+}
+
+/// Issue 11 item 10, second review: in a manifest, `fd:` with its number commented out
+/// would send the secret to a variable instead of a descriptor; a null `env` or `fd` is
+/// refused at its line.
+#[test]
+fn manifest_nulls_are_refused() {
+    for (manifest, at) in [
+        ("secrets:\n  - name: api_key\n    fd:  # 3\n", ":3:8: secrets[0].fd: is null"),
+        ("secrets:\n  - {name: api_key, env: ~}\n", ":2:26: secrets[0].env: is null"),
+        ("secrets:\n  - {name: api_key, env: null, fd: 3}\n", ":2:26: secrets[0].env: is null"),
+    ] {
+        let mut f = Fixture::new();
+        f.env("SRC_API_KEY", CANARY);
+        f.config(GOOD);
+        f.write("m.yaml", manifest);
+        let run = f.run([
+            "run",
+            "--config",
+            "config.yaml",
+            "--role",
+            "worker",
+            "--manifest",
+            "m.yaml",
+            "--",
+            "env",
+        ]);
+        run.code(65).stderr_has(&format!("m.yaml{at}"));
+        assert!(!run.stdout().contains(CANARY));
+    }
+}
+
+/// Issue 11 item 8, second review: an env-backend secret is in our environment from the
+/// first instruction, so the launcher turns core dumps off and makes itself undumpable
+/// before it opens anything of its own (a SIGQUIT while the config loaded wrote a `core`
+/// holding it), and gives the program its core limit back only in the last step before exec.
+#[test]
+fn protected_before_the_config_is_read_and_until_exec() {
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(GOOD);
+    let trace = f.path("trace");
+    let mut strace = f.tool("strace");
+    strace.args([
+        "-qq",
+        "-o",
+        trace.to_str().unwrap(),
+        "-e",
+        "trace=prctl,prlimit64,setrlimit,openat,execve",
+    ]);
+    strace.args(["--", crate::util::LAUNCHER, "run", "--config", "config.yaml", "--role", "worker"]);
+    strace.args(["--secret", "api_key", "--", "true"]);
+    let output = strace.output().expect("strace must be installed (apt-get install strace)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let log = fs::read_to_string(&trace).unwrap();
+    let at = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("no {needle} in\n{log}"));
+    let undumpable = at("PR_SET_DUMPABLE, SUID_DUMP_DISABLE");
+    let no_core = at("RLIMIT_CORE, {rlim_cur=0,");
+    let config = at("\"config.yaml\", O_");
+    assert!(undumpable < config && no_core < config, "protected only after reading the config:\n{log}");
+    // The limit given back is followed by nothing but the exec of `true`.
+    let exec = log[config..].find("execve(").map(|i| i + config).unwrap();
+    let restore = log[..exec].rfind("RLIMIT_CORE").unwrap();
+    assert!(!log[restore..exec].lines().skip(1).any(|l| !l.trim().is_empty()), "{}", &log[restore..]);
+}
+
+/// Compatibility, second review: a manifest names secrets as the config does, so a name
+/// YAML 1.1 reads as a boolean (`yes`, `on`) must be quoted there too.
+#[test]
+fn manifest_names_follow_the_configs_yaml_rule() {
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(&GOOD.replace("  api_key:", "  'yes':"));
+    for (manifest, code) in [
+        ("secrets:\n  - name: yes\n", 65),
+        ("secrets:\n  - name: on\n", 65),
+        ("secrets:\n  - name: 'yes'\n", 0),
+    ] {
+        f.write("m.yaml", manifest);
+        let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--manifest", "m.yaml"]);
+        run.code(code);
+        if code == 65 {
+            run.stderr_has("m.yaml:2:")
+                .stderr_has("in YAML 1.1 (the reference's YAML), not text; write it in quotes");
+        }
+    }
+}
+
+/// Issue 11 item 10, second review: `allowed_principals:` with its items all commented out
+/// is null, an error like every other null list (DESIGN section 2), not an empty list.
+#[test]
+fn a_null_principal_list_is_refused() {
+    let commented = GOOD.replace(
+        "  p: {allowed_principals: [worker]}\n",
+        "  p:\n    allowed_principals:\n      # - worker\n",
+    );
+    config_case(&commented, 78, "/config.yaml:7:");
+    config_case(&commented, 78, "policies.p.allowed_principals: is null");
+    config_case(
+        &GOOD.replace("[worker]", "~"),
+        78,
+        "write the list (`[]` for an empty one, which allows none)",
+    );
+}
+
+/// Issue 11 item 4, second review: the reservation holds for rules on machine, app and
+/// substrate, for two rules giving one principal, and for a role that a rule maps to itself
+/// only in another environment.
+#[test]
+fn principals_that_rules_produce_stay_reserved() {
+    let mut f = Fixture::new();
+    f.env("SRC_API_KEY", CANARY);
+    f.config(&format!(
+        "{}principals:\n  - {{principal: human_admin, role: admin, environment: dev}}\n  - {{principal: ops, machine: m1}}\n  - {{principal: shared, role: web, app: web}}\n  - {{principal: shared, role: batch, substrate: container}}\n  - {{principal: shared, role: shared, environment: staging}}\n",
+        GOOD.replace("[worker]", "[human_admin, ops, shared]")
+    ));
+    let get = |identity: &[&str]| {
+        let mut args = vec!["get", "api_key", "--config", "config.yaml"];
+        args.extend_from_slice(identity);
+        f.run(args)
+    };
+    for denied in [
+        &["--role", "human_admin", "--environment", "prod"][..],
+        &["--role", "ops", "--machine", "m2"],
+        &["--role", "shared", "--environment", "prod"],
+        &["--role", "shared", "--app", "web"],
+        &["--role", "web", "--app", "Web"],
+    ] {
+        get(denied).code(77).no_canary_on_stderr();
+    }
+    for allowed in [
+        &["--role", "anyone", "--machine", "m1"][..],
+        &["--role", "shared", "--environment", "staging"],
+        &["--role", "batch", "--substrate", "container"],
+    ] {
+        get(allowed).code(0).stdout_is(CANARY);
+    }
 }

@@ -12,8 +12,12 @@ use mxm_secrets::policy::{Decision, SecretPolicy};
 use mxm_secrets::value::{Field, Trim, extract};
 use proptest::prelude::*;
 
+/// A name as a config writes it unquoted: YAML 1.1's words (`no`, `on`, `yes`, `off`) need
+/// quotes there, and the configs below are rendered without.
 fn name() -> impl Strategy<Value = String> {
-    "[a-z][a-z0-9_]{0,8}"
+    "[a-z][a-z0-9_]{0,8}".prop_filter("a YAML 1.1 word", |n| {
+        !matches!(n.as_str(), "yes" | "no" | "on" | "off" | "true" | "false" | "null")
+    })
 }
 
 fn path() -> impl Strategy<Value = String> {
