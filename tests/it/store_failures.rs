@@ -25,8 +25,7 @@ fn get_without(f: &Fixture, name: &str, unset: &[&str]) -> Run {
     for variable in unset {
         command.env_remove(variable);
     }
-    let shown = format!("{command:?}");
-    Run { command: shown, output: command.output().unwrap() }
+    Run::of(command)
 }
 
 fn gpg(gnupghome: &std::path::Path, args: &[&str]) {

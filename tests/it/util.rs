@@ -8,6 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use assert_cmd::assert::Assert;
+use predicates::prelude::*;
 use tempfile::TempDir;
 
 /// Secret values in tests are canaries: unique strings that must never appear anywhere but
@@ -86,24 +88,105 @@ impl Fixture {
         command
     }
 
+    /// Runs the launcher with `args` (a list, or an [`Args`] builder) and checks that no
+    /// canary reached its stderr.
     pub fn run<I, S>(&self, args: I) -> Run
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = self.command(args);
-        let shown = format!("{command:?}");
-        Run { command: shown, output: command.output().expect("launcher runs") }
+        Run::of(self.command(args))
     }
 }
 
-/// A finished launcher run, with assertions that print everything on failure.
+/// The launcher's argv, built up so that tests say only what differs: `Args::run("worker")`
+/// is `run --config config.yaml --role worker`, the config every fixture writes.
+#[derive(Clone, Debug)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// `SUBCOMMAND --config config.yaml`.
+    pub fn new(subcommand: &str) -> Args {
+        Args(vec![subcommand.to_owned(), "--config".to_owned(), "config.yaml".to_owned()])
+    }
+
+    /// `run --config config.yaml --role ROLE`.
+    pub fn run(role: &str) -> Args {
+        Args::new("run").role(role)
+    }
+
+    /// `get NAME --config config.yaml --role ROLE`.
+    pub fn get(name: &str, role: &str) -> Args {
+        Args::new("get").arg(name).role(role)
+    }
+
+    /// Replaces the config path (`config.yaml` in the fixture's dir by default).
+    pub fn config(mut self, path: impl AsRef<OsStr>) -> Args {
+        self.0[2] = path.as_ref().to_string_lossy().into_owned();
+        self
+    }
+
+    pub fn role(self, role: &str) -> Args {
+        self.args(["--role", role])
+    }
+
+    pub fn secret(self, name: &str) -> Args {
+        self.args(["--secret", name])
+    }
+
+    pub fn secrets<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Args {
+        names.into_iter().fold(self, Args::secret)
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Args {
+        self.0.push(arg.as_ref().to_string_lossy().into_owned());
+        self
+    }
+
+    pub fn args<S: AsRef<OsStr>>(self, args: impl IntoIterator<Item = S>) -> Args {
+        args.into_iter().fold(self, Args::arg)
+    }
+
+    /// `-- PROGRAM ARGS...`: what `run` executes; the last thing added.
+    pub fn program<S: AsRef<OsStr>>(self, argv: impl IntoIterator<Item = S>) -> Args {
+        self.arg("--").args(argv)
+    }
+}
+
+impl IntoIterator for Args {
+    type Item = String;
+    type IntoIter = std::vec::IntoIter<String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// A finished launcher run: its output kept, the assertions those of `assert_cmd`, which on
+/// failure print the command, exit code, stdout and stderr.
 pub struct Run {
     pub command: String,
     pub output: Output,
 }
 
 impl Run {
+    /// Runs `command` to the end (stdin empty, output captured) and checks at once that no
+    /// canary reached stderr, so that no test can forget it.
+    #[track_caller]
+    pub fn of(command: Command) -> Run {
+        let mut command = assert_cmd::Command::from_std(command);
+        let shown = format!("{command:?}");
+        let output = command.output().unwrap_or_else(|e| panic!("{shown} does not start: {e}"));
+        let run = Run { command: shown, output };
+        run.no_canary_on_stderr();
+        run
+    }
+
+    /// A fresh `assert_cmd` assertion on this run's output (they consume themselves).
+    fn assert(&self) -> Assert {
+        Assert::new(self.output.clone()).append_context("command", self.command.clone())
+    }
+
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
@@ -112,39 +195,40 @@ impl Run {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 
-    fn report(&self) -> String {
-        format!(
-            "command: {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.command,
-            self.output.status.code(),
-            self.stdout(),
-            self.stderr()
-        )
-    }
-
     /// Asserts the exit code, and that no canary value reached stderr.
+    #[track_caller]
     pub fn code(&self, expected: i32) -> &Run {
-        assert_eq!(self.output.status.code(), Some(expected), "{}", self.report());
+        self.assert().code(expected);
         self.no_canary_on_stderr()
     }
 
+    /// Compared as bytes: stderr need not be UTF-8, and a check that gave up on invalid
+    /// UTF-8 would pass exactly where it should look hardest.
+    #[track_caller]
     pub fn no_canary_on_stderr(&self) -> &Run {
-        assert!(!self.stderr().contains(CANARY), "a secret reached stderr\n{}", self.report());
+        let canary = CANARY.as_bytes();
+        let no_canary =
+            predicate::function(|stderr: &[u8]| !stderr.windows(canary.len()).any(|w| w == canary))
+                .fn_name("a secret reached stderr: no canary");
+        self.assert().stderr(no_canary);
         self
     }
 
+    #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(self.stderr().contains(needle), "stderr lacks {needle:?}\n{}", self.report());
+        self.assert().stderr(predicate::str::contains(needle));
         self
     }
 
+    #[track_caller]
     pub fn stdout_is(&self, expected: &str) -> &Run {
-        assert_eq!(self.stdout(), expected, "{}", self.report());
+        self.assert().stdout(predicate::str::diff(expected.to_owned()));
         self
     }
 
+    #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Run {
-        assert!(self.stdout().contains(needle), "stdout lacks {needle:?}\n{}", self.report());
+        self.assert().stdout(predicate::str::contains(needle));
         self
     }
 }
@@ -234,4 +318,15 @@ impl Drop for GpgStore {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The fixture's own guard: a run whose stderr carries a canary fails, even when the test
+/// asserts nothing about stderr, and even when stderr is not UTF-8.
+#[test]
+#[should_panic(expected = "a secret reached stderr")]
+fn a_canary_on_stderr_fails_every_run() {
+    let f = Fixture::new();
+    let mut leak = f.tool("sh");
+    leak.args(["-c", &format!("printf '\\377{CANARY}' >&2")]);
+    Run::of(leak);
 }
