@@ -5,7 +5,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use crate::util::{CANARY, Fixture, GpgStore};
+use crate::util::{Args, CANARY, Fixture, GpgStore};
 
 /// How a test puts an entry into one backend's store.
 type Put<'a> = &'a dyn Fn(&mut Fixture, &str, &[u8]);
@@ -23,7 +23,7 @@ policies:
 ";
 
 fn get(f: &Fixture, name: &str) -> crate::util::Run {
-    f.run(["get", name, "--config", "config.yaml", "--role", "worker"])
+    f.run(Args::get(name, "worker"))
 }
 
 /// What a backend can hold, beyond the text every backend holds.
@@ -57,7 +57,7 @@ fn conformance(f: &mut Fixture, store: &str, put: Put, holds: Holds) {
     let run = get(f, "exact");
     run.code(0);
     assert_eq!(run.output.stdout, b"\x00\xffbinary\n\n");
-    f.run(["run", "--config", "config.yaml", "--role", "worker", "--secret", "exact", "--", "true"])
+    f.run(Args::run("worker").secret("exact").program(["true"]))
         .code(65)
         .stderr_has("secret `exact`: the value contains a NUL byte, so it cannot be the variable EXACT");
 }
@@ -266,24 +266,11 @@ fn one_failure_among_many_starts_nothing_and_every_failure_is_listed() {
         "stores:\n  s: {{backend: command, root: r, command: ['{}'], timeout: 0.5}}\nrefs:\n  good: {{store: s, path: good, policy: p}}\n  bad: {{store: s, path: bad, policy: p}}\n  gone: {{store: s, path: gone, policy: p}}\n  slow: {{store: s, path: slow, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
         provider.display()
     ));
-    let run = f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "good",
-        "--secret",
-        "bad",
-        "--secret",
-        "gone",
-        "--secret",
-        "slow",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ]);
+    let run = f.run(
+        Args::run("worker")
+            .secrets(["good", "bad", "gone", "slow"])
+            .program(["touch", marker.to_str().unwrap()]),
+    );
     run.code(66)
         .stderr_has("3 secrets failed")
         .stderr_has("secret `bad`: store `s` failed: ")
@@ -291,20 +278,7 @@ fn one_failure_among_many_starts_nothing_and_every_failure_is_listed() {
         .stderr_has("secret `gone`: does not exist in store `s`")
         .stderr_has("secret `slow`: store `s` did not answer within 0.5s");
     assert!(!marker.exists(), "the program started although secrets failed");
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "good",
-        "--secret",
-        "slow",
-        "--",
-        "true",
-    ])
-    .code(75);
+    f.run(Args::run("worker").secrets(["good", "slow"]).program(["true"])).code(75);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture};
 
 const GOOD: &str = "\
 stores:
@@ -23,7 +23,7 @@ fn config_case(config: &str, code: i32, message: &str) {
     f.env("SRC_API_KEY", CANARY);
     f.config(config);
     let start = Instant::now();
-    let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "api_key"]);
+    let run = f.run(Args::check("worker").secret("api_key"));
     assert!(start.elapsed() < Duration::from_secs(5), "took {:?} on\n{config:.300}", start.elapsed());
     run.code(code).stderr_has(message);
     assert!(!run.stderr().contains("panicked"));
@@ -120,8 +120,7 @@ fn files_that_are_not_configs() {
     let f = Fixture::new();
     fs::write(f.path("binary.yaml"), [0x7f, b'E', b'L', b'F', 0, 0xff, 0xfe]).unwrap();
     fs::set_permissions(f.path("binary.yaml"), fs::Permissions::from_mode(0o600)).unwrap();
-    let check =
-        |config: &str| f.run(["check", "--config", config, "--role", "worker", "--secret", "api_key"]);
+    let check = |config: &str| f.run(Args::check("worker").config(config).secret("api_key"));
     check("binary.yaml").code(78).stderr_has("is not UTF-8 text (byte 5 is invalid)");
     f.write("huge.yaml", "# padding\n".repeat(200_000));
     check("huge.yaml").code(78).stderr_has("is 2000000 bytes, more than the 1048576 it may have");
@@ -159,9 +158,7 @@ fn manifest_case(manifest: &str, code: i32, message: &str) {
     f.env("SRC_API_KEY", CANARY);
     f.config(GOOD);
     f.write("m.yaml", manifest);
-    f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"])
-        .code(code)
-        .stderr_has(message);
+    f.run(Args::check("worker").manifest("m.yaml")).code(code).stderr_has(message);
 }
 
 #[test]
@@ -190,15 +187,11 @@ fn manifest_catalogue() {
     f.config(GOOD);
     f.write("m.yaml", "secrets:\n  - {name: api_key}\n");
     fs::set_permissions(f.path("m.yaml"), fs::Permissions::from_mode(0o666)).unwrap();
-    f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"])
-        .code(65)
-        .stderr_has("is writable by anyone (mode 0666)");
+    f.run(Args::check("worker").manifest("m.yaml")).code(65).stderr_has("is writable by anyone (mode 0666)");
     fs::set_permissions(f.path("m.yaml"), fs::Permissions::from_mode(0o664)).unwrap();
-    f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]).code(0);
+    f.run(Args::check("worker").manifest("m.yaml")).code(0);
     nix::unistd::mkfifo(&f.path("fifo.yaml"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    f.run(["check", "--config", "config.yaml", "--manifest", "fifo.yaml", "--role", "worker"])
-        .code(65)
-        .stderr_has("not a regular file");
+    f.run(Args::check("worker").manifest("fifo.yaml")).code(65).stderr_has("not a regular file");
 }
 
 /// A command store whose provider is `body`; fetching `api_key` must fail with `code`.
@@ -211,18 +204,7 @@ fn fault_case(body: &str, code: i32, message: &str) {
     ));
     let marker = f.path("started");
     let start = Instant::now();
-    let run = f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "api_key",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ]);
+    let run = f.run(Args::run("worker").secret("api_key").program(["touch", marker.to_str().unwrap()]));
     assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
     run.code(code).stderr_has(message).stdout_is("");
     assert!(!marker.exists(), "the program started after: {message}");
@@ -249,7 +231,7 @@ fn backend_faults() {
     );
     // A program that is not there is a config problem no retry fixes: 78, as systemd's
     // RestartPreventExitStatus wants it.
-    f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"])
+    f.run(Args::get("api_key", "worker"))
         .code(78)
         .stderr_has("`/nonexistent/gopass` does not exist: fix the store's `binary:` option");
 }
@@ -262,7 +244,7 @@ fn garbage_output_is_a_value_not_a_crash() {
         "stores:\n  s: {{backend: command, root: r, command: ['{}']}}\nrefs:\n  api_key: {{store: s, path: k, policy: p, trim: none}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
         provider.display()
     ));
-    let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+    let run = f.run(Args::get("api_key", "worker"));
     run.code(0);
     assert_eq!(run.output.stdout, b"\xff\xfe\x00\x1b[31m");
 }
@@ -314,37 +296,18 @@ fn manifest_targets_that_load_code_are_refused_in_any_case() {
         manifest_case(&format!("secrets:\n  - {{name: api_key, fd: 3, env: {env}}}\n"), 65, &said);
         let f = Fixture::new();
         f.config(GOOD);
-        f.run([
-            "check",
-            "--config",
-            "config.yaml",
-            "--role",
-            "worker",
-            "--secret",
-            &format!("api_key={env}"),
-        ])
-        .code(65)
-        .stderr_has(&format!("manifest --secret api_key={env}: a secret"))
-        .stderr_has(&said)
-        .stderr_has("Fix: inject it as another variable");
+        f.run(Args::check("worker").secret(&format!("api_key={env}")))
+            .code(65)
+            .stderr_has(&format!("manifest --secret api_key={env}: a secret"))
+            .stderr_has(&said)
+            .stderr_has("Fix: inject it as another variable");
     }
     // Near misses stay allowed: a variable that merely starts like a forbidden one.
     for env in ["LDAP_PASSWORD", "PATH_TO_KEY", "SSL_CERT_FILE", "HTTPS_PROXY", "GIT_TOKEN"] {
         let mut f = Fixture::new();
         f.env("SRC_API_KEY", CANARY);
         f.config(GOOD);
-        f.run([
-            "run",
-            "--config",
-            "config.yaml",
-            "--role",
-            "worker",
-            "--secret",
-            &format!("api_key={env}"),
-            "--",
-            "true",
-        ])
-        .code(0);
+        f.run(Args::run("worker").secret(&format!("api_key={env}")).program(["true"])).code(0);
     }
 }
 
@@ -403,8 +366,7 @@ fn a_manifest_owned_by_another_user_is_refused() {
     f.env("SRC_API_KEY", CANARY);
     f.config(GOOD);
     let manifest = f.write("m.yaml", "secrets:\n  - {name: api_key}\n");
-    let check =
-        |f: &Fixture| f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]);
+    let check = |f: &Fixture| f.run(Args::check("worker").manifest("m.yaml"));
     check(&f).code(0);
     std::os::unix::fs::chown(&manifest, Some(other.uid), None).unwrap();
     check(&f)
@@ -435,7 +397,7 @@ fn every_link_and_directory_on_the_way_is_checked() {
     std::os::unix::fs::symlink("middle-m.yaml", f.path("first-m.yaml")).unwrap();
     std::os::unix::fs::symlink("conf/m.yaml", f.path("middle-m.yaml")).unwrap();
     let check = |f: &Fixture, config: &str, manifest: &str| {
-        f.run(["check", "--config", config, "--manifest", manifest, "--role", "worker"])
+        f.run(Args::check("worker").config(config).manifest(manifest))
     };
     check(&f, "first.yaml", "first-m.yaml").code(0);
 
@@ -526,7 +488,7 @@ fn file_backend_never_follows_a_racing_link_out_of_root() {
     let start = Instant::now();
     let (mut inside, mut refused, mut runs) = (0, 0, 0);
     while runs < 400 && start.elapsed() < Duration::from_secs(60) {
-        let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+        let run = f.run(Args::get("api_key", "worker"));
         runs += 1;
         assert!(!run.stdout().contains(CANARY), "read outside root on run {runs}");
         match run.output.status.code() {
@@ -570,12 +532,12 @@ fn file_backend_reads_a_kubernetes_mount() {
             .replace("{backend: env, root: src}", &format!("{{backend: file, root: '{}'}}", root.display()))
             .replace("path: api/key", "path: key"),
     );
-    let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+    let run = f.run(Args::get("api_key", "worker"));
     assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.output.stdout, CANARY.as_bytes());
     fs::remove_file(root.join("..data")).unwrap();
     std::os::unix::fs::symlink("../..", root.join("..data")).unwrap();
-    f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"])
+    f.run(Args::get("api_key", "worker"))
         .code(69)
         .stderr_has(
             "key is a link to ..data/key, ..data is a link to ../.., which leads outside the store's root",
@@ -616,7 +578,7 @@ fn slow_inputs_are_refused_fast() {
     f.config(&config);
     f.write("m.yaml", format!("secrets:\n  - name: {}\n", "a".repeat(1_000_000)));
     let start = Instant::now();
-    let run = f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]);
+    let run = f.run(Args::check("worker").manifest("m.yaml"));
     assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
     run.code(65).stderr_has("not defined in the config");
     assert!(!run.stderr().contains("did you mean"));
@@ -627,7 +589,7 @@ fn bounded_case(config: &str, code: i32, message: &str) {
     let f = Fixture::new();
     f.config(config);
     let start = Instant::now();
-    let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "api_key"]);
+    let run = f.run(Args::check("worker").secret("api_key"));
     assert!(start.elapsed() < Duration::from_secs(2), "took {:?} on\n{config:.100}", start.elapsed());
     run.code(code).stderr_has(message);
 }
@@ -718,22 +680,10 @@ fn non_text_scalars_are_refused_where_text_is_expected() {
     let mut f = Fixture::new();
     f.env("SRC_API_KEY", CANARY);
     f.config(&quoted);
-    f.run([
-        "check",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "api_key",
-        "--environment",
-        "2024",
-        "--machine",
-        "1.5",
-    ])
-    .code(0);
+    f.run(Args::check("worker").secret("api_key").args(["--environment", "2024", "--machine", "1.5"]))
+        .code(0);
     f.config(&GOOD.replace("[worker]", "[worker, 'yes']"));
-    f.run(["check", "--config", "config.yaml", "--role", "yes", "--secret", "api_key"]).code(0);
+    f.run(Args::check("yes").secret("api_key")).code(0);
 }
 
 /// Issue 11 item 10: a null list or rule field would apply no narrowing; it is refused at
@@ -813,7 +763,7 @@ fn service_errors_never_echo_credentials_nor_drive_the_terminal() {
         f.config(&format!(
             "stores:\n  v: {{backend: vault, root: secret/m, address: '{address}', insecure_http: true, {auth}}}\nrefs:\n  x: {{store: v, path: x, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n"
         ));
-        let run = f.run(["get", "x", "--config", "config.yaml", "--role", "worker"]);
+        let run = f.run(Args::get("x", "worker"));
         server.join().unwrap();
         assert!(matches!(run.output.status.code(), Some(69 | 77)), "{status} {auth}: {}", run.stderr());
         run.stderr_has("echo ").stderr_has("<redacted>").stderr_has("\\u{1b}[2J\\u{7}").no_canary_on_stderr();
@@ -822,7 +772,7 @@ fn service_errors_never_echo_credentials_nor_drive_the_terminal() {
     let f = Fixture::new();
     f.script("noisy", "printf 'oops \\033]0;title\\007\\rok\\n' >&2; exit 3");
     f.config(&GOOD.replace("backend: env, root: src", "backend: command, root: r, command: [./noisy]"));
-    let run = f.run(["get", "api_key", "--config", "config.yaml", "--role", "worker"]);
+    let run = f.run(Args::get("api_key", "worker"));
     run.code(69).stderr_has("oops \\u{1b}]0;title\\u{7}\\rok");
 }
 
@@ -854,17 +804,7 @@ fn manifest_nulls_are_refused() {
         f.env("SRC_API_KEY", CANARY);
         f.config(GOOD);
         f.write("m.yaml", manifest);
-        let run = f.run([
-            "run",
-            "--config",
-            "config.yaml",
-            "--role",
-            "worker",
-            "--manifest",
-            "m.yaml",
-            "--",
-            "env",
-        ]);
+        let run = f.run(Args::run("worker").manifest("m.yaml").program(["env"]));
         run.code(65).stderr_has(&format!("m.yaml{at}"));
         assert!(!run.stdout().contains(CANARY));
     }
@@ -917,7 +857,7 @@ fn manifest_names_follow_the_configs_yaml_rule() {
         ("secrets:\n  - name: 'yes'\n", 0),
     ] {
         f.write("m.yaml", manifest);
-        let run = f.run(["check", "--config", "config.yaml", "--role", "worker", "--manifest", "m.yaml"]);
+        let run = f.run(Args::check("worker").manifest("m.yaml"));
         run.code(code);
         if code == 65 {
             run.stderr_has("m.yaml:2:")

@@ -1,7 +1,7 @@
 //! Shell completion through bash itself: the script `completions bash` prints is sourced in
 //! `bash --norc`, its function is called as bash would call it on TAB, and COMPREPLY is read.
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture};
 
 const CONFIG: &str = "\
 stores:
@@ -119,19 +119,9 @@ fn zsh_and_fish_scripts_call_back_the_same_way() {
 fn a_completion_variable_set_by_accident_does_not_hijack_a_launch() {
     let mut f = fixture();
     f.env("COMPLETE", "bash");
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "marketdata",
-        "--environment",
-        "prod",
-        "--secret",
-        "databento_api_key",
-        "--",
-        "true",
-    ])
+    f.run(
+        Args::run("marketdata").args(["--environment", "prod"]).secret("databento_api_key").program(["true"]),
+    )
     .code(0)
     .stdout_is("");
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::util::{CANARY, Fixture, LAUNCHER};
+use crate::util::{Args, CANARY, Fixture, LAUNCHER};
 
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
@@ -60,7 +60,7 @@ fn check_answers_with_the_exit_code_of_each_failure_class() {
     check(&f, &["--secret", "slow", "--fetch"]).code(75).stdout_has("fetch timed_out");
     f.write("m.yaml", "secrets:\n  - {name: gone, optional: true}\n");
     check(&f, &["--manifest", "m.yaml", "--fetch"]).code(0).stdout_has("fetch skipped");
-    f.run(["check", "--config", "missing.yaml", "--role", "marketdata", "--secret", "api_key"]).code(78);
+    f.run(Args::check("marketdata").config("missing.yaml").secret("api_key")).code(78);
     // Without --fetch, no backend is asked: the slow one would time out.
     check(&f, &["--secret", "slow"]).code(0);
     let run = check(&f, &["--secret", "api_key", "--fetch"]);
@@ -93,7 +93,7 @@ fn check_json_schema() {
     assert_eq!(secrets[0]["reason"], Value::Null);
     assert_eq!(secrets[1]["decision"], "denied");
     assert!(secrets[1]["reason"].as_str().unwrap().contains("by policy `admins`"));
-    let run = f.run(["check", "--config", "nope.yaml", "--role", "x", "--secret", "a", "--format", "json"]);
+    let run = f.run(Args::check("x").config("nope.yaml").secret("a").args(["--format", "json"]));
     run.code(78);
     let error = json(&run);
     assert_eq!(
@@ -106,7 +106,7 @@ fn check_json_schema() {
 #[test]
 fn explain_traces_a_decision() {
     let f = fixture();
-    let run = f.run(["explain", "api_key", "--config", "config.yaml", "--role", "research"]);
+    let run = f.run(Args::new("explain").arg("api_key").role("research"));
     run.code(0)
         .stdout_has("identity   role=research environment=dev\n")
         .stdout_has("principal  research (the role)\n")
@@ -116,7 +116,7 @@ fn explain_traces_a_decision() {
             "policy     market: principals marketdata, research; environments dev, prod; machines any\n",
         )
         .stdout_has("decision   allowed\n");
-    let run = f.run(["explain", "admin_token", "--config", "config.yaml", "--role", "admin"]);
+    let run = f.run(Args::new("explain").arg("admin_token").role("admin"));
     run.code(0)
         .stdout_has("principal  human_admin (from principals[0] of the config)\n")
         .stdout_has("rule       principals[0]: {principal: human_admin, role: admin, environment: dev}\n");
@@ -125,19 +125,9 @@ fn explain_traces_a_decision() {
     prod.run(["explain", "admin_token", "--config", "config.yaml", "--role", "admin"])
         .code(77)
         .stdout_has("decision   DENIED: denied to principal `admin` by policy `admins`");
-    f.run(["explain", "nope", "--config", "config.yaml", "--role", "admin"])
-        .code(65)
-        .stdout_has("decision   UNDEFINED");
-    let report = json(&f.run([
-        "explain",
-        "api_key",
-        "--config",
-        "config.yaml",
-        "--role",
-        "execution",
-        "--format",
-        "json",
-    ]));
+    f.run(Args::new("explain").arg("nope").role("admin")).code(65).stdout_has("decision   UNDEFINED");
+    let report =
+        json(&f.run(Args::new("explain").arg("api_key").role("execution").args(["--format", "json"])));
     assert_eq!(report["schema"], "mxm-secrets/explain/1");
     assert_eq!(report["exit_code"], 77);
     assert_eq!(report["decision"], "denied");
@@ -154,10 +144,9 @@ fn explain_traces_a_decision() {
 #[test]
 fn list_shows_what_an_identity_may_read() {
     let f = fixture();
-    let run = f.run(["list", "--config", "config.yaml", "--role", "admin"]);
+    let run = f.run(Args::new("list").role("admin"));
     run.code(0).stdout_is("principal  human_admin (from principals[0] of the config)\n  admin_token  store vault  policy admins\n");
-    let report =
-        json(&f.run(["list", "--config", "config.yaml", "--role", "marketdata", "--format", "json"]));
+    let report = json(&f.run(Args::new("list").role("marketdata").args(["--format", "json"])));
     assert_eq!(report["schema"], "mxm-secrets/list/1");
     let names: Vec<&str> =
         report["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
@@ -225,7 +214,7 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     f.env("NO_COLOR", "1");
     let plain = on_terminal(&f);
     assert!(plain.contains("allowed") && !plain.contains('\x1b'), "{plain:?}");
-    let piped = f.run(["explain", "api_key", "--config", "config.yaml", "--role", "research"]);
+    let piped = f.run(Args::new("explain").arg("api_key").role("research"));
     assert!(!piped.stdout().contains('\x1b'));
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture};
 
 const CONFIG: &str = "\
 stores:
@@ -24,18 +24,12 @@ fn the_readme_example_runs() {
     let mut f = Fixture::new();
     f.env("MXM_DEMO_DATABENTO_API_KEY", "demo");
     let example = |name: &str| format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
-    f.run([
-        "run",
-        "--config",
-        &example("config.yaml"),
-        "--manifest",
-        &example("mxm-secrets.yaml"),
-        "--role",
-        "marketdata",
-        "--",
-        "printenv",
-        "DATABENTO_API_KEY",
-    ])
+    f.run(
+        Args::run("marketdata")
+            .config(&example("config.yaml"))
+            .manifest(&example("mxm-secrets.yaml"))
+            .program(["printenv", "DATABENTO_API_KEY"]),
+    )
     .code(0)
     .stdout_is("demo\n");
 }
@@ -69,17 +63,7 @@ fn a_secret_replaces_an_inherited_variable_of_the_same_name() {
     let mut f = Fixture::new();
     let config = f.config(CONFIG);
     f.env("MXM_APP_API_KEY", CANARY).env("API_KEY", "stale");
-    let run = f.run([
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--role",
-        "worker",
-        "--secret",
-        "api_key",
-        "--",
-        "env",
-    ]);
+    let run = f.run(Args::run("worker").config(config.to_str().unwrap()).secret("api_key").program(["env"]));
     run.code(0);
     let env = env_of(&run.stdout());
     assert_eq!(env.get("API_KEY").map(String::as_str), Some(CANARY));
@@ -89,19 +73,9 @@ fn a_secret_replaces_an_inherited_variable_of_the_same_name() {
 fn an_unset_variable_is_a_missing_secret() {
     let f = Fixture::new();
     let config = f.config(CONFIG);
-    f.run([
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--role",
-        "worker",
-        "--secret",
-        "api_key",
-        "--",
-        "true",
-    ])
-    .code(66)
-    .stderr_has("secret `api_key`: does not exist in store `app`: variable MXM_APP_API_KEY is not set");
+    f.run(Args::run("worker").config(config.to_str().unwrap()).secret("api_key").program(["true"]))
+        .code(66)
+        .stderr_has("secret `api_key`: does not exist in store `app`: variable MXM_APP_API_KEY is not set");
 }
 
 #[test]
@@ -109,19 +83,12 @@ fn one_secret_can_go_into_two_variables() {
     let mut f = Fixture::new();
     let config = f.config(CONFIG);
     f.env("MXM_APP_API_KEY", CANARY);
-    let run = f.run([
-        "run",
-        "--config",
-        config.to_str().unwrap(),
-        "--role",
-        "worker",
-        "--secret",
-        "api_key=FIRST",
-        "--secret",
-        "api_key=SECOND",
-        "--",
-        "env",
-    ]);
+    let run = f.run(
+        Args::run("worker")
+            .config(config.to_str().unwrap())
+            .secrets(["api_key=FIRST", "api_key=SECOND"])
+            .program(["env"]),
+    );
     run.code(0);
     let env = env_of(&run.stdout());
     assert_eq!(env.get("FIRST").map(String::as_str), Some(CANARY));

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::util::{CANARY, Fixture, GpgStore};
+use crate::util::{Args, CANARY, Fixture, GpgStore};
 
 fn config(binary: Option<&str>, timeout: Option<f64>) -> String {
     let mut store = "{backend: gopass, root: mxm/red".to_owned();
@@ -40,27 +40,16 @@ fn with_store() -> (Fixture, GpgStore) {
 }
 
 fn get(f: &Fixture, name: &str) -> crate::util::Run {
-    f.run(["get", name, "--config", "config.yaml", "--role", "marketdata"])
+    f.run(Args::get(name, "marketdata"))
 }
 
 #[test]
 fn values_come_from_the_real_store() {
     let (f, _store) = with_store();
     f.config(&config(None, None));
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-        "--",
-        "printenv",
-        "API_KEY",
-    ])
-    .code(0)
-    .stdout_is(&format!("{CANARY}\nuser: bob\n"));
+    f.run(Args::run("marketdata").secret("api_key").program(["printenv", "API_KEY"]))
+        .code(0)
+        .stdout_is(&format!("{CANARY}\nuser: bob\n"));
     get(&f, "user").code(0).stdout_is("bob");
     get(&f, "first_line").code(0).stdout_is(CANARY);
     get(&f, "raw").code(0).stdout_is(&format!("{CANARY}\nuser: bob\n"));
@@ -76,20 +65,7 @@ fn a_denied_name_never_reaches_gopass() {
     get(&f, "admin").code(77).stderr_has("denied to principal `marketdata` by policy `admins`");
     assert!(!log.exists(), "gopass was called for a denied name: {:?}", fs::read_to_string(&log));
     // A run asking for an allowed and a denied name: still no backend call at all.
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-        "--secret",
-        "admin",
-        "--",
-        "true",
-    ])
-    .code(77);
+    f.run(Args::run("marketdata").secrets(["api_key", "admin"]).program(["true"])).code(77);
     assert!(!log.exists(), "gopass was called before every name was authorized");
     // The control: the wrapper does log when gopass is called.
     get(&f, "api_key").code(0);
@@ -139,20 +115,9 @@ fn a_hanging_gopass_is_killed_at_its_timeout_with_what_it_started() {
     // One second: time enough, even on a loaded machine, for the script to record its child.
     f.config(&config(Some(hanging.to_str().unwrap()), Some(1.0)));
     let marker = f.path("started");
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ])
-    .code(75)
-    .stderr_has("did not answer within 1s");
+    f.run(Args::run("marketdata").secret("api_key").program(["touch", marker.to_str().unwrap()]))
+        .code(75)
+        .stderr_has("did not answer within 1s");
     assert!(!marker.exists(), "the program started after a timeout");
     let recorded = fs::read_to_string(&pids).unwrap_or_default();
     let grandchild: i32 =

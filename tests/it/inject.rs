@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::util::{CANARY, Fixture, LAUNCHER};
+use crate::util::{Args, CANARY, Fixture, LAUNCHER};
 
 /// A file store holding `tls` (multi-line, trailing newlines, binary) and `token`, read with
 /// `trim: none` so the child must see the exact bytes.
@@ -92,40 +92,21 @@ fn descriptor_mistakes_are_manifest_errors() {
 fn clean_env_keeps_only_what_is_asked() {
     let mut f = fixture();
     f.env("KEPT", "1").env("DROPPED", "2").env("MXM_ROLE", "worker");
-    let run = f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--clean-env",
-        "--keep",
-        "KEPT",
-        "--keep",
-        "PATH",
-        "--secret",
-        "token",
-        "--",
-        "env",
-    ]);
+    let run = f.run(
+        Args::new("run")
+            .args(["--clean-env", "--keep", "KEPT", "--keep", "PATH"])
+            .secret("token")
+            .program(["env"]),
+    );
     run.code(0);
     let mut lines: Vec<String> = run.stdout().lines().map(str::to_owned).collect();
     lines.sort();
     let path = format!("PATH={}", std::env::var("PATH").unwrap());
     assert_eq!(lines, ["KEPT=1".to_owned(), path, format!("TOKEN={CANARY}")]);
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--clean-env",
-        "--keep",
-        "MXM_ROLE",
-        "--secret",
-        "token",
-        "--",
-        "env",
-    ])
-    .code(64)
-    .stderr_has("--keep MXM_ROLE");
-    f.run(["run", "--config", "config.yaml", "--keep", "KEPT", "--secret", "token", "--", "env"]).code(64);
+    f.run(Args::new("run").args(["--clean-env", "--keep", "MXM_ROLE"]).secret("token").program(["env"]))
+        .code(64)
+        .stderr_has("--keep MXM_ROLE");
+    f.run(Args::new("run").args(["--keep", "KEPT"]).secret("token").program(["env"])).code(64);
 }
 
 #[test]
@@ -153,17 +134,7 @@ fn dry_run_shows_the_plan_and_fetches_nothing() {
     let marker = f.path("started");
     let manifest = "secrets:\n  - {name: api}\n  - {name: tls, fd: 3, env: TLS_KEY_FILE}\n  - {name: token, optional: true}\n";
     f.write("mxm-secrets.yaml", manifest);
-    let run = f.run([
-        "run",
-        "--dry-run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ]);
+    let run = f.run(Args::run("worker").arg("--dry-run").program(["touch", marker.to_str().unwrap()]));
     run.code(0)
         .stdout_is(&format!(
             "config     {}\nprincipal  worker (the role)\n  api    allowed  store cmd    env API\n  tls    allowed  store files  fd 3, env TLS_KEY_FILE=/dev/fd/3\n  token  allowed  store files  env TOKEN (optional)\ncommand    touch {}\nprogram    {}\n",
@@ -182,7 +153,7 @@ fn dry_run_shows_the_plan_and_fetches_nothing() {
     assert!(!log.exists(), "a dry run called a backend");
     assert!(!marker.exists(), "a dry run started the program");
     f.write("mxm-secrets.yaml", "secrets:\n  - {name: admin}\n  - {name: api}\n");
-    f.run(["run", "--dry-run", "--config", "config.yaml", "--role", "worker", "--", "true"])
+    f.run(Args::run("worker").arg("--dry-run").program(["true"]))
         .code(77)
         .stdout_has("  admin  DENIED              env ADMIN\n  api    allowed  store cmd  env API\n")
         .stderr_has("secret `admin`: denied to principal `worker`");

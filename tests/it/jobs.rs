@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::util::Fixture;
+use crate::util::{Args, Fixture};
 
 /// Two command stores over one counting provider: `a` unbounded, `b` with `b_bound`. Each
 /// fetch records, under the lock, how many fetches run in all and from its store.
@@ -96,25 +96,12 @@ fn the_default_is_eight_and_a_store_bound_holds_under_it() {
 fn bad_bounds_are_refused() {
     let f = fixture("");
     for bad in ["0", "-1", "many", "1.5"] {
-        f.run([
-            "run",
-            "--config",
-            "config.yaml",
-            "--role",
-            "worker",
-            "--jobs",
-            bad,
-            "--secret",
-            "a0",
-            "--",
-            "true",
-        ])
-        .code(64)
-        .stderr_has("--jobs")
-        .stderr_has("a whole number, at least 1");
-        f.run(["check", "--config", "config.yaml", "--role", "worker", "--jobs", bad, "--secret", "a0"])
-            .code(64);
-        f.run(["get", "a0", "--config", "config.yaml", "--role", "worker", "--jobs", bad]).code(64);
+        f.run(Args::run("worker").args(["--jobs", bad]).secret("a0").program(["true"]))
+            .code(64)
+            .stderr_has("--jobs")
+            .stderr_has("a whole number, at least 1");
+        f.run(Args::check("worker").args(["--jobs", bad]).secret("a0")).code(64);
+        f.run(Args::get("a0", "worker").args(["--jobs", bad])).code(64);
     }
     for (bad, shown) in [
         ("0", "max_concurrent 0 "),
@@ -123,7 +110,7 @@ fn bad_bounds_are_refused() {
         ("1.5", "max_concurrent 1.5 "),
     ] {
         let f = fixture(&format!(", max_concurrent: {bad}"));
-        f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "a0"])
+        f.run(Args::check("worker").secret("a0"))
             .code(78)
             .stderr_has("/config.yaml:3:")
             .stderr_has(shown)

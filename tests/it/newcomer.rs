@@ -2,7 +2,7 @@
 //! cause (a tab, a mis-indented line, a bare list, a missing `--`), the absolute path and
 //! line to fix, and never a Rust type name.
 
-use crate::util::{CANARY, Fixture, Run};
+use crate::util::{Args, CANARY, Fixture, Run};
 
 const CONFIG: &str = "\
 stores:
@@ -18,7 +18,7 @@ fn with_manifest(manifest: &str) -> (Fixture, Run) {
     f.env("SRC_API_KEY", CANARY);
     f.config(CONFIG);
     f.write("m.yaml", manifest);
-    let run = f.run(["check", "--config", "config.yaml", "--manifest", "m.yaml", "--role", "worker"]);
+    let run = f.run(Args::check("worker").manifest("m.yaml"));
     (f, run)
 }
 
@@ -26,7 +26,7 @@ fn with_config(config: &str) -> (Fixture, Run) {
     let mut f = Fixture::new();
     f.env("SRC_API_KEY", CANARY);
     f.config(config);
-    let run = f.run(["check", "--config", "config.yaml", "--secret", "api_key", "--role", "worker"]);
+    let run = f.run(Args::check("worker").secret("api_key"));
     (f, run)
 }
 
@@ -140,9 +140,9 @@ fn a_missing_separator_is_suggested() {
 fn paths_in_messages_are_absolute() {
     let f = Fixture::new();
     f.config(CONFIG);
-    let run = f.run(["check", "--config", "config.yaml", "--role", "worker"]);
+    let run = f.run(Args::check("worker"));
     run.code(65).stderr_has(&format!("manifest {}: cannot read it", f.path("mxm-secrets.yaml").display()));
-    let run = f.run(["check", "--config", "nothing.yaml", "--role", "worker", "--secret", "api_key"]);
+    let run = f.run(Args::check("worker").config("nothing.yaml").secret("api_key"));
     run.code(78).stderr_has(&format!("config {}: cannot read it", f.path("nothing.yaml").display()));
 }
 
@@ -167,16 +167,16 @@ fn a_missing_file_is_said_once_in_words() {
     let f = Fixture::new();
     f.config(CONFIG);
     let manifest = f.path("mxm-secrets.yaml").display().to_string();
-    let run = f.run(["check", "--config", "config.yaml", "--role", "worker"]);
+    let run = f.run(Args::check("worker"));
     run.code(65).stderr_has(&format!(
         "manifest {manifest}: cannot read it: No such file or directory; give the secrets with"
     ));
     let config = f.path("nothing.yaml").display().to_string();
-    let run = f.run(["check", "--config", "nothing.yaml", "--role", "worker", "--secret", "api_key"]);
+    let run = f.run(Args::check("worker").config("nothing.yaml").secret("api_key"));
     run.code(78).stderr_has(&format!("config {config}: cannot read it: No such file or directory\n"));
     // A directory on the way that is missing is named: that is the one to make.
     let dir = f.path("etc").display().to_string();
-    let run = f.run(["check", "--config", "etc/mxm/secrets.yaml", "--role", "worker", "--secret", "api_key"]);
+    let run = f.run(Args::check("worker").config("etc/mxm/secrets.yaml").secret("api_key"));
     run.code(78).stderr_has(&format!("cannot read it: {dir}: No such file or directory\n"));
     assert!(!run.stderr().contains("os error"), "{}", run.stderr());
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture};
 
 const CONFIG: &str = "\
 stores:
@@ -54,7 +54,7 @@ fn assert_config_words(value: &Value, at: &str) {
 }
 
 fn explain(f: &Fixture, name: &str, role: &str, format: &str) -> crate::util::Run {
-    f.run(["explain", name, "--config", "config.yaml", "--role", role, "--format", format])
+    f.run(Args::new("explain").arg(name).role(role).args(["--format", format]))
 }
 
 #[test]
@@ -81,22 +81,9 @@ fn explain_speaks_the_configs_words() {
 fn check_and_list_speak_the_configs_words() {
     let f = fixture();
     for role in ["marketdata", "research"] {
-        let run = f.run([
-            "check",
-            "--config",
-            "config.yaml",
-            "--role",
-            role,
-            "--secret",
-            "user",
-            "--secret",
-            "exact",
-            "--fetch",
-            "--format",
-            "json",
-        ]);
+        let run = f.run(Args::check(role).secrets(["user", "exact"]).args(["--fetch", "--format", "json"]));
         assert_config_words(&json(&run), "check");
-        let run = f.run(["list", "--config", "config.yaml", "--role", role, "--format", "json"]);
+        let run = f.run(Args::new("list").role(role).args(["--format", "json"]));
         assert_config_words(&json(run.code(0)), "list");
     }
 }
@@ -105,7 +92,7 @@ fn check_and_list_speak_the_configs_words() {
 fn list_with_nothing_allowed_says_why_and_what_would_be() {
     let f = fixture();
     // research may read `exact` in dev or staging and `ops` on ops1, but declares neither.
-    let run = f.run(["list", "--config", "config.yaml", "--role", "research", "--environment", "prod"]);
+    let run = f.run(Args::new("list").role("research").args(["--environment", "prod"]));
     run.code(0)
         .stdout_has("principal  research (the role)\n")
         .stdout_has(
@@ -114,17 +101,8 @@ fn list_with_nothing_allowed_says_why_and_what_would_be() {
         .stdout_has("elsewhere  these policies allow the principal with another environment or machine:\n")
         .stdout_has("  policy lab      environments dev, staging  machines any   secrets exact\n")
         .stdout_has("  policy ops_box  environments any           machines ops1  secrets ops\n");
-    let report = json(&f.run([
-        "list",
-        "--config",
-        "config.yaml",
-        "--role",
-        "research",
-        "--environment",
-        "prod",
-        "--format",
-        "json",
-    ]));
+    let report =
+        json(&f.run(Args::new("list").role("research").args(["--environment", "prod", "--format", "json"])));
     assert_eq!(report["secrets"], serde_json::json!([]));
     assert_eq!(
         report["nothing_readable"]["reason"],
@@ -138,12 +116,11 @@ fn list_with_nothing_allowed_says_why_and_what_would_be() {
         ])
     );
     // A principal no policy names at all: nothing elsewhere either.
-    let run = f.run(["list", "--config", "config.yaml", "--role", "intern"]);
+    let run = f.run(Args::new("list").role("intern"));
     run.code(0).stdout_is("principal  intern (the role)\nnothing    no policy allows principal `intern`\n");
-    let report = json(&f.run(["list", "--config", "config.yaml", "--role", "intern", "--format", "json"]));
+    let report = json(&f.run(Args::new("list").role("intern").args(["--format", "json"])));
     assert_eq!(report["nothing_readable"]["elsewhere"], serde_json::json!([]));
     // Something readable: the answer is the list alone, as before.
-    let report =
-        json(&f.run(["list", "--config", "config.yaml", "--role", "marketdata", "--format", "json"]));
+    let report = json(&f.run(Args::new("list").role("marketdata").args(["--format", "json"])));
     assert_eq!(report["nothing_readable"], Value::Null);
 }

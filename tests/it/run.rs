@@ -1,6 +1,6 @@
 //! The pipeline end to end on the env backend: authorization, all-or-nothing, exec.
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture};
 
 const CONFIG: &str = "\
 stores:
@@ -32,19 +32,8 @@ fn fixture() -> (Fixture, String) {
 #[test]
 fn the_child_keeps_the_launchers_pid() {
     let (f, config) = fixture();
-    let mut command = f.command([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-        "--",
-        "sh",
-        "-c",
-        "echo $$",
-    ]);
+    let mut command =
+        f.command(Args::run("marketdata").config(&config).secret("api_key").program(["sh", "-c", "echo $$"]));
     let child = command.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let output = child.wait_with_output().unwrap();
@@ -55,20 +44,8 @@ fn the_child_keeps_the_launchers_pid() {
 #[test]
 fn the_childs_exit_code_is_the_launchers() {
     let (f, config) = fixture();
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key",
-        "--",
-        "sh",
-        "-c",
-        "exit 42",
-    ])
-    .code(42);
+    f.run(Args::run("marketdata").config(&config).secret("api_key").program(["sh", "-c", "exit 42"]))
+        .code(42);
 }
 
 #[test]
@@ -87,23 +64,12 @@ fn denied_names_are_all_listed_and_nothing_runs() {
     let (f, config) = fixture();
     let marker = f.path("started");
     let touch = format!("touch {}", marker.display());
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "research",
-        "--secret",
-        "admin_token",
-        "--secret",
-        "dev_token",
-        "--secret",
-        "api_key",
-        "--",
-        "sh",
-        "-c",
-        &touch,
-    ])
+    f.run(
+        Args::run("research")
+            .config(&config)
+            .secrets(["admin_token", "dev_token", "api_key"])
+            .program(["sh", "-c", &touch]),
+    )
     .code(77)
     .stderr_has("2 secrets failed")
     .stderr_has("secret `admin_token`: denied to principal `research` by policy `admins`")
@@ -134,7 +100,7 @@ fn environments_narrow_and_principal_rules_map() {
 #[test]
 fn undefined_names_are_manifest_errors_with_a_suggestion() {
     let (f, config) = fixture();
-    f.run(["run", "--config", &config, "--role", "marketdata", "--secret", "api_kye", "--", "true"])
+    f.run(Args::run("marketdata").config(&config).secret("api_kye").program(["true"]))
         .code(65)
         .stderr_has("secret `api_kye`: not defined in the config")
         .stderr_has("did you mean `api_key`?");
@@ -144,42 +110,32 @@ fn undefined_names_are_manifest_errors_with_a_suggestion() {
 fn a_missing_optional_secret_is_skipped_a_denied_one_is_not() {
     let (f, config) = fixture();
     f.write("mxm-secrets.yaml", "secrets:\n  - name: api_key\n  - name: sentry_dsn\n    optional: true\n");
-    let run = f.run(["run", "--config", &config, "--role", "marketdata", "--", "env"]);
+    let run = f.run(Args::run("marketdata").config(&config).program(["env"]));
     run.code(0).stdout_has(&format!("API_KEY={CANARY}"));
     assert!(!run.stdout().contains("SENTRY_DSN"));
     f.write("mxm-secrets.yaml", "secrets:\n  - name: admin_token\n    optional: true\n");
-    f.run(["run", "--config", &config, "--role", "marketdata", "--", "true"]).code(77);
+    f.run(Args::run("marketdata").config(&config).program(["true"])).code(77);
     f.write("mxm-secrets.yaml", "secrets:\n  - name: sentry_dsn\n");
-    f.run(["run", "--config", &config, "--role", "marketdata", "--", "true"]).code(66);
+    f.run(Args::run("marketdata").config(&config).program(["true"])).code(66);
 }
 
 #[test]
 fn manifest_errors() {
     let (f, config) = fixture();
-    f.run(["run", "--config", &config, "--role", "marketdata", "--", "true"])
+    f.run(Args::run("marketdata").config(&config).program(["true"]))
         .code(65)
         .stderr_has("/mxm-secrets.yaml: cannot read it");
     f.write("m.yaml", "secrets:\n  - name: api_key\n    env: LD_PRELOAD\n");
-    f.run(["run", "--config", &config, "--manifest", "m.yaml", "--role", "marketdata", "--", "true"])
+    f.run(Args::run("marketdata").config(&config).manifest("m.yaml").program(["true"]))
         .code(65)
         .stderr_has("may not be injected as LD_PRELOAD");
     f.write("m.yaml", "secrets:\n  - name: api_key\n    envv: X\n");
-    f.run(["run", "--config", &config, "--manifest", "m.yaml", "--role", "marketdata", "--", "true"])
+    f.run(Args::run("marketdata").config(&config).manifest("m.yaml").program(["true"]))
         .code(65)
         .stderr_has("/m.yaml:3:5: secrets[0]: unknown field `envv`");
-    f.run([
-        "run",
-        "--config",
-        &config,
-        "--role",
-        "marketdata",
-        "--secret",
-        "api_key=API",
-        "--secret",
-        "db_password=API",
-        "--",
-        "true",
-    ])
+    f.run(
+        Args::run("marketdata").config(&config).secrets(["api_key=API", "db_password=API"]).program(["true"]),
+    )
     .code(65)
     .stderr_has("both inject variable API");
 }
@@ -187,11 +143,11 @@ fn manifest_errors() {
 #[test]
 fn command_line_errors_are_64() {
     let (f, config) = fixture();
-    f.run(["run", "--config", &config, "--secret", "api_key", "--", "true"]).code(64).stderr_has("--role");
-    f.run(["run", "--config", &config, "--role", "Market", "--secret", "api_key", "--", "true"])
+    f.run(Args::new("run").config(&config).secret("api_key").program(["true"])).code(64).stderr_has("--role");
+    f.run(Args::run("Market").config(&config).secret("api_key").program(["true"]))
         .code(64)
         .stderr_has("not a valid name");
-    f.run(["run", "--config", &config, "--role", "marketdata", "--secret", "api_key"]).code(64);
+    f.run(Args::run("marketdata").config(&config).secret("api_key")).code(64);
     f.run(["frobnicate"]).code(64);
 }
 
@@ -199,16 +155,14 @@ fn command_line_errors_are_64() {
 fn the_role_can_come_from_the_environment() {
     let (mut f, config) = fixture();
     f.env("MXM_ROLE", "marketdata");
-    f.run(["run", "--config", &config, "--secret", "api_key", "--", "true"]).code(0);
+    f.run(Args::new("run").config(&config).secret("api_key").program(["true"])).code(0);
 }
 
 #[test]
 fn get_prints_exactly_the_value() {
     let (f, config) = fixture();
-    f.run(["get", "api_key", "--config", &config, "--role", "marketdata"]).code(0).stdout_is(CANARY);
-    f.run(["get", "admin_token", "--config", &config, "--role", "marketdata"]).code(77).stdout_is("");
-    f.run(["get", "nope", "--config", &config, "--role", "marketdata"]).code(65);
-    f.run(["get", "Bad Name", "--config", &config, "--role", "marketdata"])
-        .code(65)
-        .stderr_has("not defined");
+    f.run(Args::get("api_key", "marketdata").config(&config)).code(0).stdout_is(CANARY);
+    f.run(Args::get("admin_token", "marketdata").config(&config)).code(77).stdout_is("");
+    f.run(Args::get("nope", "marketdata").config(&config)).code(65);
+    f.run(Args::get("Bad Name", "marketdata").config(&config)).code(65).stderr_has("not defined");
 }

@@ -5,7 +5,7 @@
 use std::fs;
 use std::process::{Command, Stdio};
 
-use crate::util::{CANARY, Fixture, GpgStore, Run};
+use crate::util::{Args, CANARY, Fixture, GpgStore, Run};
 
 const REFS: &str = "\
 refs:
@@ -16,12 +16,12 @@ policies:
 ";
 
 fn get(f: &Fixture, name: &str) -> Run {
-    f.run(["get", name, "--config", "config.yaml", "--role", "worker"])
+    f.run(Args::get(name, "worker"))
 }
 
 /// `get` without some of the fixture's variables (as cron or a bare service would run it).
 fn get_without(f: &Fixture, name: &str, unset: &[&str]) -> Run {
-    let mut command = f.command(["get", name, "--config", "config.yaml", "--role", "worker"]);
+    let mut command = f.command(Args::get(name, "worker"));
     for variable in unset {
         command.env_remove(variable);
     }
@@ -216,18 +216,7 @@ fn an_unset_credentials_directory_is_a_config_problem_check_finds() {
     f.config(&format!("stores:\n  s: {{backend: file, root: $CREDENTIALS_DIRECTORY}}\n{REFS}"));
     let marker = f.path("started");
     let systemd = "systemd sets $CREDENTIALS_DIRECTORY only inside a unit with LoadCredential=";
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "key",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ])
+    f.run(Args::run("worker").secret("key").program(["touch", marker.to_str().unwrap()]))
     .code(78)
     .stderr_has(
         "store `s` cannot work as set up: the store's root names $CREDENTIALS_DIRECTORY, which is not set",
@@ -235,21 +224,11 @@ fn an_unset_credentials_directory_is_a_config_problem_check_finds() {
     .stderr_has(systemd);
     assert!(!marker.exists());
     // check finds it without --fetch, in text and JSON.
-    f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"])
+    f.run(Args::check("worker").secret("key"))
         .code(78)
         .stdout_has("  key  allowed  store s  env KEY  MISCONFIGURED\n")
         .stderr_has(systemd);
-    let run = f.run([
-        "check",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "key",
-        "--format",
-        "json",
-    ]);
+    let run = f.run(Args::check("worker").secret("key").args(["--format", "json"]));
     run.code(78);
     let report: serde_json::Value = serde_json::from_slice(&run.output.stdout).unwrap();
     assert_eq!(report["exit_code"], 78);
@@ -258,7 +237,7 @@ fn an_unset_credentials_directory_is_a_config_problem_check_finds() {
     let mut f = f;
     f.write("creds/app/key", CANARY);
     f.env("CREDENTIALS_DIRECTORY", f.path("creds"));
-    f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"]).code(0);
+    f.run(Args::check("worker").secret("key")).code(0);
     get(&f, "key").code(0).stdout_is(CANARY);
 }
 
@@ -270,8 +249,7 @@ fn check_finds_a_program_not_on_path_without_fetching() {
     let mut f = Fixture::new();
     let store = store(&mut f, false);
     f.env("PATH", "/nonexistent-mxm");
-    let check =
-        |f: &Fixture| f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", "key"]);
+    let check = |f: &Fixture| f.run(Args::check("worker").secret("key"));
     gopass_config(&f);
     check(&f)
         .code(78)

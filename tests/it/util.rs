@@ -120,6 +120,11 @@ impl Args {
         Args::new("get").arg(name).role(role)
     }
 
+    /// `check --config config.yaml --role ROLE`.
+    pub fn check(role: &str) -> Args {
+        Args::new("check").role(role)
+    }
+
     /// Replaces the config path (`config.yaml` in the fixture's dir by default).
     pub fn config(mut self, path: impl AsRef<OsStr>) -> Args {
         self.0[2] = path.as_ref().to_string_lossy().into_owned();
@@ -136,6 +141,10 @@ impl Args {
 
     pub fn secrets<'a>(self, names: impl IntoIterator<Item = &'a str>) -> Args {
         names.into_iter().fold(self, Args::secret)
+    }
+
+    pub fn manifest(self, path: impl AsRef<OsStr>) -> Args {
+        self.arg("--manifest").arg(path)
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Args {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture};
 
 struct Bao {
     server: Child,
@@ -106,7 +106,7 @@ refs:
 }
 
 fn get(f: &Fixture, name: &str) -> crate::util::Run {
-    f.run(["get", name, "--config", "config.yaml", "--role", "worker"])
+    f.run(Args::get(name, "worker"))
 }
 
 #[test]
@@ -128,8 +128,7 @@ fn token_auth_fields_versions_and_errors() {
     get(&f, "no_key").code(66).stderr_has("has no key `nope` (keys: `password`, `user`)");
     get(&f, "missing").code(66).stderr_has("the secret service has no secret at secret/data/mxm/red/nope");
     // The token the launcher used never reaches the program.
-    let run =
-        f.run(["run", "--config", "config.yaml", "--role", "worker", "--secret", "db_user", "--", "env"]);
+    let run = f.run(Args::run("worker").secret("db_user").program(["env"]));
     run.code(0).stdout_has("DB_USER=bob");
     assert!(!run.stdout().contains(ROOT_TOKEN), "the vault token reached the program");
     // The address can come from the environment, as the vault CLI takes it.
@@ -202,20 +201,9 @@ fn a_stopped_server_is_69_and_nothing_starts() {
     config(&f, &format!("{{backend: vault, root: secret/mxm/red, address: '{}'}}", bao.address));
     bao.stop();
     let marker = f.path("started");
-    f.run([
-        "run",
-        "--config",
-        "config.yaml",
-        "--role",
-        "worker",
-        "--secret",
-        "db_user",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ])
-    .code(69)
-    .stderr_has(&format!("cannot reach {}", bao.address));
+    f.run(Args::run("worker").secret("db_user").program(["touch", marker.to_str().unwrap()]))
+        .code(69)
+        .stderr_has(&format!("cannot reach {}", bao.address));
     assert!(!marker.exists(), "the program started without its secret");
 }
 
@@ -264,33 +252,9 @@ fn a_kv1_answer_is_described_never_quoted() {
     for name in ["x", "y"] {
         let runs = [
             get(&f, name),
-            f.run(["check", "--config", "config.yaml", "--role", "worker", "--secret", name, "--fetch"]),
-            f.run([
-                "check",
-                "--config",
-                "config.yaml",
-                "--role",
-                "worker",
-                "--secret",
-                name,
-                "--fetch",
-                "--format",
-                "json",
-            ]),
-            f.run([
-                "run",
-                "-vv",
-                "--log-format",
-                "json",
-                "--config",
-                "config.yaml",
-                "--role",
-                "worker",
-                "--secret",
-                name,
-                "--",
-                "true",
-            ]),
+            f.run(Args::check("worker").secret(name).arg("--fetch")),
+            f.run(Args::check("worker").secret(name).args(["--fetch", "--format", "json"])),
+            f.run(Args::run("worker").args(["-vv", "--log-format", "json"]).secret(name).program(["true"])),
         ];
         for run in runs {
             assert_ne!(run.output.status.code(), Some(0), "{name}");
