@@ -239,16 +239,14 @@ fn fetches_overlap_up_to_the_bound() {
     );
     let mut config =
         format!("stores:\n  s: {{backend: command, root: r, command: ['{}']}}\nrefs:\n", provider.display());
-    let mut args: Vec<String> =
-        ["run", "--config", "config.yaml", "--role", "worker"].map(String::from).to_vec();
+    let mut args = Args::run("worker");
     for i in 0..10 {
         config.push_str(&format!("  s{i}: {{store: s, path: p{i}, policy: p}}\n"));
-        args.extend(["--secret".to_owned(), format!("s{i}")]);
+        args = args.secret(&format!("s{i}"));
     }
     config.push_str("policies:\n  p: {allowed_principals: [worker]}\n");
     f.config(&config);
-    args.extend(["--", "sh", "-c", "echo $S0 $S9"].map(String::from));
-    f.run(&args).code(0).stdout_is("value-r/p0 value-r/p9\n");
+    f.run(args.program(["sh", "-c", "echo $S0 $S9"])).code(0).stdout_is("value-r/p0 value-r/p9\n");
     let seen: Vec<usize> =
         fs::read_to_string(&counts).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(seen.len(), 10, "every secret fetched once: {seen:?}");

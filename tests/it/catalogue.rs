@@ -618,11 +618,11 @@ fn principals_that_rules_produce_cannot_be_claimed() {
         let mut f = Fixture::new();
         f.env("SRC_API_KEY", CANARY);
         f.config(&config(extra));
-        let mut args = vec!["get", "api_key", "--config", "config.yaml", "--role", role];
+        let mut args = Args::get("api_key", role);
         if !environment.is_empty() {
-            args.extend(["--environment", environment]);
+            args = args.args(["--environment", environment]);
         }
-        let run = f.run(&args);
+        let run = f.run(args);
         run.code(code).stderr_has(message);
         assert_eq!(run.stdout().contains(CANARY), code == 0, "{role} {environment} {extra}");
         assert!(!run.stderr().contains(CANARY));
@@ -894,11 +894,7 @@ fn principals_that_rules_produce_stay_reserved() {
         "{}principals:\n  - {{principal: human_admin, role: admin, environment: dev}}\n  - {{principal: ops, machine: m1}}\n  - {{principal: shared, role: web, app: web}}\n  - {{principal: shared, role: batch, substrate: container}}\n  - {{principal: shared, role: shared, environment: staging}}\n",
         GOOD.replace("[worker]", "[human_admin, ops, shared]")
     ));
-    let get = |identity: &[&str]| {
-        let mut args = vec!["get", "api_key", "--config", "config.yaml"];
-        args.extend_from_slice(identity);
-        f.run(args)
-    };
+    let get = |identity: &[&str]| f.run(Args::new("get").arg("api_key").args(identity));
     for denied in [
         &["--role", "human_admin", "--environment", "prod"][..],
         &["--role", "ops", "--machine", "m2"],

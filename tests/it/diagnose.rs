@@ -37,9 +37,7 @@ fn json(run: &crate::util::Run) -> Value {
 }
 
 fn check(f: &Fixture, args: &[&str]) -> crate::util::Run {
-    let mut all = vec!["check", "--config", "config.yaml", "--role", "marketdata"];
-    all.extend(args);
-    f.run(all)
+    f.run(Args::check("marketdata").args(args))
 }
 
 #[test]

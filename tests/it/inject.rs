@@ -24,9 +24,7 @@ const TLS: &[u8] =
 
 fn run_with(f: &Fixture, manifest: &str, command: &[&str]) -> crate::util::Run {
     f.write("mxm-secrets.yaml", manifest);
-    let mut args = vec!["run", "--config", "config.yaml", "--role", "worker", "--"];
-    args.extend(command);
-    f.run(args)
+    f.run(Args::run("worker").program(command))
 }
 
 #[test]
@@ -189,7 +187,7 @@ fn the_launcher_writes_nothing_to_disk() {
         "--",
         LAUNCHER,
     ]);
-    strace.args(["run", "--config", "config.yaml", "--role", "worker", "--", "true"]);
+    strace.args(Args::run("worker").program(["true"]));
     let output = strace.output().expect("strace must be installed (apt-get install strace)");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let log = fs::read_to_string(&trace).unwrap();

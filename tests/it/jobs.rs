@@ -56,12 +56,7 @@ fn peak(f: &Fixture, which: &str) -> (usize, usize) {
 }
 
 fn run(f: &Fixture, extra: &[&str]) -> crate::util::Run {
-    let mut args: Vec<String> =
-        ["run", "--config", "config.yaml", "--role", "worker"].map(String::from).to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(all_secrets());
-    args.extend(["--", "sh", "-c", "echo $A0 $B5"].map(String::from));
-    f.run(args)
+    f.run(Args::run("worker").args(extra).args(all_secrets()).program(["sh", "-c", "echo $A0 $B5"]))
 }
 
 #[test]
@@ -76,10 +71,7 @@ fn jobs_bounds_the_whole_run_and_max_concurrent_its_store() {
     // One job: one fetch at a time, everywhere; check --fetch takes the same bound.
     run(&f, &["--jobs", "1"]).code(0);
     assert_eq!(peak(&f, "all"), (1, 12));
-    let mut args = vec!["check", "--config", "config.yaml", "--role", "worker", "--fetch", "--jobs", "2"];
-    let secrets = all_secrets();
-    args.extend(secrets.iter().map(String::as_str));
-    f.run(args).code(0);
+    f.run(Args::check("worker").args(["--fetch", "--jobs", "2"]).args(all_secrets())).code(0);
     assert_eq!(peak(&f, "all").0, 2, "check --fetch --jobs 2");
 }
 

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{CANARY, Fixture, LAUNCHER};
+use crate::util::{Args, CANARY, Fixture, LAUNCHER};
 
 /// A command store whose provider is `provider`, an env store, and a vault store that reads
 /// its token from the launcher's environment (never asked: it only makes VAULT_TOKEN and
@@ -226,18 +226,7 @@ fn launch_slow(f: &Fixture) -> (Child, Vec<String>, Vec<String>) {
         let _ = fs::remove_file(f.path(&format!("bin/{name}.grandchild")));
     }
     let mut launcher = f
-        .command([
-            "run",
-            "--config",
-            "config.yaml",
-            "--role",
-            "worker",
-            "--secret",
-            "probe",
-            "--secret",
-            "second",
-        ])
-        .args(["--", "true"])
+        .command(Args::run("worker").secrets(["probe", "second"]).program(["true"]))
         .process_group(0)
         .stderr(Stdio::null())
         .spawn()

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::util::{CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture};
 
 /// A command store whose provider leaves a mark when it runs.
 fn fixture() -> Fixture {
@@ -22,11 +22,7 @@ fn fixture() -> Fixture {
 }
 
 fn run(f: &Fixture, before: &[&str], program: &str) -> crate::util::Run {
-    let mut args =
-        vec!["run", "--config", "config.yaml", "--role", "worker", "--secret", "a", "--secret", "b"];
-    args.extend(before);
-    args.extend(["--", program]);
-    f.run(args)
+    f.run(Args::run("worker").secrets(["a", "b"]).args(before).program([program]))
 }
 
 fn provider_ran(f: &Fixture) -> bool {

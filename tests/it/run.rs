@@ -51,12 +51,12 @@ fn the_childs_exit_code_is_the_launchers() {
 #[test]
 fn programs_that_cannot_run() {
     let (f, config) = fixture();
-    let base = ["run", "--config", &config, "--role", "marketdata", "--secret", "api_key", "--"];
-    f.run(base.iter().copied().chain(["no-such-program-mxm"]))
+    let base = Args::run("marketdata").config(&config).secret("api_key");
+    f.run(base.clone().program(["no-such-program-mxm"]))
         .code(127)
         .stderr_has("no-such-program-mxm: command not found");
     let script = f.write("not-executable.sh", "#!/bin/sh\n");
-    f.run(base.iter().copied().chain([script.to_str().unwrap()])).code(126).stderr_has("cannot execute");
+    f.run(base.program([&script])).code(126).stderr_has("cannot execute");
 }
 
 #[test]
@@ -81,12 +81,11 @@ fn denied_names_are_all_listed_and_nothing_runs() {
 fn environments_narrow_and_principal_rules_map() {
     let (f, config) = fixture();
     let run = |role: &str, environment: Option<&str>, secret: &str| {
-        let mut args = vec!["run", "--config", &config, "--role", role, "--secret", secret];
+        let mut args = Args::run(role).config(&config).secret(secret);
         if let Some(e) = environment {
-            args.extend(["--environment", e]);
+            args = args.args(["--environment", e]);
         }
-        args.extend(["--", "true"]);
-        f.run(args)
+        f.run(args.program(["true"]))
     };
     run("marketdata", Some("dev"), "dev_token").code(0);
     run("marketdata", Some("prod"), "dev_token")

@@ -162,15 +162,12 @@ fn approle_logs_in_once_for_ten_concurrent_fetches() {
             secret_id_file.display()
         ),
     );
-    let mut args = vec!["run", "--config", "config.yaml", "--role", "worker"];
     let names: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
-    for name in &names {
-        args.extend(["--secret", name]);
-    }
-    args.extend(["--", "sh", "-c", "echo $S0 $S9"]);
-    f.run(&args).code(0).stdout_is("v0 v9\n");
+    let args =
+        Args::run("worker").secrets(names.iter().map(String::as_str)).program(["sh", "-c", "echo $S0 $S9"]);
+    f.run(args.clone()).code(0).stdout_is("v0 v9\n");
     // The control: the secret ID is spent, so another login is refused by the service.
-    f.run(&args).code(77).stderr_has("denied by the secret service").stderr_has("AppRole login refused");
+    f.run(args).code(77).stderr_has("denied by the secret service").stderr_has("AppRole login refused");
 }
 
 #[test]
