@@ -26,8 +26,8 @@ fn the_readme_example_runs() {
     let example = |name: &str| format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));
     f.run(
         Args::run("marketdata")
-            .config(&example("config.yaml"))
-            .manifest(&example("mxm-secrets.yaml"))
+            .config(example("config.yaml"))
+            .manifest(example("mxm-secrets.yaml"))
             .program(["printenv", "DATABENTO_API_KEY"]),
     )
     .code(0)
