@@ -3,7 +3,8 @@
 //! alike. `-- --guard` runs fewer rounds and exits 1 when a ratio passes its guard bound: a
 //! regression check that compares ratios, never absolute times.
 //!
-//! Needs gpg, pass and gopass (as the tests do); makes a throwaway cv25519 key and store.
+//! Needs gpg, pass and gopass (as the tests do); makes a throwaway cv25519 key and store with
+//! the tests' own helper, tests/support/gpg_store.rs.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -11,6 +12,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/gpg_store.rs"]
+mod gpg_store;
+
+use gpg_store::GpgStore;
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_mxm-secrets");
 const SECRETS: usize = 10;
@@ -115,46 +121,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn setup(dir: &Path) -> String {
-    let gnupg = dir.join("gnupg");
-    fs::create_dir(&gnupg).unwrap();
-    fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
-    let tool = |program: &str, args: &[&str], input: &[u8]| {
-        use std::io::Write;
-        let mut child = Command::new(program)
-            .args(args)
-            .env("GNUPGHOME", &gnupg)
-            .env("PASSWORD_STORE_DIR", dir.join("store"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e} (apt-get install gnupg pass gopass)"));
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    tool(
-        "gpg",
-        &[
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "bench <b@example.invalid>",
-            "ed25519",
-            "cert,sign",
-            "never",
-        ],
-        b"",
-    );
-    let listing = tool("gpg", &["--batch", "--with-colons", "--list-keys"], b"");
-    let fpr = listing.lines().find_map(|l| l.strip_prefix("fpr:")).unwrap().trim_matches(':').to_owned();
-    tool("gpg", &["--batch", "--passphrase", "", "--quick-add-key", &fpr, "cv25519", "encr", "never"], b"");
-    tool("pass", &["init", &fpr], b"");
+/// The key, store and config the bench runs on; the store's agent stops when it is dropped.
+fn setup(dir: &Path) -> GpgStore {
+    let store = GpgStore::create(dir.join("gnupg"), dir.join("store"));
     for i in 0..SECRETS {
-        tool("pass", &["insert", "-m", &format!("mxm/s{i}")], format!("secret-{i}\n").as_bytes());
+        store.insert(&format!("mxm/s{i}"), format!("secret-{i}\n").as_bytes());
     }
     let mut config = String::new();
     writeln!(config, "stores:").unwrap();
@@ -171,13 +142,7 @@ fn setup(dir: &Path) -> String {
     let path = dir.join("config.yaml");
     fs::write(&path, config).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    let keys = tool("gpg", &["--batch", "--with-colons", "--list-keys"], b"");
-    keys.lines()
-        .filter(|l| l.starts_with("sub:"))
-        .filter_map(|l| l.split(':').nth(16))
-        .next()
-        .unwrap_or("?")
-        .to_owned()
+    store
 }
 
 /// Peak resident memory of one launcher run, in KiB, from `wait4`.
@@ -197,7 +162,8 @@ fn peak_rss_kib(mut command: Command) -> i64 {
 fn main() {
     let guard = std::env::args().any(|a| a == "--guard");
     let context = Context { dir: tempfile::Builder::new().prefix("mxm-bench-").tempdir().unwrap() };
-    let curve = setup(context.dir.path());
+    let store = setup(context.dir.path());
+    let curve = store.encryption_curve();
     let mut results = Results { rounds: if guard { 15 } else { 40 }, failures: Vec::new() };
     println!(
         "mxm-secrets launch benchmark: {} interleaved rounds each, medians; gpg encryption key {curve}",
@@ -258,10 +224,7 @@ fn main() {
     println!(
         "(f) the Python mxm-secrets 0.3.2: not measured; it needs Python >= 3.13, and this machine has 3.11"
     );
-    let _ = Command::new("gpgconf")
-        .args(["--kill", "gpg-agent"])
-        .env("GNUPGHOME", context.path("gnupg"))
-        .status();
+    drop(store);
     if guard && !results.failures.is_empty() {
         eprintln!("\nregressions:");
         for failure in &results.failures {

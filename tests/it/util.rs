@@ -242,90 +242,17 @@ impl Run {
     }
 }
 
-/// A throwaway gpg key without passphrase and a password-store encrypted to it, made with the
-/// real `gpg` and `pass`. Its gpg-agent is stopped when the store is dropped.
-pub struct GpgStore {
-    pub gnupghome: PathBuf,
-    pub store: PathBuf,
-}
+#[path = "../support/gpg_store.rs"]
+mod gpg_store;
+
+pub use gpg_store::GpgStore;
 
 impl GpgStore {
+    /// A key and store in the fixture's dir, which every launcher it runs then uses.
     pub fn new(fixture: &mut Fixture) -> GpgStore {
-        let gnupghome = fixture.path("gnupg");
-        let store = fixture.path("password-store");
-        fs::create_dir(&gnupghome).unwrap();
-        fs::set_permissions(&gnupghome, fs::Permissions::from_mode(0o700)).unwrap();
-        fixture.env("GNUPGHOME", &gnupghome).env("PASSWORD_STORE_DIR", &store);
-        let this = GpgStore { gnupghome, store };
-        this.tool(
-            "gpg",
-            &[
-                "--batch",
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                "mxm test <mxm@example.invalid>",
-                "ed25519",
-                "cert,sign",
-                "never",
-            ],
-            None,
-        );
-        let fingerprint = this.fingerprint();
-        this.tool(
-            "gpg",
-            &["--batch", "--passphrase", "", "--quick-add-key", &fingerprint, "cv25519", "encr", "never"],
-            None,
-        );
-        this.tool("pass", &["init", &fingerprint], None);
-        this
-    }
-
-    fn fingerprint(&self) -> String {
-        let listing = self.tool("gpg", &["--batch", "--with-colons", "--list-keys"], None);
-        listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:").map(|rest| rest.trim_matches(':').to_owned()))
-            .expect("a fingerprint")
-    }
-
-    /// `pass insert -m PATH` with `contents` on stdin.
-    pub fn insert(&self, path: &str, contents: &[u8]) {
-        self.tool("pass", &["insert", "-m", path], Some(contents));
-    }
-
-    fn tool(&self, program: &str, args: &[&str], input: Option<&[u8]>) -> String {
-        use std::io::Write;
-        let mut child = Command::new(program)
-            .args(args)
-            .env("GNUPGHOME", &self.gnupghome)
-            .env("PASSWORD_STORE_DIR", &self.store)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{program} must be installed (apt-get install gnupg pass gopass): {e}")
-            });
-        child.stdin.take().unwrap().write_all(input.unwrap_or_default()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-}
-
-impl Drop for GpgStore {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .args(["--kill", "gpg-agent"])
-            .env("GNUPGHOME", &self.gnupghome)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let store = GpgStore::create(fixture.path("gnupg"), fixture.path("password-store"));
+        fixture.env("GNUPGHOME", &store.gnupghome).env("PASSWORD_STORE_DIR", &store.store);
+        store
     }
 }
 
