@@ -55,6 +55,33 @@ impl RuntimeIdentity {
     }
 }
 
+/// What the kernel says about whoever asks, beside what it declares ([`RuntimeIdentity`]):
+/// the launcher fills it from its own real ids ([`Caller::local`]); a broker would fill it
+/// from the peer credentials of the connection, a supervisor from its unit. The judge does
+/// not read it yet; it travels with every request and into the audit records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// The systemd unit the caller runs in, when known.
+    pub unit: Option<String>,
+}
+
+impl Caller {
+    /// This process's real uid and gid (who ran us, not what a set-id bit made us) and
+    /// supplementary groups; no unit.
+    pub fn local() -> Caller {
+        use nix::unistd::{getgroups, getresgid, getresuid};
+        // Both cannot fail on Linux; the plain getters stand in should they ever.
+        let uid = getresuid().map_or_else(|_| nix::unistd::getuid(), |ids| ids.real).as_raw();
+        let gid = getresgid().map_or_else(|_| nix::unistd::getgid(), |ids| ids.real).as_raw();
+        let groups = getgroups().unwrap_or_default().into_iter().map(|g| g.as_raw()).collect();
+        Caller { uid, gid, groups, unit: None }
+    }
+}
+
 /// The authority a request speaks as; policies list principals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

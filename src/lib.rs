@@ -14,7 +14,8 @@
 //!
 //! Beside the pipeline: `backend/*` (one file per store kind behind one trait), `value`
 //! (`field` and `trim`), `audit` (records on stderr), `diagnose` (check, explain, list),
-//! `api` (the same pipeline for Rust programs).
+//! `api` (the one entry of the pipeline, judge -> audit -> fetch, that run, get and check
+//! call, and Rust programs too), `inputs` (what the commands start from).
 #![deny(unsafe_code)]
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod exec;
 pub mod files;
 pub mod identity;
 pub mod inject;
+pub mod inputs;
 pub mod manifest;
 pub mod manual;
 pub mod name;
@@ -46,6 +48,6 @@ struct ReadmeExamples;
 pub use api::SecretsApi;
 pub use config::{Config, SecretPolicy, SecretRef, SecretStore};
 pub use error::{Error, FailureKind, SecretFailure};
-pub use identity::{Principal, RuntimeIdentity};
+pub use identity::{Caller, Principal, RuntimeIdentity};
 pub use resolve::ResolvedSecretLocation;
 pub use secret::SecretValue;

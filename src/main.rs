@@ -15,9 +15,10 @@ use mxm_secrets::complete::{self, COMPLETE_VAR, Kind};
 use mxm_secrets::diagnose::{self, Report, Style};
 use mxm_secrets::error::{EX_USAGE, Error};
 use mxm_secrets::inject::Inherit;
+use mxm_secrets::inputs::Inputs;
 use mxm_secrets::manifest::DEFAULT_MANIFEST;
-use mxm_secrets::run::{Inputs, RunRequest, run};
-use mxm_secrets::{RuntimeIdentity, SecretsApi, config::Config};
+use mxm_secrets::run::{RunRequest, run};
+use mxm_secrets::{Caller, RuntimeIdentity, SecretsApi, config::Config};
 
 #[derive(Parser)]
 #[command(
@@ -441,6 +442,7 @@ fn inputs(
         manifest: manifest.manifest.or(default_manifest).map(|p| absolute(&p)),
         secrets: manifest.secrets,
         identity: identity.identity()?,
+        caller: Caller::local(),
     })
 }
 

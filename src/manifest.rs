@@ -327,6 +327,26 @@ impl Manifest {
         }
     }
 
+    /// The manifest file (given, or the default one unless `--secret` stands in for it)
+    /// plus every `--secret`.
+    pub fn requested(path: Option<&Path>, secrets: &[String]) -> Result<Manifest, Error> {
+        let mut manifest = match (path, secrets.is_empty()) {
+            (Some(path), _) => Manifest::load(path)?,
+            (None, true) => Manifest::load(Path::new(DEFAULT_MANIFEST))?,
+            (None, false) => Manifest::default(),
+        };
+        for secret in secrets {
+            manifest.push(ManifestEntry::from_arg(secret)?)?;
+        }
+        if manifest.entries.is_empty() {
+            return Err(Error::manifest(
+                Origin::file(path.map_or("--secret".to_owned(), |p| p.display().to_string())),
+                "requests no secrets; a launcher with nothing to inject is a mistake",
+            ));
+        }
+        Ok(manifest)
+    }
+
     /// The requested names, each once, in name order.
     pub fn names(&self) -> Vec<&Name> {
         let unique: BTreeMap<&Name, ()> = self.entries.iter().map(|e| (&e.name, ())).collect();

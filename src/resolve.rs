@@ -39,6 +39,15 @@ pub struct Authorized<'c> {
     pub location: ResolvedSecretLocation,
 }
 
+/// How one fetch ended, once the manifest's `optional` is applied.
+#[derive(Debug)]
+pub enum Fetched {
+    Value(SecretValue),
+    /// Missing from its store, and every manifest entry for it is optional.
+    Skipped,
+    Failed(FailureKind),
+}
+
 /// A name and the judge's answer for it.
 pub type Judged<'c> = (Name, Result<Authorized<'c>, FailureKind>);
 
@@ -63,16 +72,6 @@ pub fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error
         }
     }
     if failures.is_empty() { Ok(allowed) } else { Err(Error::Secrets(failures)) }
-}
-
-/// [`judge_all`] then [`all_allowed`].
-pub fn authorize<'c>(
-    config: &'c Config,
-    names: &[&Name],
-    principal: &Principal,
-    identity: &RuntimeIdentity,
-) -> Result<Vec<Authorized<'c>>, Error> {
-    all_allowed(judge_all(config, names, principal, identity))
 }
 
 /// A name the config does not define, with the closest one it does.
@@ -346,21 +345,6 @@ impl Drop for Permit<'_> {
         drop(state);
         self.limits.changed.notify_all();
     }
-}
-
-/// One secret, within the process-wide bound: ask the backend (any program it runs gets
-/// `environment`), then apply the ref's `field` (unless the backend picked it) and `trim`.
-pub fn fetch(request: &Authorized, environment: &Environment) -> Result<SecretValue, FailureKind> {
-    let _permit = PROCESS.acquire(request.store);
-    let secret = request.secret;
-    let fetch = request.store.request(
-        &request.location.backend_path,
-        secret.field.as_ref(),
-        secret.version,
-        environment,
-    );
-    let answer = request.store.backend.fetch(&fetch);
-    finish(request, answer)
 }
 
 /// A backend's answer for one secret, as the run sees it: its failure in the run's words,
