@@ -12,7 +12,6 @@
 
 use serde::Deserialize;
 
-use crate::error::Error;
 use crate::name::{Label, Name, check_label, given};
 
 /// The declared runtime identity. `role` is required and must be a valid name, because by
@@ -28,7 +27,7 @@ pub struct RuntimeIdentity {
 
 impl RuntimeIdentity {
     /// An identity with only a role.
-    pub fn new(role: &str) -> Result<RuntimeIdentity, Error> {
+    pub fn new(role: &str) -> Result<RuntimeIdentity, IdentityError> {
         RuntimeIdentity::declared(role, None, None, None, None)
     }
 
@@ -40,10 +39,13 @@ impl RuntimeIdentity {
         machine: Option<&str>,
         app: Option<&str>,
         substrate: Option<&str>,
-    ) -> Result<RuntimeIdentity, Error> {
-        let role = Name::new(role).map_err(|e| Error::Identity(format!("role: {e}")))?;
-        let label = |what: &str, value: Option<&str>| -> Result<Option<String>, Error> {
-            value.map(|v| check_label(what, v).map(|()| v.to_owned())).transpose().map_err(Error::Identity)
+    ) -> Result<RuntimeIdentity, IdentityError> {
+        let role = Name::new(role).map_err(IdentityError::Role)?;
+        let label = |what: &str, value: Option<&str>| -> Result<Option<String>, IdentityError> {
+            value
+                .map(|v| check_label(what, v).map(|()| v.to_owned()))
+                .transpose()
+                .map_err(IdentityError::Label)
         };
         Ok(RuntimeIdentity {
             role,
@@ -54,6 +56,28 @@ impl RuntimeIdentity {
         })
     }
 }
+
+/// An identity that cannot be a principal; the launcher exits 64 with it (a usage error),
+/// a broker would refuse the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The role is not a name, e.g. `Admin`; why.
+    Role(String),
+    /// The environment, machine, app or substrate is not a label; the sentence names which.
+    Label(String),
+}
+
+impl std::fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentityError::Role(why) => write!(f, "role: {why}"),
+            IdentityError::Label(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for IdentityError {}
 
 /// What the kernel says about whoever asks, beside what it declares ([`RuntimeIdentity`]):
 /// the launcher fills it from its own real ids ([`Caller::local`]); a broker would fill it

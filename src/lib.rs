@@ -33,6 +33,7 @@ pub mod inputs;
 pub mod manifest;
 pub mod manual;
 pub mod name;
+mod origin;
 pub mod policy;
 pub mod resolve;
 pub mod run;

@@ -241,13 +241,13 @@ enum Shell {
 
 impl IdentityArgs {
     fn identity(&self) -> Result<RuntimeIdentity, Error> {
-        RuntimeIdentity::declared(
+        Ok(RuntimeIdentity::declared(
             &self.role,
             self.environment.as_deref(),
             self.machine.as_deref(),
             self.app.as_deref(),
             self.substrate.as_deref(),
-        )
+        )?)
     }
 }
 
@@ -305,6 +305,7 @@ fn dispatch(command: Command, audit: Audit) -> Result<(), Error> {
                 // As the run would: the program is looked up once every name is allowed.
                 let inherit = Inherit { clean: clean_env, keep: keep.clone() };
                 let found = Config::load(&Config::discover(inputs.config.as_deref())?)
+                    .map_err(Error::from)
                     .and_then(|config| mxm_secrets::run::find_program(&config, &inherit, &command[0]));
                 match found {
                     Ok(path) => report.text.push_str(&format!("program    {}\n", path.display())),
@@ -447,7 +448,7 @@ fn inputs(
 }
 
 fn load_config(config: &ConfigArg) -> Result<Config, Error> {
-    Config::load(&config_path(config)?)
+    Ok(Config::load(&config_path(config)?)?)
 }
 
 /// The config file the command reads, absolute so that every message names it unambiguously.

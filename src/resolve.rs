@@ -41,6 +41,7 @@ pub struct Authorized<'c> {
 
 /// How one fetch ended, once the manifest's `optional` is applied.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Fetched {
     Value(SecretValue),
     /// Missing from its store, and every manifest entry for it is optional.

@@ -200,6 +200,7 @@ pub struct FetchRequest<'a> {
 /// How a fetch fails. Messages come from the backend's stderr or our own words, never from
 /// its stdout (which may hold the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FetchError {
     NotFound(String),
     Failed(String),
