@@ -137,7 +137,7 @@ impl SecretsApi {
         let audit = self.audit.clone().caller(request.caller);
         let optional = match request.manifest {
             Some(manifest) => {
-                manifest.cite_undefined(&mut judged);
+                cite_undefined(manifest, &mut judged);
                 request
                     .names
                     .iter()
@@ -217,5 +217,17 @@ impl Fetcher<'_> {
                 (name.clone(), outcome)
             })
             .collect()
+    }
+}
+
+/// Adds to each undefined name's failure where the manifest (or `--secret`) asks for it,
+/// so the line to fix is named as config errors name theirs.
+fn cite_undefined(manifest: &Manifest, judged: &mut [Judged]) {
+    for (name, result) in judged.iter_mut() {
+        let Err(FailureKind::Undefined { hint }) = result else { continue };
+        for entry in manifest.entries.iter().filter(|e| e.name == *name) {
+            let by = if entry.origin.source.starts_with("--secret") { "" } else { "manifest " };
+            hint.push_str(&format!("; requested at {by}{}", entry.origin));
+        }
     }
 }

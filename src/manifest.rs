@@ -338,18 +338,6 @@ impl Manifest {
         Ok(())
     }
 
-    /// Adds to each undefined name's failure where the manifest (or `--secret`) asks for it,
-    /// so the line to fix is named as config errors name theirs.
-    pub fn cite_undefined(&self, judged: &mut [crate::resolve::Judged]) {
-        for (name, result) in judged.iter_mut() {
-            let Err(crate::error::FailureKind::Undefined { hint }) = result else { continue };
-            for entry in self.entries.iter().filter(|e| e.name == *name) {
-                let by = if entry.origin.source.starts_with("--secret") { "" } else { "manifest " };
-                hint.push_str(&format!("; requested at {by}{}", entry.origin));
-            }
-        }
-    }
-
     /// The manifest file (given, or the default one unless `--secret` stands in for it)
     /// plus every `--secret`.
     pub fn requested(path: Option<&Path>, secrets: &[String]) -> Result<Manifest, ManifestError> {
