@@ -53,7 +53,7 @@ pub enum Fetched {
 pub type Judged<'c> = (Name, Result<Authorized<'c>, FailureKind>);
 
 /// Judges every name. Calls no backend.
-pub fn judge_all<'c>(
+pub(crate) fn judge_all<'c>(
     config: &'c Config,
     names: &[&Name],
     principal: &Principal,
@@ -63,7 +63,7 @@ pub fn judge_all<'c>(
 }
 
 /// All of them authorized, or an error listing every name that is undefined or denied.
-pub fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error> {
+pub(crate) fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error> {
     let mut allowed = Vec::with_capacity(judged.len());
     let mut failures = Vec::new();
     for (name, result) in judged {
@@ -76,13 +76,13 @@ pub fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error
 }
 
 /// A name the config does not define, with the closest one it does.
-pub fn undefined(config: &Config, name: &str) -> FailureKind {
+pub(crate) fn undefined(config: &Config, name: &str) -> FailureKind {
     let hint = did_you_mean(name, config.refs.names().map(Name::as_str));
     FailureKind::Undefined { hint: format!(" {}{hint}", config.source) }
 }
 
 /// One name: defined, allowed for this principal and identity, and addressable in its store.
-pub fn judge<'c>(
+pub(crate) fn judge<'c>(
     config: &'c Config,
     name: &Name,
     principal: &Principal,
@@ -140,7 +140,7 @@ pub fn set_process_fetch_limit(limit: NonZeroUsize) {
 /// of `requests`.
 ///
 /// [`fetch_many`]: crate::backend::Backend::fetch_many
-pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
+pub(crate) fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
     requests: &[A],
     environment: &Environment,
     jobs: usize,

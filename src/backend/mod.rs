@@ -6,17 +6,17 @@
 //! `#[serde(deny_unknown_fields)]`, fields optional through `crate::name::given`) and
 //! `impl Options` (which checks the root and builds the backend), its `impl Backend` (only
 //! `locate` and `fetch` are required; the capabilities have defaults), and one line in the
-//! `registry!` below. Store parsing ([`store`]) learns its keys from the derive itself.
+//! `registry!` below. Store parsing (`store`) learns its keys from the derive itself.
 
-pub mod command;
-pub mod env;
-pub mod file;
-pub mod gopass;
+pub(crate) mod command;
+pub(crate) mod env;
+pub(crate) mod file;
+pub(crate) mod gopass;
 mod gpg;
-pub mod pass;
+pub(crate) mod pass;
 pub mod process;
-pub mod store;
-pub mod vault;
+pub(crate) mod store;
+pub(crate) mod vault;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
