@@ -43,6 +43,7 @@ pub(crate) mod manual;
 pub mod name;
 mod origin;
 pub mod policy;
+pub(crate) mod program;
 pub mod resolve;
 pub(crate) mod run;
 pub mod secret;

@@ -5,8 +5,7 @@
 
 use std::convert::Infallible;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::audit::Audit;
 use crate::config::Config;
@@ -60,47 +59,6 @@ pub fn find_program(config: &Config, inherit: &Inherit, program: &OsStr) -> Resu
     let inherited = !inherit.clean || inherit.keep.iter().any(|k| k == "PATH");
     let path =
         std::env::var_os("PATH").filter(|_| inherited && !inject::source_variables(config).contains("PATH"));
-    lookup(program, path.as_deref())
+    crate::program::lookup(program, path.as_deref())
+        .map_err(|kind| Error::Exec { program: program.to_string_lossy().into_owned(), source: kind.into() })
 }
-
-/// glibc's `execvp` search: a name with a `/` is itself; otherwise each PATH entry in turn
-/// (empty means the current directory), the first executable file wins, and a file found but
-/// not executable makes the answer "cannot execute" rather than "not found".
-pub(crate) fn lookup(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
-    use nix::unistd::{AccessFlags, access};
-    let failed = |kind: std::io::ErrorKind| Error::Exec {
-        program: program.to_string_lossy().into_owned(),
-        source: std::io::Error::from(kind),
-    };
-    let executable = |candidate: &Path| {
-        let meta = std::fs::metadata(candidate).ok()?;
-        Some(meta.is_file() && access(candidate, AccessFlags::X_OK).is_ok())
-    };
-    if program.is_empty() {
-        return Err(failed(std::io::ErrorKind::NotFound));
-    }
-    if program.as_bytes().contains(&b'/') {
-        let candidate = PathBuf::from(program);
-        return match executable(&candidate) {
-            Some(true) => Ok(candidate),
-            Some(false) => Err(failed(std::io::ErrorKind::PermissionDenied)),
-            None => Err(failed(std::io::ErrorKind::NotFound)),
-        };
-    }
-    let mut denied = false;
-    let search = path.map_or_else(|| OsStr::new(DEFAULT_PATH).to_owned(), OsStr::to_owned);
-    for directory in search.as_bytes().split(|&b| b == b':') {
-        let directory =
-            if directory.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(directory)) };
-        let candidate = directory.join(program);
-        match executable(&candidate) {
-            Some(true) => return Ok(candidate),
-            Some(false) => denied = true,
-            None => {}
-        }
-    }
-    Err(failed(if denied { std::io::ErrorKind::PermissionDenied } else { std::io::ErrorKind::NotFound }))
-}
-
-/// What glibc's `execvp` searches when the environment has no PATH.
-const DEFAULT_PATH: &str = "/bin:/usr/bin";

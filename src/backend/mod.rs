@@ -79,8 +79,8 @@ pub(crate) fn unset_root(variable: &str) -> FetchError {
 /// `option` is the store key that names the program. `None` when the program is there.
 pub(crate) fn missing_program(program: &str, option: &str) -> Option<FetchError> {
     let path = std::env::var_os("PATH");
-    let error = crate::run::lookup(std::ffi::OsStr::new(program), path.as_deref()).err()?;
-    let not_found = error.exit_code() == crate::error::EXIT_NOT_FOUND;
+    let error = crate::program::lookup(std::ffi::OsStr::new(program), path.as_deref()).err()?;
+    let not_found = error == std::io::ErrorKind::NotFound;
     let detail = match (program.contains('/'), not_found) {
         (false, true) => format!(
             "`{program}` is not on PATH (PATH={}); cron's PATH is minimal: give the full path with the \
