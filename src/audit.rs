@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::error::FailureKind;
-use crate::identity::{Principal, RuntimeIdentity};
+use crate::identity::{Caller, Principal, RuntimeIdentity};
 use crate::resolve::{Authorized, Judged};
 
 /// The `schema` of every record; fields are only ever added to it.
@@ -63,6 +63,8 @@ pub struct Context {
     pub identity: Option<RuntimeIdentity>,
     /// The program being launched: argv[0] only, never its arguments.
     pub program: Option<String>,
+    /// Who asked, as the kernel says (uid and gid go into every record).
+    pub caller: Option<Caller>,
 }
 
 /// Where audit records go, and how much of them.
@@ -145,7 +147,12 @@ impl Audit {
     /// The same audit for records about `identity` (and the program, when one is launched).
     pub fn about(self, identity: &RuntimeIdentity, program: Option<&std::ffi::OsStr>) -> Audit {
         let program = program.map(|p| p.to_string_lossy().into_owned());
-        Audit { context: Context { identity: Some(identity.clone()), program }, ..self }
+        Audit { context: Context { identity: Some(identity.clone()), program, ..self.context }, ..self }
+    }
+
+    /// The same audit for records about a request from `caller`.
+    pub fn caller(self, caller: &Caller) -> Audit {
+        Audit { context: Context { caller: Some(caller.clone()), ..self.context }, ..self }
     }
 
     fn emit(&self, record: serde_json::Value, path: Option<&str>) {
@@ -172,6 +179,9 @@ impl Audit {
             "app": field(|i| i.app.as_deref()),
             "substrate": field(|i| i.substrate.as_deref()),
         });
+        if let Some(caller) = &self.context.caller {
+            full["caller"] = json!({"uid": caller.uid, "gid": caller.gid});
+        }
         if self.verbosity >= 2
             && let Some(path) = path
         {

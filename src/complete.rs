@@ -30,8 +30,6 @@ pub enum Kind {
     Environment,
     /// Machines named by policies and rules.
     Machine,
-    /// Store names.
-    Store,
 }
 
 /// The words of one kind in `config`, sorted, each once.
@@ -39,7 +37,6 @@ pub fn words_in(config: &Config, kind: Kind) -> Vec<String> {
     let policies = || config.policies.iter().map(|(_, p)| p);
     let words: BTreeSet<String> = match kind {
         Kind::Secret => config.refs.names().map(ToString::to_string).collect(),
-        Kind::Store => config.stores.names().map(ToString::to_string).collect(),
         Kind::Role => policies()
             .flat_map(|p| p.allowed_principals.iter().map(Name::to_string))
             .chain(config.principals.iter().filter_map(|r| r.role.as_ref().map(Name::to_string)))
@@ -101,7 +98,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(words_in(&config, Kind::Secret), ["a_key", "b_key"]);
-        assert_eq!(words_in(&config, Kind::Store), ["blue", "red"]);
         assert_eq!(words_in(&config, Kind::Role), ["analyst", "feed", "research"]);
         assert_eq!(words_in(&config, Kind::Environment), ["prod", "staging"]);
         assert_eq!(words_in(&config, Kind::Machine), ["db1"]);

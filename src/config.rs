@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 
-use crate::error::{Error, Origin};
 use crate::identity::PrincipalRule;
 use crate::name::{Name, StorePath, did_you_mean, given, with_source};
+use crate::origin::Origin;
 use crate::value::{Field, Trim};
 
 pub use crate::backend::SecretStore;
@@ -215,6 +215,39 @@ fn list<'a>(names: impl Iterator<Item = &'a Name>) -> String {
     if names.is_empty() { "none".to_owned() } else { names.join(", ") }
 }
 
+/// A config that is not there, cannot be read, is unsafe, or is invalid: exit 78.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No config file in any of the places looked at.
+    NotFound { tried: Vec<PathBuf> },
+    /// What is wrong, and where.
+    Invalid { origin: Origin, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(origin: Origin, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { origin, message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NotFound { tried } => {
+                f.write_str("no config file found; looked at:")?;
+                for path in tried {
+                    write!(f, "\n  {}", path.display())?;
+                }
+                f.write_str("\ngive one with --config FILE or MXM_SECRETS_CONFIG")
+            }
+            ConfigError::Invalid { origin, message } => write!(f, "config {origin}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Config {
     /// Reads and checks YAML config text. `source` names it in errors.
     ///
@@ -222,13 +255,13 @@ impl Config {
     /// stores and policies; the second checks every reference against them. serde_yaml
     /// only knows line and column while it reads, so this is how a dangling reference gets
     /// an exact position. Config files are small; both readings together take microseconds.
-    pub fn parse(text: &str, source: &str) -> Result<Config, Error> {
-        check_nesting(text, source).map_err(|(origin, message)| Error::config(origin, message))?;
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        check_nesting(text, source).map_err(|(origin, message)| ConfigError::invalid(origin, message))?;
         with_source(text, || Config::read(text, source))
     }
 
     /// [`Config::parse`] after the pre-checks, with `text` registered as the YAML source.
-    fn read(text: &str, source: &str) -> Result<Config, Error> {
+    fn read(text: &str, source: &str) -> Result<Config, ConfigError> {
         let wrapped = serde_yaml::from_str::<Peek>(text).is_ok_and(|p| p.mxm_secrets.is_some());
         let first = read_sections(text, source, wrapped)?;
         let known = Known {
@@ -252,14 +285,14 @@ impl Config {
     }
 
     /// Loads a config file after checking that only its owner (or root) can change it.
-    pub fn load(path: &Path) -> Result<Config, Error> {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = read_protected(path)?;
         Config::parse(&text, &path.display().to_string())
     }
 
     /// The config file to use: `explicit`, else `$MXM_SECRETS_CONFIG`, else
     /// `$XDG_CONFIG_HOME/mxm/secrets.yaml` (`~/.config/...`), else `/etc/mxm/secrets.yaml`.
-    pub fn discover(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    pub fn discover(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
         if let Some(path) = explicit {
             return Ok(path.to_owned());
         }
@@ -275,17 +308,17 @@ impl Config {
             .collect();
         match tried.iter().find(|p| p.exists()) {
             Some(found) => Ok(found.clone()),
-            None => Err(Error::ConfigNotFound { tried }),
+            None => Err(ConfigError::NotFound { tried }),
         }
     }
 
     /// A rule that maps to a principal no policy allows can only ever deny: a typo, most likely.
-    fn check_principal_rules(&self) -> Result<(), Error> {
+    fn check_principal_rules(&self) -> Result<(), ConfigError> {
         let granted: BTreeSet<&str> =
             self.policies.iter().flat_map(|(_, p)| p.allowed_principals.iter().map(Name::as_str)).collect();
         for (index, rule) in self.principals.iter().enumerate() {
             if !granted.contains(rule.principal.as_str()) {
-                return Err(Error::config(
+                return Err(ConfigError::invalid(
                     Origin::file(&self.source),
                     format!(
                         "principals[{index}]: principal `{}` is not allowed by any policy, so \
@@ -302,8 +335,8 @@ impl Config {
     /// Every ref's path must be one its store's backend can address, and two refs must not
     /// read the same launcher variable (`db/pw` and `db-pw` both make `..._DB_PW`): one of
     /// them would silently get the other's secret.
-    fn check_locations(&self) -> Result<(), Error> {
-        let fail = |message: String| Err(Error::config(Origin::file(&self.source), message));
+    fn check_locations(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError::invalid(Origin::file(&self.source), message));
         let mut variables: BTreeMap<String, (&Name, &str)> = BTreeMap::new();
         for (name, secret) in self.refs.iter() {
             let Some(store) = self.stores.get(secret.store.as_str()) else {
@@ -341,7 +374,7 @@ impl Config {
 }
 
 /// One reading of the sections, under `mxm_secrets:` or at the top level.
-fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, Error> {
+fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, ConfigError> {
     let result = if wrapped {
         serde_yaml::from_str::<Wrapped>(text).map(|w| w.mxm_secrets)
     } else {
@@ -349,7 +382,7 @@ fn read_sections(text: &str, source: &str, wrapped: bool) -> Result<Sections, Er
     };
     result.map_err(|e| {
         let (origin, message) = yaml_error(text, source, &e);
-        Error::config(origin, message)
+        ConfigError::invalid(origin, message)
     })
 }
 
@@ -508,9 +541,9 @@ fn suggestion_for_unknown(message: &str) -> String {
 /// Reads a file that holds policy: a regular file that only root or we can change, reached
 /// through directories and links that only root or we can change (sshd's StrictModes rule;
 /// [`crate::files::read_trusted`] checks every step of the way).
-fn read_protected(path: &Path) -> Result<String, Error> {
+fn read_protected(path: &Path) -> Result<String, ConfigError> {
     crate::files::read_trusted(path, MAX_CONFIG_BYTES, &crate::files::CONFIG)
-        .map_err(|e| Error::config(Origin::file(path.display().to_string()), e.to_string()))
+        .map_err(|e| ConfigError::invalid(Origin::file(path.display().to_string()), e.to_string()))
 }
 
 #[cfg(test)]
@@ -538,7 +571,7 @@ policies:
         match Config::parse(text, "c.yaml") {
             Ok(_) => panic!("accepted:\n{text}"),
             Err(e) => {
-                assert_eq!(e.exit_code(), 78, "{e}");
+                assert_eq!(crate::Error::from(e.clone()).exit_code(), 78, "{e}");
                 e.to_string()
             }
         }

@@ -14,10 +14,10 @@ use crate::config::Config;
 use crate::error::{Error, FailureKind, SecretFailure};
 use crate::identity::{Principal, RuntimeIdentity, derive_principal};
 use crate::inject;
+use crate::inputs::Inputs;
 use crate::name::Name;
 use crate::policy::DenyReason;
-use crate::resolve::{self, Judged};
-use crate::run::{Fetched, Inputs, Prepared};
+use crate::resolve::{self, Fetched, Judged};
 
 /// An answer, in both forms, and how the command ends.
 #[derive(Debug)]
@@ -56,11 +56,12 @@ impl Style {
 /// decision and target, and with `fetch`, whether its backend answers. Values fetched are
 /// dropped (and wiped) at once.
 pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Result<Report, Error> {
-    let Prepared { config, manifest, principal } = inputs.prepare()?;
-    let targets = inject::targets(&manifest, inject::is_open)?;
-    let mut judged = resolve::judge_all(&config, &manifest.names(), &principal, &inputs.identity);
-    manifest.cite_undefined(&mut judged);
-    audit.decisions(&principal, &judged);
+    let prepared = inputs.prepare(audit)?;
+    let (config, manifest) = (prepared.api.config(), &prepared.manifest);
+    let targets = inject::targets(manifest, inject::is_open)?;
+    let names = manifest.names();
+    let judgement = prepared.api.judge(&prepared.request(inputs, &names));
+    let (principal, judged) = (&judgement.principal, &judgement.judged);
     // A store that cannot work here at all (a root naming an unset variable, a program not
     // on PATH) is found without asking any backend for a value.
     let unusable: Vec<(Name, FailureKind)> = judged
@@ -81,11 +82,8 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     // Each fetched name with its outcome word and, unless skipped, its failure.
     let mut fetched: Vec<(Name, &'static str, Option<FailureKind>)> = Vec::new();
     if fetch && unusable.is_empty() && judged.iter().all(|(_, r)| r.is_ok()) {
-        let authorized: Vec<_> = judged.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
         let _hardened = crate::exec::harden()?;
-        for (name, outcome) in
-            crate::run::fetch_outcomes(&config, &manifest, &authorized, &principal, audit, inputs.jobs)
-        {
+        for (name, outcome) in judgement.outcomes() {
             let (word, failure) = match outcome {
                 Fetched::Value(_) => ("ok", None),
                 Fetched::Skipped => ("skipped", None),
@@ -157,14 +155,14 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     let outcome = if failures.is_empty() { Ok(()) } else { Err(Error::Secrets(failures)) };
     let exit_code = outcome.as_ref().err().map_or(0, Error::exit_code);
     let mut text = format!("config     {}\n", config.source);
-    text.push_str(&format!("principal  {}\n", describe_principal(&principal)));
+    text.push_str(&format!("principal  {}\n", describe_principal(principal)));
     text.push_str(&table(&rows, "  "));
     let json = json!({
         "schema": "mxm-secrets/check/1",
         "ok": outcome.is_ok(),
         "exit_code": exit_code,
         "config": config.source,
-        "principal": principal_json(&principal),
+        "principal": principal_json(principal),
         "fetched": fetch && !fetched.is_empty(),
         "secrets": entries,
     });

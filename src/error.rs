@@ -1,12 +1,17 @@
-//! The one error type of the library: every sentence a user reads, and the exit code that
-//! goes with it (DESIGN.md section 8, sysexits so systemd can be told what not to restart).
+//! The library's error: every sentence a user reads, and the exit code that goes with it
+//! (DESIGN.md section 8, sysexits so systemd can be told what not to restart). Identity,
+//! config and manifest say theirs in their own types, converted with `From`; this module
+//! depends on them, none of them on it.
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::config::ConfigError;
+pub use crate::identity::IdentityError;
+pub use crate::manifest::ManifestError;
 use crate::name::Name;
+pub use crate::origin::Origin;
 use crate::policy::DenyReason;
 
 pub const EX_USAGE: u8 = 64;
@@ -21,46 +26,17 @@ pub const EX_CONFIG: u8 = 78;
 pub const EXIT_CANNOT_EXECUTE: u8 = 126;
 pub const EXIT_NOT_FOUND: u8 = 127;
 
-/// Where in an input something is wrong: `file:line:column`, as compilers print it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// A file path, or what stood in for one (`--secret`, `<config data>`).
-    pub source: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-}
-
-impl Origin {
-    pub fn file(source: impl Into<String>) -> Origin {
-        Origin { source: source.into(), line: None, column: None }
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(f, ":{column}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// A bad command line (64).
     Usage(String),
     /// An identity that cannot be a principal, e.g. `--role Admin` (64).
-    Identity(String),
-    /// No config file in any of the places looked at (78).
-    ConfigNotFound { tried: Vec<PathBuf> },
-    /// A config that cannot be read, is unsafe, or is invalid (78).
-    Config { origin: Origin, message: String },
+    Identity(IdentityError),
+    /// No config file found, or one that cannot be read, is unsafe, or is invalid (78).
+    Config(ConfigError),
     /// A manifest or `--secret` that cannot be read or is invalid (65).
-    Manifest { origin: Origin, message: String },
+    Manifest(ManifestError),
     /// One or more requested secrets failed; nothing was started.
     Secrets(Vec<SecretFailure>),
     /// A system call the launcher needs failed: hardening itself, making descriptors (71).
@@ -79,6 +55,7 @@ pub struct SecretFailure {
 }
 
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum FailureKind {
     /// The config defines no such secret (65).
     Undefined { hint: String },
@@ -128,8 +105,8 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Identity(_) => EX_USAGE,
-            Error::ConfigNotFound { .. } | Error::Config { .. } => EX_CONFIG,
-            Error::Manifest { .. } => EX_DATAERR,
+            Error::Config(_) => EX_CONFIG,
+            Error::Manifest(_) => EX_DATAERR,
             Error::Secrets(failures) => failures
                 .iter()
                 .map(|f| &f.kind)
@@ -142,28 +119,18 @@ impl Error {
         }
     }
 
-    pub(crate) fn config(origin: Origin, message: impl Into<String>) -> Error {
-        Error::Config { origin, message: message.into() }
-    }
-
     pub(crate) fn manifest(origin: Origin, message: impl Into<String>) -> Error {
-        Error::Manifest { origin, message: message.into() }
+        Error::Manifest(ManifestError::new(origin, message))
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(message) | Error::Identity(message) => f.write_str(message),
-            Error::ConfigNotFound { tried } => {
-                f.write_str("no config file found; looked at:")?;
-                for path in tried {
-                    write!(f, "\n  {}", path.display())?;
-                }
-                f.write_str("\ngive one with --config FILE or MXM_SECRETS_CONFIG")
-            }
-            Error::Config { origin, message } => write!(f, "config {origin}: {message}"),
-            Error::Manifest { origin, message } => write!(f, "manifest {origin}: {message}"),
+            Error::Usage(message) => f.write_str(message),
+            Error::Identity(error) => error.fmt(f),
+            Error::Config(error) => error.fmt(f),
+            Error::Manifest(error) => error.fmt(f),
             Error::Secrets(failures) => {
                 if let [failure] = failures.as_slice() {
                     write!(f, "{failure}")?;
@@ -220,4 +187,73 @@ impl fmt::Display for FailureKind {
     }
 }
 
-impl std::error::Error for Error {}
+/// The layers say the whole sentence themselves; [`Error`] adds nothing to it, so its
+/// source is theirs. An exec or output failure's source is the system's error.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Identity(error) => error.source(),
+            Error::Config(error) => error.source(),
+            Error::Manifest(error) => error.source(),
+            Error::Exec { source, .. } | Error::Output(source) => Some(source),
+            Error::Usage(_) | Error::Secrets(_) | Error::System(_) => None,
+        }
+    }
+}
+
+impl From<IdentityError> for Error {
+    fn from(error: IdentityError) -> Error {
+        Error::Identity(error)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Error {
+        Error::Config(error)
+    }
+}
+
+impl From<ManifestError> for Error {
+    fn from(error: ManifestError) -> Error {
+        Error::Manifest(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::RuntimeIdentity;
+
+    #[test]
+    fn each_layer_keeps_its_words_and_its_exit_code() {
+        let role = RuntimeIdentity::new("Admin").unwrap_err();
+        assert!(matches!(role, IdentityError::Role(_)), "{role:?}");
+        assert!(role.to_string().starts_with("role: `Admin` is not a valid name"), "{role}");
+        let label = RuntimeIdentity::declared("a", Some(" dev"), None, None, None).unwrap_err();
+        assert_eq!(label.to_string(), "environment ` dev` has surrounding white space");
+        for identity in [role, label] {
+            let error = Error::from(identity.clone());
+            assert_eq!((error.exit_code(), error.to_string()), (EX_USAGE, identity.to_string()));
+        }
+        let invalid = crate::config::Config::parse("stores: [", "c.yaml").unwrap_err();
+        assert!(matches!(invalid, ConfigError::Invalid { .. }), "{invalid:?}");
+        let missing = ConfigError::NotFound { tried: vec!["/etc/mxm/secrets.yaml".into()] };
+        assert!(missing.to_string().starts_with("no config file found; looked at:\n  /etc/mxm/secrets.yaml"));
+        for config in [invalid, missing] {
+            let error = Error::from(config.clone());
+            assert_eq!((error.exit_code(), error.to_string()), (EX_CONFIG, config.to_string()));
+        }
+        let manifest = crate::manifest::ManifestEntry::from_arg("Api").unwrap_err();
+        assert_eq!(manifest.origin.source, "--secret Api");
+        let error = Error::from(manifest.clone());
+        assert_eq!((error.exit_code(), error.to_string()), (EX_DATAERR, manifest.to_string()));
+    }
+
+    #[test]
+    fn the_source_is_the_systems_error_where_there_is_one() {
+        use std::error::Error as _;
+        let exec = Error::Exec { program: "p".to_owned(), source: io::Error::from(io::ErrorKind::NotFound) };
+        assert_eq!(exec.source().unwrap().to_string(), io::Error::from(io::ErrorKind::NotFound).to_string());
+        assert!(Error::from(ConfigError::NotFound { tried: Vec::new() }).source().is_none());
+    }
+}

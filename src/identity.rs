@@ -12,7 +12,6 @@
 
 use serde::Deserialize;
 
-use crate::error::Error;
 use crate::name::{Label, Name, check_label, given};
 
 /// The declared runtime identity. `role` is required and must be a valid name, because by
@@ -28,7 +27,7 @@ pub struct RuntimeIdentity {
 
 impl RuntimeIdentity {
     /// An identity with only a role.
-    pub fn new(role: &str) -> Result<RuntimeIdentity, Error> {
+    pub fn new(role: &str) -> Result<RuntimeIdentity, IdentityError> {
         RuntimeIdentity::declared(role, None, None, None, None)
     }
 
@@ -40,10 +39,13 @@ impl RuntimeIdentity {
         machine: Option<&str>,
         app: Option<&str>,
         substrate: Option<&str>,
-    ) -> Result<RuntimeIdentity, Error> {
-        let role = Name::new(role).map_err(|e| Error::Identity(format!("role: {e}")))?;
-        let label = |what: &str, value: Option<&str>| -> Result<Option<String>, Error> {
-            value.map(|v| check_label(what, v).map(|()| v.to_owned())).transpose().map_err(Error::Identity)
+    ) -> Result<RuntimeIdentity, IdentityError> {
+        let role = Name::new(role).map_err(IdentityError::Role)?;
+        let label = |what: &str, value: Option<&str>| -> Result<Option<String>, IdentityError> {
+            value
+                .map(|v| check_label(what, v).map(|()| v.to_owned()))
+                .transpose()
+                .map_err(IdentityError::Label)
         };
         Ok(RuntimeIdentity {
             role,
@@ -52,6 +54,55 @@ impl RuntimeIdentity {
             app: label("app", app)?,
             substrate: label("substrate", substrate)?,
         })
+    }
+}
+
+/// An identity that cannot be a principal; the launcher exits 64 with it (a usage error),
+/// a broker would refuse the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The role is not a name, e.g. `Admin`; why.
+    Role(String),
+    /// The environment, machine, app or substrate is not a label; the sentence names which.
+    Label(String),
+}
+
+impl std::fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentityError::Role(why) => write!(f, "role: {why}"),
+            IdentityError::Label(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+/// What the kernel says about whoever asks, beside what it declares ([`RuntimeIdentity`]):
+/// the launcher fills it from its own real ids ([`Caller::local`]); a broker would fill it
+/// from the peer credentials of the connection, a supervisor from its unit. The judge does
+/// not read it yet; it travels with every request and into the audit records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// The systemd unit the caller runs in, when known.
+    pub unit: Option<String>,
+}
+
+impl Caller {
+    /// This process's real uid and gid (who ran us, not what a set-id bit made us) and
+    /// supplementary groups; no unit.
+    pub fn local() -> Caller {
+        use nix::unistd::{getgroups, getresgid, getresuid};
+        // Both cannot fail on Linux; the plain getters stand in should they ever.
+        let uid = getresuid().map_or_else(|_| nix::unistd::getuid(), |ids| ids.real).as_raw();
+        let gid = getresgid().map_or_else(|_| nix::unistd::getgid(), |ids| ids.real).as_raw();
+        let groups = getgroups().unwrap_or_default().into_iter().map(|g| g.as_raw()).collect();
+        Caller { uid, gid, groups, unit: None }
     }
 }
 

@@ -1,6 +1,6 @@
 //! mxm-secrets: authorize, fetch and inject secrets, then exec the program that needs them.
 //!
-//! The pipeline, one module per step (read [`run::run`] top to bottom first):
+//! The pipeline, one module per step (read `run.rs` top to bottom first):
 //!
 //! ```text
 //! config   --load + validate-->  Config (stores, refs, policies, principal rules)
@@ -14,26 +14,38 @@
 //!
 //! Beside the pipeline: `backend/*` (one file per store kind behind one trait), `value`
 //! (`field` and `trim`), `audit` (records on stderr), `diagnose` (check, explain, list),
-//! `api` (the same pipeline for Rust programs).
+//! `api` (the one entry of the pipeline, judge -> audit -> fetch, that run, get and check
+//! call, and Rust programs too), `inputs` (what the commands start from), [`cli`] (the
+//! command itself; `main.rs` only calls [`cli::main`]).
+//!
+//! The public API is what a Rust program needs: [`SecretsApi`] with its [`api::Request`],
+//! [`RuntimeIdentity`], [`Caller`], [`Principal`], the config types, [`SecretValue`],
+//! [`Error`] and [`FailureKind`] (and the layers' errors), [`audit::Audit`]; plus the parsers
+//! the fuzzers and property tests drive ([`Config::parse`], [`manifest::Manifest::parse`],
+//! [`value::extract`]). How the launcher execs, hardens and runs backends is the crate's own.
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod audit;
 pub mod backend;
-pub mod complete;
+pub mod cli;
+pub(crate) mod complete;
 pub mod config;
-pub mod diagnose;
+pub(crate) mod diagnose;
 pub mod error;
-pub mod exec;
-pub mod files;
+pub(crate) mod exec;
+pub(crate) mod files;
 pub mod identity;
-pub mod inject;
+pub(crate) mod inject;
+pub(crate) mod inputs;
 pub mod manifest;
-pub mod manual;
+pub(crate) mod manual;
 pub mod name;
+mod origin;
 pub mod policy;
+pub(crate) mod program;
 pub mod resolve;
-pub mod run;
+pub(crate) mod run;
 pub mod secret;
 pub mod value;
 mod yaml_errors;
@@ -43,9 +55,31 @@ mod yaml_errors;
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;
 
-pub use api::SecretsApi;
+pub use api::{Request, Resolved, SecretsApi};
 pub use config::{Config, SecretPolicy, SecretRef, SecretStore};
 pub use error::{Error, FailureKind, SecretFailure};
-pub use identity::{Principal, RuntimeIdentity};
+pub use identity::{Caller, Principal, RuntimeIdentity};
 pub use resolve::ResolvedSecretLocation;
 pub use secret::SecretValue;
+
+/// How the launcher replaces itself and runs backends is not API:
+///
+/// ```compile_fail
+/// let _ = mxm_secrets::exec::harden();
+/// ```
+///
+/// ```compile_fail
+/// let _ = mxm_secrets::backend::process::run;
+/// ```
+///
+/// ```compile_fail
+/// let _ = mxm_secrets::run::run;
+/// ```
+///
+/// while the command is, as one call:
+///
+/// ```no_run
+/// let code: std::process::ExitCode = mxm_secrets::cli::main(["mxm-secrets", "--help"].map(Into::into));
+/// ```
+#[cfg(doctest)]
+struct NarrowApi;

@@ -21,9 +21,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::config::yaml_error;
-use crate::error::{Error, Origin};
 use crate::files::OpenError;
 use crate::name::{Name, is_env_var_name};
+use crate::origin::Origin;
 
 pub const DEFAULT_MANIFEST: &str = "mxm-secrets.yaml";
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -274,16 +274,39 @@ struct RawEntry {
     optional: bool,
 }
 
+/// A manifest or `--secret` that cannot be read or is invalid: what is wrong, and where
+/// (exit 65).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManifestError {
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl ManifestError {
+    pub(crate) fn new(origin: Origin, message: impl Into<String>) -> ManifestError {
+        ManifestError { origin, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "manifest {}: {}", self.origin, self.message)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
 impl Manifest {
-    pub fn parse(text: &str, source: &str) -> Result<Manifest, Error> {
+    pub fn parse(text: &str, source: &str) -> Result<Manifest, ManifestError> {
         crate::config::check_nesting(text, source)
-            .map_err(|(origin, message)| Error::manifest(origin, message))?;
+            .map_err(|(origin, message)| ManifestError::new(origin, message))?;
         // As in the config, a name that YAML 1.1 reads as something else (`yes`, `on`) must
         // be quoted: the same name must mean the same thing in both files.
         let raw: RawManifest =
             crate::name::with_source(text, || serde_yaml::from_str(text)).map_err(|e| {
                 let (origin, message) = yaml_error(text, source, &e);
-                Error::manifest(origin, message)
+                ManifestError::new(origin, message)
             })?;
         let mut manifest = Manifest::default();
         let names: Vec<&str> = raw.secrets.iter().map(|e| e.name.as_str()).collect();
@@ -309,7 +332,7 @@ impl Manifest {
     /// secrets go (a variable the program logs, say), so it, every directory on the way and
     /// every link must be owned by root or the caller and not writable by others.
     /// Group-writable is allowed, for deploy groups.
-    pub fn load(path: &Path) -> Result<Manifest, Error> {
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let source = path.display().to_string();
         let text =
             crate::files::read_trusted(path, MAX_MANIFEST_BYTES, &crate::files::MANIFEST).map_err(|e| {
@@ -319,15 +342,15 @@ impl Manifest {
                         format!("{message}; give the secrets with --manifest FILE or --secret NAME")
                     }
                 };
-                Error::manifest(Origin::file(&source), message)
+                ManifestError::new(Origin::file(&source), message)
             })?;
         Manifest::parse(&text, &source)
     }
 
     /// Adds an entry, refusing a second one for the same variable or descriptor.
-    pub fn push(&mut self, entry: ManifestEntry) -> Result<(), Error> {
+    pub fn push(&mut self, entry: ManifestEntry) -> Result<(), ManifestError> {
         let clash = |what: String, other: &ManifestEntry| {
-            Err(Error::manifest(
+            Err(ManifestError::new(
                 entry.origin.clone(),
                 format!(
                     "`{}` and `{}` ({}) both inject {what}; give one of them another",
@@ -351,16 +374,24 @@ impl Manifest {
         Ok(())
     }
 
-    /// Adds to each undefined name's failure where the manifest (or `--secret`) asks for it,
-    /// so the line to fix is named as config errors name theirs.
-    pub fn cite_undefined(&self, judged: &mut [crate::resolve::Judged]) {
-        for (name, result) in judged.iter_mut() {
-            let Err(crate::error::FailureKind::Undefined { hint }) = result else { continue };
-            for entry in self.entries.iter().filter(|e| e.name == *name) {
-                let by = if entry.origin.source.starts_with("--secret") { "" } else { "manifest " };
-                hint.push_str(&format!("; requested at {by}{}", entry.origin));
-            }
+    /// The manifest file (given, or the default one unless `--secret` stands in for it)
+    /// plus every `--secret`.
+    pub fn requested(path: Option<&Path>, secrets: &[String]) -> Result<Manifest, ManifestError> {
+        let mut manifest = match (path, secrets.is_empty()) {
+            (Some(path), _) => Manifest::load(path)?,
+            (None, true) => Manifest::load(Path::new(DEFAULT_MANIFEST))?,
+            (None, false) => Manifest::default(),
+        };
+        for secret in secrets {
+            manifest.push(ManifestEntry::from_arg(secret)?)?;
         }
+        if manifest.entries.is_empty() {
+            return Err(ManifestError::new(
+                Origin::file(path.map_or("--secret".to_owned(), |p| p.display().to_string())),
+                "requests no secrets; a launcher with nothing to inject is a mistake",
+            ));
+        }
+        Ok(manifest)
     }
 
     /// The requested names, each once, in name order.
@@ -380,26 +411,26 @@ impl ManifestEntry {
         fd: Option<Descriptor>,
         optional: bool,
         origin: Origin,
-    ) -> Result<ManifestEntry, Error> {
+    ) -> Result<ManifestEntry, ManifestError> {
         let env = match (env, fd) {
             (Some(env), _) => Some(env),
             (None, Some(Descriptor::Fixed(_))) => None,
             (None, _) => Some(name.as_str().to_ascii_uppercase()),
         };
         if let Some(env) = &env {
-            check_variable(env).map_err(|message| Error::manifest(origin.clone(), message))?;
+            check_variable(env).map_err(|message| ManifestError::new(origin.clone(), message))?;
         }
         Ok(ManifestEntry { name, env, fd, optional, origin })
     }
 
     /// `--secret NAME[=ENV]`.
-    pub fn from_arg(arg: &str) -> Result<ManifestEntry, Error> {
+    pub fn from_arg(arg: &str) -> Result<ManifestEntry, ManifestError> {
         let origin = Origin::file(format!("--secret {}", arg.escape_debug()));
         let (name, env) = match arg.split_once('=') {
             Some((name, env)) => (name, Some(env.to_owned())),
             None => (arg, None),
         };
-        let name = Name::new(name).map_err(|e| Error::manifest(origin.clone(), e))?;
+        let name = Name::new(name).map_err(|e| ManifestError::new(origin.clone(), e))?;
         ManifestEntry::new(name, env, None, false, origin)
     }
 }
@@ -503,7 +534,7 @@ mod tests {
 
     fn error(text: &str) -> String {
         let e = Manifest::parse(text, "m.yaml").expect_err(text);
-        assert_eq!(e.exit_code(), 65, "{e}");
+        assert_eq!(crate::Error::from(e.clone()).exit_code(), 65, "{e}");
         e.to_string()
     }
 
@@ -553,7 +584,7 @@ mod tests {
                 .collect();
             for env in [name.clone(), name.to_ascii_lowercase(), mixed] {
                 let e = ManifestEntry::from_arg(&format!("a={env}")).expect_err(&env);
-                assert_eq!(e.exit_code(), 65);
+                assert_eq!(crate::Error::from(e.clone()).exit_code(), 65);
                 let message = e.to_string();
                 assert!(message.starts_with(&format!("manifest --secret a={env}: ")), "{message}");
                 assert!(
@@ -592,7 +623,7 @@ mod tests {
         assert_eq!(ManifestEntry::from_arg("api_key").unwrap().env.as_deref(), Some("API_KEY"));
         for bad in ["Api", "a=", "a=B C", "a=LD_AUDIT", "", "=X"] {
             let e = ManifestEntry::from_arg(bad).expect_err(bad);
-            assert_eq!(e.exit_code(), 65);
+            assert_eq!(crate::Error::from(e.clone()).exit_code(), 65);
             assert!(e.to_string().starts_with("manifest --secret"), "{e}");
         }
     }

@@ -43,12 +43,14 @@ impl From<RawPolicy> for SecretPolicy {
 /// The judge's answer. `#[must_use]`: a decision that nobody looks at is a bug.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     Allowed,
     Denied(DenyReason),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DenyReason {
     /// The principal is not in `allowed_principals` (which may be empty: deny all).
     PrincipalNotAllowed { allowed: Vec<Name> },

@@ -39,11 +39,21 @@ pub struct Authorized<'c> {
     pub location: ResolvedSecretLocation,
 }
 
+/// How one fetch ended, once the manifest's `optional` is applied.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Fetched {
+    Value(SecretValue),
+    /// Missing from its store, and every manifest entry for it is optional.
+    Skipped,
+    Failed(FailureKind),
+}
+
 /// A name and the judge's answer for it.
 pub type Judged<'c> = (Name, Result<Authorized<'c>, FailureKind>);
 
 /// Judges every name. Calls no backend.
-pub fn judge_all<'c>(
+pub(crate) fn judge_all<'c>(
     config: &'c Config,
     names: &[&Name],
     principal: &Principal,
@@ -53,7 +63,7 @@ pub fn judge_all<'c>(
 }
 
 /// All of them authorized, or an error listing every name that is undefined or denied.
-pub fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error> {
+pub(crate) fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error> {
     let mut allowed = Vec::with_capacity(judged.len());
     let mut failures = Vec::new();
     for (name, result) in judged {
@@ -65,24 +75,14 @@ pub fn all_allowed(judged: Vec<Judged<'_>>) -> Result<Vec<Authorized<'_>>, Error
     if failures.is_empty() { Ok(allowed) } else { Err(Error::Secrets(failures)) }
 }
 
-/// [`judge_all`] then [`all_allowed`].
-pub fn authorize<'c>(
-    config: &'c Config,
-    names: &[&Name],
-    principal: &Principal,
-    identity: &RuntimeIdentity,
-) -> Result<Vec<Authorized<'c>>, Error> {
-    all_allowed(judge_all(config, names, principal, identity))
-}
-
 /// A name the config does not define, with the closest one it does.
-pub fn undefined(config: &Config, name: &str) -> FailureKind {
+pub(crate) fn undefined(config: &Config, name: &str) -> FailureKind {
     let hint = did_you_mean(name, config.refs.names().map(Name::as_str));
     FailureKind::Undefined { hint: format!(" {}{hint}", config.source) }
 }
 
 /// One name: defined, allowed for this principal and identity, and addressable in its store.
-pub fn judge<'c>(
+pub(crate) fn judge<'c>(
     config: &'c Config,
     name: &Name,
     principal: &Principal,
@@ -140,7 +140,7 @@ pub fn set_process_fetch_limit(limit: NonZeroUsize) {
 /// of `requests`.
 ///
 /// [`fetch_many`]: crate::backend::Backend::fetch_many
-pub fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
+pub(crate) fn fetch_all<'c, A: Borrow<Authorized<'c>> + Sync>(
     requests: &[A],
     environment: &Environment,
     jobs: usize,
@@ -346,21 +346,6 @@ impl Drop for Permit<'_> {
         drop(state);
         self.limits.changed.notify_all();
     }
-}
-
-/// One secret, within the process-wide bound: ask the backend (any program it runs gets
-/// `environment`), then apply the ref's `field` (unless the backend picked it) and `trim`.
-pub fn fetch(request: &Authorized, environment: &Environment) -> Result<SecretValue, FailureKind> {
-    let _permit = PROCESS.acquire(request.store);
-    let secret = request.secret;
-    let fetch = request.store.request(
-        &request.location.backend_path,
-        secret.field.as_ref(),
-        secret.version,
-        environment,
-    );
-    let answer = request.store.backend.fetch(&fetch);
-    finish(request, answer)
 }
 
 /// A backend's answer for one secret, as the run sees it: its failure in the run's words,

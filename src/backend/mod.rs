@@ -6,17 +6,17 @@
 //! `#[serde(deny_unknown_fields)]`, fields optional through `crate::name::given`) and
 //! `impl Options` (which checks the root and builds the backend), its `impl Backend` (only
 //! `locate` and `fetch` are required; the capabilities have defaults), and one line in the
-//! `registry!` below. Store parsing ([`store`]) learns its keys from the derive itself.
+//! `registry!` below. Store parsing (`store`) learns its keys from the derive itself.
 
-pub mod command;
-pub mod env;
-pub mod file;
-pub mod gopass;
+pub(crate) mod command;
+pub(crate) mod env;
+pub(crate) mod file;
+pub(crate) mod gopass;
 mod gpg;
-pub mod pass;
+pub(crate) mod pass;
 pub mod process;
-pub mod store;
-pub mod vault;
+pub(crate) mod store;
+pub(crate) mod vault;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -103,8 +103,8 @@ pub(crate) fn runnable(program: &str, option: &str) -> Result<(), FetchError> {
 /// `RestartPreventExitStatus=78` must stop retrying.
 pub(crate) fn missing_program(program: &str, option: &str) -> Option<FetchError> {
     let path = std::env::var_os("PATH");
-    let error = crate::run::lookup(std::ffi::OsStr::new(program), path.as_deref()).err()?;
-    let not_found = error.exit_code() == crate::error::EXIT_NOT_FOUND;
+    let error = crate::program::lookup(std::ffi::OsStr::new(program), path.as_deref()).err()?;
+    let not_found = error == std::io::ErrorKind::NotFound;
     let detail = match (program.contains('/'), not_found) {
         (false, true) => format!(
             "`{program}` is not on PATH (PATH={}); cron's PATH is minimal: give the full path with the \
@@ -224,6 +224,7 @@ pub struct FetchRequest<'a> {
 /// How a fetch fails. Messages come from the backend's stderr or our own words, never from
 /// its stdout (which may hold the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FetchError {
     NotFound(String),
     Failed(String),

@@ -88,7 +88,7 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// [`run`] for a backend: its failures as the backend's, naming `program`.
+/// `run` for a backend: its failures as the backend's, naming `program`.
 pub fn run_backend(
     command: Command,
     program: &str,
@@ -103,7 +103,11 @@ pub fn run_backend(
 /// Runs `command` with exactly `environment` to completion, or kills its process group when
 /// `timeout` passes. Waits for the program on the calling thread, which its
 /// PR_SET_PDEATHSIG needs.
-pub fn run(mut command: Command, environment: &Environment, timeout: Duration) -> Result<Finished, RunError> {
+pub(crate) fn run(
+    mut command: Command,
+    environment: &Environment,
+    timeout: Duration,
+) -> Result<Finished, RunError> {
     let deadline = Instant::now() + timeout;
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     command.env_clear().envs(environment.iter());

@@ -231,3 +231,26 @@ fn a_log_that_is_not_there_falls_back_to_stderr() {
     );
     assert!(!stderr.contains("os error"), "{stderr}");
 }
+
+/// The caller facts (the launcher's own real uid and gid) travel with the request through
+/// the one pipeline into every record, from `run`, `get` and `check --fetch` alike.
+#[test]
+fn records_carry_the_caller_uid_and_gid() {
+    let f = fixture();
+    let caller =
+        serde_json::json!({"uid": nix::unistd::getuid().as_raw(), "gid": nix::unistd::getgid().as_raw()});
+    let common = ["--config", "config.yaml", "--role", "worker"];
+    let get: Vec<&str> = ["-v", "--log-format", "json", "get", "api_key"].into_iter().chain(common).collect();
+    let check: Vec<&str> = ["-v", "--log-format", "json", "check", "--fetch", "--secret", "api_key"]
+        .into_iter()
+        .chain(common)
+        .collect();
+    for run in [launch(&f, &["-v", "--log-format", "json"], "api_key"), f.run(get), f.run(check)] {
+        run.code(0);
+        let records: Vec<Value> = run.stderr().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(records.len(), 2, "{}", run.stderr());
+        for record in &records {
+            assert_eq!(record["caller"], caller, "{record}");
+        }
+    }
+}
