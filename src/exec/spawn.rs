@@ -79,6 +79,7 @@ mod tests {
     const CANARY_FD: &str = "canary-fd-7c41e0";
     const CANARY_ENV: &str = "canary-env-91b2aa";
     const SECRET: &str = "spawn_test_db_password";
+    const PIPE: &str = "spawn_test_pipe_";
     const MISSING: &str = "spawn_test_missing_program";
 
     /// Our memfds carrying `secret`'s name, as /proc/self/fd shows them. (Each test names
@@ -145,5 +146,36 @@ mod tests {
         assert!(matches!(error, Error::Exec { .. }), "{error:?}");
         assert_eq!(error.exit_code(), 127);
         assert_eq!(our_memfds(MISSING), vec![]);
+    }
+
+    /// std reports a failed exec through a pipe it opens just before forking, at the lowest
+    /// free numbers. A placement over that pipe's number in the child would lose the report
+    /// (the spawn would seem to succeed): targets free in the parent are taken for the time
+    /// of the spawn, so the pipe cannot sit at one. Here the targets cover the numbers just
+    /// above where the memfds themselves land, which is where the pipe would go.
+    #[test]
+    fn a_failed_exec_is_reported_even_when_targets_cover_the_lowest_free_numbers() {
+        let lowest = {
+            let probe = std::fs::File::open("/dev/null").unwrap();
+            std::os::fd::AsRawFd::as_raw_fd(&probe)
+        };
+        let descriptors = (0..16)
+            .map(|i| {
+                let name = Name::new(&format!("{PIPE}{i}")).unwrap();
+                (lowest + 16 + i, name, SecretValue::new(CANARY_FD.as_bytes().to_vec()))
+            })
+            .collect();
+        let plan = LaunchPlan {
+            program: OsString::from("/nonexistent/mxm-secrets-test-program"),
+            args: vec![],
+            env: vec![],
+            secrets: vec![],
+            descriptors,
+        };
+        match spawn(plan, &harden().unwrap(), Streams::default()) {
+            Err(error) => assert_eq!(error.exit_code(), 127, "{error:?}"),
+            Ok(mut spawned) => panic!("spawned, status {:?}", spawned.child.wait()),
+        }
+        assert_eq!(our_memfds(PIPE), vec![]);
     }
 }
