@@ -51,7 +51,8 @@ impl LockedValues {
     ) -> Result<LockedValues, Error> {
         let values: Vec<(String, SecretValue)> = values.into_iter().collect();
         let total: usize = values.iter().map(|(_, value)| value.len()).sum();
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as usize;
+        let page =
+            nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as usize;
         let size = total.div_ceil(page).max(1) * page;
         let length = NonZeroUsize::new(size).expect("at least one page");
         // SAFETY: a new private anonymous mapping at an address of the kernel's choosing
@@ -162,7 +163,8 @@ mod tests {
         for line in smaps.lines() {
             if let Some((range, _)) = line.split_once(' ')
                 && let Some((start, end)) = range.split_once('-')
-                && let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+                && let (Ok(start), Ok(end)) =
+                    (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
             {
                 inside = (start..end).contains(&address);
             } else if inside && let Some(size) = line.strip_prefix("Locked:") {
@@ -178,7 +180,11 @@ mod tests {
         let seen: Vec<(&str, &[u8])> = kept.iter().collect();
         assert_eq!(
             seen,
-            vec![("API_TOKEN", CANARY.as_bytes()), ("db-password", &b"second\0value"[..]), ("EMPTY", &b""[..])]
+            vec![
+                ("API_TOKEN", CANARY.as_bytes()),
+                ("db-password", &b"second\0value"[..]),
+                ("EMPTY", &b""[..])
+            ]
         );
         let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK).unwrap();
         if soft >= 64 * 1024 {

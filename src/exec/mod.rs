@@ -60,7 +60,11 @@ enum Reserve {
 /// plan alone, env secrets, and the `pre_exec` hook of [`Placement`]. The returned files are
 /// the sealed memfds (close-on-exec) that the hook places: keep them open until the program
 /// has started, then drop them, so that this process holds none.
-fn prepare(plan: &LaunchPlan, hardened: &Hardened, reserve: Reserve) -> Result<(Command, Vec<OwnedFd>), Error> {
+fn prepare(
+    plan: &LaunchPlan,
+    hardened: &Hardened,
+    reserve: Reserve,
+) -> Result<(Command, Vec<OwnedFd>), Error> {
     let mut files = Vec::with_capacity(plan.descriptors.len() * 2);
     let mut moves = Vec::with_capacity(plan.descriptors.len());
     for (target, name, value) in &plan.descriptors {
@@ -68,7 +72,8 @@ fn prepare(plan: &LaunchPlan, hardened: &Hardened, reserve: Reserve) -> Result<(
         let mut source = file.as_raw_fd();
         files.push(file);
         if reserve == Reserve::Targets
-            && let Ok(copy) = nix::fcntl::fcntl(&files[files.len() - 1], nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(*target))
+            && let Ok(copy) =
+                nix::fcntl::fcntl(&files[files.len() - 1], nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(*target))
         {
             // SAFETY: F_DUPFD_CLOEXEC just returned `copy` as a new descriptor nothing owns.
             let copy = unsafe { OwnedFd::from_raw_fd(copy) };

@@ -52,7 +52,8 @@ pub fn spawn(plan: LaunchPlan, hardened: &Hardened, streams: Streams) -> Result<
     // Kept before the child starts, so that a failure here leaves no child behind. Whether
     // they could be locked is the caller's to report (`values.note()`).
     let LaunchPlan { program, secrets, descriptors, .. } = plan;
-    let labelled = secrets.into_iter().chain(descriptors.into_iter().map(|(_, name, value)| (name.to_string(), value)));
+    let labelled =
+        secrets.into_iter().chain(descriptors.into_iter().map(|(_, name, value)| (name.to_string(), value)));
     let values = LockedValues::new(labelled)?;
     let started = command.spawn();
     // The command holds copies of the env secrets (std keeps them in plain buffers, which are
@@ -60,7 +61,8 @@ pub fn spawn(plan: LaunchPlan, hardened: &Hardened, streams: Streams) -> Result<
     // has its own, as do our memfds.
     drop::<Command>(command);
     drop(files);
-    let child = started.map_err(|source| Error::Exec { program: program.to_string_lossy().into_owned(), source })?;
+    let child =
+        started.map_err(|source| Error::Exec { program: program.to_string_lossy().into_owned(), source })?;
     let pidfd = pidfd_open(Pid::from_raw(child.id() as i32)).ok();
     Ok(Spawned { child, pidfd, values })
 }
@@ -103,7 +105,11 @@ mod tests {
             args: vec![OsString::from("-c"), OsString::from(r#"cat /dev/fd/3; echo "$X""#)],
             env: vec![(OsString::from("PATH"), std::env::var_os("PATH").unwrap_or_default())],
             secrets: vec![("X".to_owned(), SecretValue::new(CANARY_ENV.as_bytes().to_vec()))],
-            descriptors: vec![(3, Name::new(SECRET).unwrap(), SecretValue::new(CANARY_FD.as_bytes().to_vec()))],
+            descriptors: vec![(
+                3,
+                Name::new(SECRET).unwrap(),
+                SecretValue::new(CANARY_FD.as_bytes().to_vec()),
+            )],
         };
         let hardened = harden().unwrap();
         let streams = Streams { stdin: Stdio::null(), stdout: Stdio::piped(), stderr: Stdio::piped() };
@@ -140,7 +146,11 @@ mod tests {
             args: vec![],
             env: vec![],
             secrets: vec![],
-            descriptors: vec![(4, Name::new(MISSING).unwrap(), SecretValue::new(CANARY_FD.as_bytes().to_vec()))],
+            descriptors: vec![(
+                4,
+                Name::new(MISSING).unwrap(),
+                SecretValue::new(CANARY_FD.as_bytes().to_vec()),
+            )],
         };
         let error = spawn(plan, &harden().unwrap(), Streams::default()).unwrap_err();
         assert!(matches!(error, Error::Exec { .. }), "{error:?}");
