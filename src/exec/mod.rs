@@ -25,6 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
@@ -72,8 +73,7 @@ fn prepare(
         let mut source = file.as_raw_fd();
         files.push(file);
         if reserve == Reserve::Targets
-            && let Ok(copy) =
-                nix::fcntl::fcntl(&files[files.len() - 1], nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(*target))
+            && let Ok(copy) = fcntl(&files[files.len() - 1], FcntlArg::F_DUPFD_CLOEXEC(*target))
         {
             // SAFETY: F_DUPFD_CLOEXEC just returned `copy` as a new descriptor nothing owns.
             let copy = unsafe { OwnedFd::from_raw_fd(copy) };
