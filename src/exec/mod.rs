@@ -164,3 +164,30 @@ fn place(pending: &mut Vec<(RawFd, RawFd)>) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::Name;
+    use crate::secret::SecretValue;
+
+    /// Two memfds that each sit at the other's target (the memfd for fd 4 got number 3 and
+    /// the one for fd 3 got number 4, in general): one moves aside first, both arrive.
+    #[test]
+    fn places_descriptors_that_sit_at_each_others_targets() {
+        let first =
+            memfd::sealed(&Name::new("cycle_first").unwrap(), &SecretValue::new(b"first".to_vec())).unwrap();
+        let second =
+            memfd::sealed(&Name::new("cycle_second").unwrap(), &SecretValue::new(b"second".to_vec()))
+                .unwrap();
+        let (a, b) = (first.as_raw_fd(), second.as_raw_fd());
+        let mut moves = vec![(b, a), (a, b)];
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("cat /dev/fd/{a}; echo; cat /dev/fd/{b}")]);
+        // SAFETY: `place` allocates nothing and only calls fcntl and dup2 in the child.
+        unsafe { command.pre_exec(move || place(&mut moves)) };
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "second\nfirst");
+    }
+}

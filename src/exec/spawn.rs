@@ -118,9 +118,17 @@ mod tests {
         // The parent: nothing of ours at descriptor 3 (whatever else the harness has there),
         // and no memfd of ours left open anywhere.
         let fd3 = std::fs::read_link("/proc/self/fd/3").map(|t| t.to_string_lossy().into_owned());
-        assert!(!fd3.as_deref().unwrap_or("").contains("mxm-secrets"), "{fd3:?}");
+        assert!(!fd3.as_deref().unwrap_or("").contains(SECRET), "{fd3:?}");
         assert_eq!(our_memfds(SECRET), vec![]);
         assert!(spawned.pidfd.is_some(), "pidfd_open works on this kernel");
+
+        // A backend started while the program runs holds none of the program's descriptors.
+        let mut backend = Command::new("ls");
+        backend.args(["-l", "/proc/self/fd/"]);
+        crate::exec::isolate_backend(&mut backend);
+        let listing = backend.output().unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(listing.contains(" 0 -> ") && !listing.contains("mxm-secrets"), "{listing}");
 
         let mut out = String::new();
         spawned.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
