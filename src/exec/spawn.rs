@@ -1,0 +1,199 @@
+//! Starting the program as our child, for a parent that stays (DESIGN section 11): the same
+//! placement as [`super::exec`], done in `pre_exec` of the child, so that this process never
+//! holds the program's descriptors at their numbers and, once the child has started, holds
+//! no memfd at all (a backend started later cannot inherit one). The values move into
+//! [`LockedValues`] for masking and comparison. What a supervisor adds on top (process
+//! group, terminal, PR_SET_PDEATHSIG, signal forwarding, reaping) is not here yet.
+
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command, Stdio};
+
+use nix::unistd::Pid;
+
+use super::{Hardened, LockedValues, Reserve, pidfd_open, prepare};
+use crate::error::Error;
+use crate::inject::LaunchPlan;
+
+/// Where the program's standard streams go (all inherited by default).
+#[derive(Debug)]
+pub struct Streams {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+impl Default for Streams {
+    fn default() -> Streams {
+        Streams { stdin: Stdio::inherit(), stdout: Stdio::inherit(), stderr: Stdio::inherit() }
+    }
+}
+
+/// A started program: the child to wait on, a pidfd to poll for its exit (`None` on kernels
+/// without `pidfd_open`), and the values it was given, locked in memory.
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: Child,
+    pub pidfd: Option<OwnedFd>,
+    pub values: LockedValues,
+}
+
+impl Spawned {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+}
+
+/// Starts the program of `plan` as a child of this process, its descriptor secrets placed
+/// and its signal state and core limit given back in the child only. This process stays
+/// hardened. Fails as [`super::exec`] does (126, or 127 not found), with no child left.
+pub fn spawn(plan: LaunchPlan, hardened: &Hardened, streams: Streams) -> Result<Spawned, Error> {
+    let (mut command, files) = prepare(&plan, hardened, Reserve::Targets)?;
+    command.stdin(streams.stdin).stdout(streams.stdout).stderr(streams.stderr);
+    // Kept before the child starts, so that a failure here leaves no child behind. Whether
+    // they could be locked is the caller's to report (`values.note()`).
+    let LaunchPlan { program, secrets, descriptors, .. } = plan;
+    let labelled =
+        secrets.into_iter().chain(descriptors.into_iter().map(|(_, name, value)| (name.to_string(), value)));
+    let values = LockedValues::new(labelled)?;
+    let started = command.spawn();
+    // The command holds copies of the env secrets (std keeps them in plain buffers, which are
+    // freed, not wiped) and the hook holds the memfd numbers: both go as soon as the child
+    // has its own, as do our memfds.
+    drop::<Command>(command);
+    drop(files);
+    let child =
+        started.map_err(|source| Error::Exec { program: program.to_string_lossy().into_owned(), source })?;
+    let pidfd = pidfd_open(Pid::from_raw(child.id() as i32)).ok();
+    Ok(Spawned { child, pidfd, values })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::io::Read;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::exec::harden;
+    use crate::name::Name;
+    use crate::secret::SecretValue;
+
+    const CANARY_FD: &str = "canary-fd-7c41e0";
+    const CANARY_ENV: &str = "canary-env-91b2aa";
+    const SECRET: &str = "spawn_test_db_password";
+    const PIPE: &str = "spawn_test_pipe_";
+    const MISSING: &str = "spawn_test_missing_program";
+
+    /// Our memfds carrying `secret`'s name, as /proc/self/fd shows them. (Each test names
+    /// its own secret: tests run in parallel in this process.)
+    fn our_memfds(secret: &str) -> Vec<(String, PathBuf)> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let target = std::fs::read_link(entry.path()).ok()?;
+                let shown = target.to_string_lossy().into_owned();
+                shown.contains(secret).then(|| (entry.file_name().to_string_lossy().into_owned(), target))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spawns_the_program_with_its_secrets_placed_in_the_child_only() {
+        let plan = LaunchPlan {
+            program: OsString::from("sh"),
+            args: vec![OsString::from("-c"), OsString::from(r#"cat /dev/fd/3; echo "$X""#)],
+            env: vec![(OsString::from("PATH"), std::env::var_os("PATH").unwrap_or_default())],
+            secrets: vec![("X".to_owned(), SecretValue::new(CANARY_ENV.as_bytes().to_vec()))],
+            descriptors: vec![(
+                3,
+                Name::new(SECRET).unwrap(),
+                SecretValue::new(CANARY_FD.as_bytes().to_vec()),
+            )],
+        };
+        let hardened = harden().unwrap();
+        let streams = Streams { stdin: Stdio::null(), stdout: Stdio::piped(), stderr: Stdio::piped() };
+        let mut spawned = spawn(plan, &hardened, streams).unwrap();
+
+        // The parent: nothing of ours at descriptor 3 (whatever else the harness has there),
+        // and no memfd of ours left open anywhere.
+        let fd3 = std::fs::read_link("/proc/self/fd/3").map(|t| t.to_string_lossy().into_owned());
+        assert!(!fd3.as_deref().unwrap_or("").contains(SECRET), "{fd3:?}");
+        assert_eq!(our_memfds(SECRET), vec![]);
+        assert!(spawned.pidfd.is_some(), "pidfd_open works on this kernel");
+
+        // A backend started while the program runs holds none of the program's descriptors.
+        let mut backend = Command::new("ls");
+        backend.args(["-l", "/proc/self/fd/"]);
+        crate::exec::isolate_backend(&mut backend);
+        let listing = backend.output().unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        assert!(listing.contains(" 0 -> ") && !listing.contains("mxm-secrets"), "{listing}");
+
+        let mut out = String::new();
+        spawned.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let mut err = String::new();
+        spawned.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = spawned.child.wait().unwrap();
+        assert!(status.success(), "status {status}, stderr {err:?}");
+        assert_eq!(out, format!("{CANARY_FD}{CANARY_ENV}\n"));
+        assert_eq!(err, "");
+
+        // The values are kept, locked, for masking and comparison; their Debug names none.
+        let kept: Vec<(&str, &[u8])> = spawned.values.iter().collect();
+        assert_eq!(kept, vec![("X", CANARY_ENV.as_bytes()), (SECRET, CANARY_FD.as_bytes())]);
+        let shown = format!("{spawned:?}");
+        assert!(!shown.contains(CANARY_FD) && !shown.contains(CANARY_ENV), "{shown}");
+        assert_eq!(our_memfds(SECRET), vec![]);
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_is_an_exec_error_and_leaves_no_memfd() {
+        let plan = LaunchPlan {
+            program: OsString::from("/nonexistent/mxm-secrets-test-program"),
+            args: vec![],
+            env: vec![],
+            secrets: vec![],
+            descriptors: vec![(
+                4,
+                Name::new(MISSING).unwrap(),
+                SecretValue::new(CANARY_FD.as_bytes().to_vec()),
+            )],
+        };
+        let error = spawn(plan, &harden().unwrap(), Streams::default()).unwrap_err();
+        assert!(matches!(error, Error::Exec { .. }), "{error:?}");
+        assert_eq!(error.exit_code(), 127);
+        assert_eq!(our_memfds(MISSING), vec![]);
+    }
+
+    /// std reports a failed exec through a pipe it opens just before forking, at the lowest
+    /// free numbers. A placement over that pipe's number in the child would lose the report
+    /// (the spawn would seem to succeed): targets free in the parent are taken for the time
+    /// of the spawn, so the pipe cannot sit at one. Here the targets cover the numbers just
+    /// above where the memfds themselves land, which is where the pipe would go.
+    #[test]
+    fn a_failed_exec_is_reported_even_when_targets_cover_the_lowest_free_numbers() {
+        let lowest = {
+            let probe = std::fs::File::open("/dev/null").unwrap();
+            std::os::fd::AsRawFd::as_raw_fd(&probe)
+        };
+        let descriptors = (0..16)
+            .map(|i| {
+                let name = Name::new(&format!("{PIPE}{i}")).unwrap();
+                (lowest + 16 + i, name, SecretValue::new(CANARY_FD.as_bytes().to_vec()))
+            })
+            .collect();
+        let plan = LaunchPlan {
+            program: OsString::from("/nonexistent/mxm-secrets-test-program"),
+            args: vec![],
+            env: vec![],
+            secrets: vec![],
+            descriptors,
+        };
+        match spawn(plan, &harden().unwrap(), Streams::default()) {
+            Err(error) => assert_eq!(error.exit_code(), 127, "{error:?}"),
+            Ok(mut spawned) => panic!("spawned, status {:?}", spawned.child.wait()),
+        }
+        assert_eq!(our_memfds(PIPE), vec![]);
+    }
+}
