@@ -92,7 +92,7 @@ enum Command {
     },
     /// Check that a launch would work: config, manifest, and every name authorized
     #[command(
-        after_help = "Examples:\n  mxm-secrets check --role marketdata\n  mxm-secrets check --role marketdata --fetch     # also ask every backend (values discarded)\n  ExecStartPre=/usr/bin/mxm-secrets check --role marketdata --manifest /etc/feed/mxm-secrets.yaml"
+        after_help = "Examples:\n  mxm-secrets check --role marketdata\n  mxm-secrets check --role marketdata --fetch     # also ask every backend (values discarded)\n  ExecStartPre=/usr/local/bin/mxm-secrets check --role marketdata --manifest /etc/feed/mxm-secrets.yaml"
     )]
     Check {
         #[command(flatten)]

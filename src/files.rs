@@ -568,30 +568,21 @@ mod tests {
         }
     }
 
-    /// A file swapped for a link out of root in a tight loop: whatever is read is the file
-    /// inside, never the one outside.
-    #[test]
-    fn a_racing_swap_never_leads_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        std::fs::write(dir.path().join("outside"), CANARY).unwrap();
-        std::fs::write(root.join("real"), "inside").unwrap();
+    /// Reads `path` below `root` `rounds` times by both ways while `flip` runs in a loop on
+    /// another thread: whatever is read must be the file inside, and it must be read at all.
+    fn never_leads_out(root: &Path, path: &str, rounds: usize, flip: impl Fn() + Send + 'static) {
         let stop = Arc::new(AtomicBool::new(false));
         let flipper = {
-            let (root, outside, stop) = (root.clone(), dir.path().join("outside"), stop.clone());
+            let stop = stop.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = std::fs::hard_link(root.join("real"), root.join("tmp"));
-                    let _ = std::fs::rename(root.join("tmp"), root.join("key"));
-                    let _ = symlink(&outside, root.join("tmp"));
-                    let _ = std::fs::rename(root.join("tmp"), root.join("key"));
+                    flip();
                 }
             })
         };
         let mut read = [0; 2];
-        for _ in 0..3000 {
-            for (i, got) in both(&root, "key").into_iter().enumerate() {
+        for _ in 0..rounds {
+            for (i, got) in both(root, path).into_iter().enumerate() {
                 if let Ok(text) = got {
                     assert_eq!(text, "inside");
                     read[i] += 1;
@@ -601,6 +592,24 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         flipper.join().unwrap();
         assert!(read[0] > 0 && read[1] > 0, "the file inside was never read: {read:?}");
+    }
+
+    /// A file swapped for a link out of root in a tight loop: whatever is read is the file
+    /// inside, never the one outside.
+    #[test]
+    fn a_racing_swap_never_leads_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(dir.path().join("outside"), CANARY).unwrap();
+        std::fs::write(root.join("real"), "inside").unwrap();
+        let (inside, outside) = (root.clone(), dir.path().join("outside"));
+        never_leads_out(&root, "key", 3000, move || {
+            let _ = std::fs::hard_link(inside.join("real"), inside.join("tmp"));
+            let _ = std::fs::rename(inside.join("tmp"), inside.join("key"));
+            let _ = symlink(&outside, inside.join("tmp"));
+            let _ = std::fs::rename(inside.join("tmp"), inside.join("key"));
+        });
     }
 
     /// The same race one level up: a directory on the way swapped for a link to a directory
@@ -613,29 +622,12 @@ mod tests {
         std::fs::create_dir(dir.path().join("outside")).unwrap();
         std::fs::write(dir.path().join("outside/key"), CANARY).unwrap();
         std::fs::write(root.join("real/key"), "inside").unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flipper = {
-            let (root, outside, stop) = (root.clone(), dir.path().join("outside"), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = symlink("real", root.join("tmp"));
-                    let _ = std::fs::rename(root.join("tmp"), root.join("d"));
-                    let _ = symlink(&outside, root.join("tmp"));
-                    let _ = std::fs::rename(root.join("tmp"), root.join("d"));
-                }
-            })
-        };
-        let mut read = [0; 2];
-        for _ in 0..2000 {
-            for (i, got) in both(&root, "d/key").into_iter().enumerate() {
-                if let Ok(text) = got {
-                    assert_eq!(text, "inside");
-                    read[i] += 1;
-                }
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        flipper.join().unwrap();
-        assert!(read[0] > 0 && read[1] > 0, "the file inside was never read: {read:?}");
+        let (inside, outside) = (root.clone(), dir.path().join("outside"));
+        never_leads_out(&root, "d/key", 2000, move || {
+            let _ = symlink("real", inside.join("tmp"));
+            let _ = std::fs::rename(inside.join("tmp"), inside.join("d"));
+            let _ = symlink(&outside, inside.join("tmp"));
+            let _ = std::fs::rename(inside.join("tmp"), inside.join("d"));
+        });
     }
 }
