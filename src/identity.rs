@@ -273,8 +273,12 @@ mod tests {
         }
         assert!(parse("{principal: p, role: Admin}").is_err());
         assert!(parse("{principal: p}").unwrap_err().contains("nothing to match"));
-        let rule = parse("{principal: p, role: r, environment: dev, machine: m, app: a, substrate: s}").unwrap();
-        assert_eq!(rule.to_string(), "{principal: p, role: r, environment: dev, machine: m, app: a, substrate: s}");
+        let rule =
+            parse("{principal: p, role: r, environment: dev, machine: m, app: a, substrate: s}").unwrap();
+        assert_eq!(
+            rule.to_string(),
+            "{principal: p, role: r, environment: dev, machine: m, app: a, substrate: s}"
+        );
         let identity = RuntimeIdentity::declared("r", Some("dev"), Some("m"), Some("a"), Some("s")).unwrap();
         assert!(rule.matches(&identity));
         for differs in [

@@ -610,7 +610,11 @@ principals:
     }
 
     /// The judge's answer for `secret`, asked by (role, environment, machine).
-    fn judged(config: &Config, secret: &str, who: (&str, Option<&str>, Option<&str>)) -> Result<String, FailureKind> {
+    fn judged(
+        config: &Config,
+        secret: &str,
+        who: (&str, Option<&str>, Option<&str>),
+    ) -> Result<String, FailureKind> {
         let identity = RuntimeIdentity::declared(who.0, who.1, who.2, None, None).unwrap();
         let principal = crate::identity::derive_principal(&config.principals, &identity);
         judge(config, &name(secret), &principal, &identity).map(|a| {
@@ -621,7 +625,9 @@ principals:
 
     fn denial(result: Result<String, FailureKind>) -> (String, String, DenyReason) {
         match result {
-            Err(FailureKind::Denied { principal, policy, reason }) => (principal.to_string(), policy.to_string(), reason),
+            Err(FailureKind::Denied { principal, policy, reason }) => {
+                (principal.to_string(), policy.to_string(), reason)
+            }
             other => panic!("not denied: {other:?}"),
         }
     }
@@ -655,11 +661,17 @@ principals:
         let (_, policy, reason) = denial(judged(&config, "closed", ("worker", None, None)));
         assert_eq!((policy.as_str(), reason), ("nobody", PrincipalNotAllowed { allowed: vec![] }));
         let (_, _, reason) = denial(judged(&config, "dev", ("worker", Some("prod"), None)));
-        assert_eq!(reason, EnvironmentNotAllowed { declared: Some("prod".into()), allowed: vec!["dev".into()] });
+        assert_eq!(
+            reason,
+            EnvironmentNotAllowed { declared: Some("prod".into()), allowed: vec!["dev".into()] }
+        );
         let (_, _, reason) = denial(judged(&config, "dev", ("worker", None, None)));
         assert_eq!(reason, EnvironmentNotAllowed { declared: None, allowed: vec!["dev".into()] });
         let (_, _, reason) = denial(judged(&config, "bridge", ("worker", None, Some("laptop"))));
-        assert_eq!(reason, MachineNotAllowed { declared: Some("laptop".into()), allowed: vec!["bridge".into()] });
+        assert_eq!(
+            reason,
+            MachineNotAllowed { declared: Some("laptop".into()), allowed: vec!["bridge".into()] }
+        );
         let (_, _, reason) = denial(judged(&config, "bridge", ("worker", Some("dev"), None)));
         assert_eq!(reason, MachineNotAllowed { declared: None, allowed: vec!["bridge".into()] });
         // `--role human_admin` in prod does not walk around the rule that makes it.
@@ -706,7 +718,8 @@ principals:
         let order: Vec<&str> = judged.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(order, ["open", "closed", "missing", "other", "dev"]);
         let Err(Error::Secrets(failures)) = all_allowed(judged) else { panic!("allowed") };
-        let listed: Vec<(&str, u8)> = failures.iter().map(|f| (f.name.as_str(), f.kind.exit_code())).collect();
+        let listed: Vec<(&str, u8)> =
+            failures.iter().map(|f| (f.name.as_str(), f.kind.exit_code())).collect();
         assert_eq!(listed, [("closed", 77), ("missing", 65), ("dev", 77)]);
         assert!(authorize(&config, &refs, &principal, &identity).is_err());
 
@@ -729,8 +742,7 @@ principals:
     #[test]
     fn fetch_all_keeps_order_and_maps_every_failure() {
         let config = config();
-        let names =
-            ["other", "gone", "broken", "open", "slow", "refused", "odd", "blank", "user", "nouser"];
+        let names = ["other", "gone", "broken", "open", "slow", "refused", "odd", "blank", "user", "nouser"];
         let requests = all_of(&config, &names);
         let results = fetch_all_within(&FetchLimits::new(8), &requests, &Environment::default(), 3);
         let shown: Vec<String> = results

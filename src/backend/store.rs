@@ -272,7 +272,8 @@ impl<'de, K: DeserializeSeed<'de>> Visitor<'de> for KeySeed<'_, K> {
         if let Some(common) = COMMON.iter().find(|c| **c == key) {
             return Ok(Key::Common(common));
         }
-        let owners: Vec<&str> = super::WORDS.iter().copied().filter(|b| options_of(b).contains(&key)).collect();
+        let owners: Vec<&str> =
+            super::WORDS.iter().copied().filter(|b| options_of(b).contains(&key)).collect();
         match self.backend {
             None if !owners.is_empty() => Ok(Key::Early(key.to_owned())),
             None => Err(unknown_key(key, BACKENDS)),
