@@ -776,4 +776,14 @@ principals:
         let error = Config::parse(&text, "memory.yaml").unwrap_err().to_string();
         assert!(error.contains("value"), "{error}");
     }
+
+    /// `--jobs` sets the process-wide bound (other tests' fetches may run meanwhile, under
+    /// whichever bound they meet: both are at least one).
+    #[test]
+    fn the_process_bound_is_set_by_its_setter() {
+        set_process_fetch_limit(NonZeroUsize::new(5).unwrap());
+        assert_eq!(PROCESS.lock().limit, 5);
+        set_process_fetch_limit(NonZeroUsize::new(MAX_CONCURRENT_FETCHES).unwrap());
+        assert_eq!(PROCESS.lock().limit, MAX_CONCURRENT_FETCHES);
+    }
 }
