@@ -764,6 +764,12 @@ principals:
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].as_ref().unwrap().expose(), b"beta");
         assert!(fetch_all(&requests[..0], &Environment::default(), 4).is_empty());
+        // `fetch_all`, under the process-wide bound, answers the same as under a test's own.
+        let shown: Vec<Result<Vec<u8>, u8>> = fetch_all(&requests[..4], &Environment::default(), 2)
+            .iter()
+            .map(|r| r.as_ref().map(|v| v.expose().to_vec()).map_err(FailureKind::exit_code))
+            .collect();
+        assert_eq!(shown, [Ok(b"beta".to_vec()), Err(66), Err(69), Ok(b"alpha".to_vec())]);
         // `fetch` (one secret, outside a round) answers the same.
         assert_eq!(fetch(&requests[3], &Environment::default()).unwrap().expose(), b"alpha");
         assert_eq!(fetch(&requests[1], &Environment::default()).unwrap_err().exit_code(), 66);
