@@ -231,3 +231,56 @@ fn cite_undefined(manifest: &Manifest, judged: &mut [Judged]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "\
+stores:
+  mem: {backend: memory, root: m, values: {a: alpha}, failures: {broken: failed}}
+refs:
+  present: {store: mem, path: a, policy: p}
+  absent: {store: mem, path: nothing, policy: p}
+  broken: {store: mem, path: broken, policy: p}
+policies:
+  p: {allowed_principals: [worker]}
+";
+
+    /// A secret missing from its store is skipped when every manifest entry for it is
+    /// optional, and fails otherwise; any other failure fails even an optional secret.
+    #[test]
+    fn only_a_missing_optional_secret_is_skipped() {
+        let api = SecretsApi::from_config(Config::parse(CONFIG, "c.yaml").unwrap());
+        let identity = RuntimeIdentity::new("worker").unwrap();
+        let caller = Caller::local();
+        let outcomes = |manifest: &str| -> Vec<String> {
+            let manifest = Manifest::parse(manifest, "m.yaml").unwrap();
+            let names = manifest.names();
+            let request = Request {
+                names: &names,
+                identity: &identity,
+                caller: &caller,
+                manifest: Some(&manifest),
+                jobs: 2,
+            };
+            api.judge(&request)
+                .outcomes()
+                .into_iter()
+                .map(|(name, outcome)| match outcome {
+                    Fetched::Value(value) => format!("{name}={}", String::from_utf8_lossy(value.expose())),
+                    Fetched::Skipped => format!("{name} skipped"),
+                    Fetched::Failed(kind) => format!("{name} {}", kind.exit_code()),
+                })
+                .collect()
+        };
+        let optional = "secrets:\n  - {name: present, optional: true}\n  - {name: absent, optional: true}\n  - {name: broken, optional: true}\n";
+        // `Manifest::names` gives each name once, sorted.
+        assert_eq!(outcomes(optional), ["absent skipped", "broken 69", "present=alpha"]);
+        let required = "secrets:\n  - {name: absent}\n  - {name: present}\n";
+        assert_eq!(outcomes(required), ["absent 66", "present=alpha"]);
+        // Optional in one entry and required in another: required.
+        let both = "secrets:\n  - {name: absent, optional: true}\n  - {name: absent, env: AGAIN}\n";
+        assert_eq!(outcomes(both), ["absent 66"]);
+    }
+}

@@ -256,4 +256,94 @@ mod tests {
         assert_eq!(exec.source().unwrap().to_string(), io::Error::from(io::ErrorKind::NotFound).to_string());
         assert!(Error::from(ConfigError::NotFound { tried: Vec::new() }).source().is_none());
     }
+
+    fn kinds() -> Vec<(&'static str, FailureKind)> {
+        let store = || Name::new("s").unwrap();
+        let detail = String::new;
+        vec![
+            ("timed_out", FailureKind::TimedOut { store: store(), after: Duration::from_secs(1) }),
+            ("unavailable", FailureKind::Unavailable { store: store(), detail: detail() }),
+            ("not_found", FailureKind::NotFound { store: store(), detail: detail() }),
+            ("service_denied", FailureKind::ServiceDenied { store: store(), detail: detail() }),
+            (
+                "denied",
+                FailureKind::Denied {
+                    principal: store(),
+                    policy: store(),
+                    reason: DenyReason::PrincipalNotAllowed { allowed: vec![] },
+                },
+            ),
+            ("unusable", FailureKind::Unusable(detail())),
+            ("undefined", FailureKind::Undefined { hint: detail() }),
+            ("misconfigured", FailureKind::Misconfigured { store: store(), detail: detail() }),
+        ]
+    }
+
+    fn code(names: &[&str]) -> u8 {
+        let failures = kinds()
+            .into_iter()
+            .filter(|(word, _)| names.contains(word))
+            .map(|(word, kind)| SecretFailure { name: word.to_owned(), kind })
+            .collect();
+        Error::Secrets(failures).exit_code()
+    }
+
+    /// Several secrets failing differently: the most permanent failure's code, whatever the
+    /// order; 78 and 65 before 77, before 66, before 69, before 75 (retry only when nothing
+    /// else is wrong).
+    #[test]
+    fn the_most_permanent_failure_decides_the_exit_code() {
+        assert_eq!(code(&["timed_out"]), 75);
+        assert_eq!(code(&["timed_out", "unavailable"]), 69);
+        assert_eq!(code(&["timed_out", "unavailable", "not_found"]), 66);
+        assert_eq!(code(&["timed_out", "unavailable", "not_found", "service_denied"]), 77);
+        assert_eq!(code(&["timed_out", "not_found", "denied"]), 77);
+        assert_eq!(code(&["timed_out", "unavailable", "not_found", "denied", "unusable"]), 65);
+        assert_eq!(code(&["timed_out", "denied", "undefined"]), 65);
+        assert_eq!(code(&["unavailable", "denied", "misconfigured"]), 78);
+        // 65 and 78 rank alike: the first listed decides.
+        assert_eq!(code(&["undefined", "misconfigured"]), 65);
+        assert_eq!(
+            Error::Secrets(
+                kinds().into_iter().rev().map(|(w, kind)| SecretFailure { name: w.into(), kind }).collect()
+            )
+            .exit_code(),
+            78
+        );
+        assert_eq!(Error::Secrets(Vec::new()).exit_code(), 65);
+    }
+
+    #[test]
+    fn every_error_has_its_exit_code() {
+        let origin = || Origin::file("f");
+        let exec = |kind| Error::Exec { program: "p".into(), source: io::Error::from(kind) };
+        let table = [
+            (Error::Usage(String::new()), 64),
+            (Error::Identity(IdentityError::Role(String::new())), 64),
+            (Error::Config(ConfigError::NotFound { tried: vec![] }), 78),
+            (Error::Config(ConfigError::invalid(origin(), "m")), 78),
+            (Error::Manifest(ManifestError::new(origin(), "m")), 65),
+            (Error::System(String::new()), 71),
+            (exec(io::ErrorKind::NotFound), 127),
+            (exec(io::ErrorKind::PermissionDenied), 126),
+            (Error::Output(io::Error::from(io::ErrorKind::BrokenPipe)), 74),
+        ];
+        for (error, code) in table {
+            assert_eq!(error.exit_code(), code, "{error:?}");
+        }
+        let codes: Vec<u8> = kinds().iter().map(|(_, kind)| kind.exit_code()).collect();
+        assert_eq!(codes, [75, 69, 66, 77, 77, 65, 65, 78]);
+    }
+
+    #[test]
+    fn origins_print_as_compilers_do() {
+        let mut origin = Origin::file("c.yaml");
+        assert_eq!(origin.to_string(), "c.yaml");
+        origin.column = Some(3);
+        assert_eq!(origin.to_string(), "c.yaml", "a column without a line is not shown");
+        origin.line = Some(2);
+        assert_eq!(origin.to_string(), "c.yaml:2:3");
+        origin.column = None;
+        assert_eq!(origin.to_string(), "c.yaml:2");
+    }
 }

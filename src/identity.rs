@@ -310,4 +310,36 @@ mod tests {
         assert!(RuntimeIdentity::declared("a", Some(" dev"), None, None, None).is_err());
         assert!(RuntimeIdentity::declared("a", None, Some(""), None, None).is_err());
     }
+
+    /// A rule's labels are checked when the config loads: `environment: ' dev'` would
+    /// otherwise load and never match, since declared identities cannot carry the space.
+    #[test]
+    fn a_rule_with_a_bad_label_does_not_load() {
+        let parse = |text: &str| serde_yaml::from_str::<PrincipalRule>(text).map_err(|e| e.to_string());
+        for key in ["environment", "machine", "app", "substrate"] {
+            let error = parse(&format!("{{principal: p, {key}: ' dev'}}")).unwrap_err();
+            assert!(error.contains("white space"), "{key}: {error}");
+            assert!(parse(&format!("{{principal: p, {key}: ''}}")).is_err(), "{key}: empty");
+            assert!(parse(&format!("{{principal: p, {key}:}}")).is_err(), "{key}: not given");
+        }
+        assert!(parse("{principal: p, role: Admin}").is_err());
+        assert!(parse("{principal: p}").unwrap_err().contains("nothing to match"));
+        let rule =
+            parse("{principal: p, role: r, environment: dev, machine: m, app: a, substrate: s}").unwrap();
+        assert_eq!(
+            rule.to_string(),
+            "{principal: p, role: r, environment: dev, machine: m, app: a, substrate: s}"
+        );
+        let identity = RuntimeIdentity::declared("r", Some("dev"), Some("m"), Some("a"), Some("s")).unwrap();
+        assert!(rule.matches(&identity));
+        for differs in [
+            RuntimeIdentity::declared("x", Some("dev"), Some("m"), Some("a"), Some("s")),
+            RuntimeIdentity::declared("r", Some("prod"), Some("m"), Some("a"), Some("s")),
+            RuntimeIdentity::declared("r", Some("dev"), Some("n"), Some("a"), Some("s")),
+            RuntimeIdentity::declared("r", Some("dev"), Some("m"), Some("b"), Some("s")),
+            RuntimeIdentity::declared("r", Some("dev"), Some("m"), Some("a"), None),
+        ] {
+            assert!(!rule.matches(&differs.unwrap()));
+        }
+    }
 }

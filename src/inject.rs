@@ -211,3 +211,156 @@ pub fn plan(
 pub fn as_os_str(value: &SecretValue) -> &std::ffi::OsStr {
     std::ffi::OsStr::from_bytes(value.expose())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An env store (its sources are withheld) and the test-only memory store.
+    const CONFIG: &str = "\
+stores:
+  src: {backend: env, root: mxm_src}
+  mem: {backend: memory, root: m}
+refs:
+  token: {store: mem, path: t, policy: p}
+  from_env: {store: src, path: db, policy: p}
+policies:
+  p: {allowed_principals: [worker]}
+";
+
+    fn config() -> Config {
+        Config::parse(CONFIG, "c.yaml").unwrap()
+    }
+
+    fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+    }
+
+    fn value(name: &str, bytes: &[u8]) -> (Name, SecretValue) {
+        (Name::new(name).unwrap(), SecretValue::new(bytes.to_vec()))
+    }
+
+    const INHERITED: &[(&str, &str)] = &[
+        ("PATH", "/bin"),
+        ("MXM_ROLE", "worker"),
+        ("MXM_SRC_DB", "source"),
+        ("TOKEN", "stale"),
+        ("HOME", "/root"),
+        ("MXM_SECRETS_CONFIG", "c.yaml"),
+    ];
+
+    fn planned(
+        manifest: &str,
+        inherit: &Inherit,
+        values: &[(Name, SecretValue)],
+    ) -> Result<LaunchPlan, Error> {
+        let manifest = Manifest::parse(manifest, "m.yaml").unwrap();
+        let command = vec!["prog".into(), "one".into(), "two".into()];
+        plan(&config(), &manifest, os(INHERITED), inherit, values, command)
+    }
+
+    fn env_of(plan: &LaunchPlan) -> Vec<(String, String)> {
+        plan.env.iter().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect()
+    }
+
+    fn secrets_of(plan: &LaunchPlan) -> Vec<(String, Vec<u8>)> {
+        plan.secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_vec())).collect()
+    }
+
+    #[test]
+    fn variables_pass_except_control_sources_and_injected_ones() {
+        let values = [value("token", b"t0k"), value("from_env", b"pw")];
+        let plan = planned(
+            "secrets:\n  - {name: token}\n  - {name: from_env, env: DB}\n",
+            &Inherit::default(),
+            &values,
+        )
+        .unwrap();
+        assert_eq!((plan.program.to_str(), plan.args.len()), (Some("prog"), 2));
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(env_of(&plan), [pair("PATH", "/bin"), pair("HOME", "/root")]);
+        assert_eq!(
+            secrets_of(&plan),
+            [("TOKEN".to_owned(), b"t0k".to_vec()), ("DB".to_owned(), b"pw".to_vec())]
+        );
+        assert!(plan.descriptors.is_empty());
+        // The source of an env secret is withheld even when this run did not ask for it.
+        let plan = planned("secrets:\n  - {name: token}\n", &Inherit::default(), &values[..1]).unwrap();
+        assert_eq!(env_of(&plan), [pair("PATH", "/bin"), pair("HOME", "/root")]);
+        assert!(withheld(&config()).contains("MXM_SRC_DB"));
+    }
+
+    #[test]
+    fn clean_env_keeps_only_what_is_asked_and_never_a_withheld_variable() {
+        let values = [value("token", b"t0k")];
+        let manifest = "secrets:\n  - {name: token}\n";
+        let inherit = Inherit { clean: true, keep: vec!["HOME".into()] };
+        let plan = planned(manifest, &inherit, &values).unwrap();
+        assert_eq!(env_of(&plan), [("HOME".to_owned(), "/root".to_owned())]);
+        assert_eq!(secrets_of(&plan).len(), 1);
+        let plan = planned(manifest, &Inherit { clean: true, keep: vec![] }, &values).unwrap();
+        assert!(plan.env.is_empty());
+        for key in ["MXM_ROLE", "MXM_SRC_DB"] {
+            let inherit = Inherit { clean: false, keep: vec![key.into()] };
+            let error = planned(manifest, &inherit, &values).unwrap_err();
+            assert_eq!(error.exit_code(), 64, "{error}");
+            assert!(error.to_string().contains(&format!("--keep {key}")), "{error}");
+        }
+    }
+
+    /// A name missing from `values` was optional and skipped; a command is required.
+    #[test]
+    fn skipped_names_and_a_missing_command() {
+        let skipped =
+            planned("secrets:\n  - {name: token}\n  - {name: from_env, fd: 4}\n", &Inherit::default(), &[])
+                .unwrap();
+        assert!(skipped.secrets.is_empty() && skipped.descriptors.is_empty());
+        let manifest = Manifest::parse("secrets:\n  - {name: token}\n", "m.yaml").unwrap();
+        let error = plan(&config(), &manifest, os(&[]), &Inherit::default(), &[], vec![]).unwrap_err();
+        assert_eq!(error.exit_code(), 64);
+    }
+
+    /// A NUL byte cannot be in a variable (65, at the secret's name) but a descriptor takes it.
+    #[test]
+    fn a_nul_byte_goes_to_a_descriptor_only() {
+        let values = [value("token", b"a\0b")];
+        let Err(Error::Secrets(failures)) =
+            planned("secrets:\n  - {name: token}\n", &Inherit::default(), &values)
+        else {
+            panic!("a NUL byte went into a variable")
+        };
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].name, "token");
+        assert_eq!(failures[0].kind.exit_code(), 65);
+        assert!(failures[0].kind.to_string().contains("NUL byte"), "{}", failures[0].kind);
+        let plan =
+            planned("secrets:\n  - {name: token, fd: 7, env: TOKEN_FILE}\n", &Inherit::default(), &values)
+                .unwrap();
+        assert_eq!(plan.descriptors.len(), 1);
+        assert_eq!((plan.descriptors[0].0, plan.descriptors[0].2.expose()), (7, &b"a\0b"[..]));
+        assert!(env_of(&plan).contains(&("TOKEN_FILE".to_owned(), "/dev/fd/7".to_owned())));
+        assert!(plan.secrets.is_empty());
+    }
+
+    /// `file: true` takes the lowest descriptor from 3 that no entry asks for and the
+    /// launcher does not hold; fixed ones stay where they are asked.
+    #[test]
+    fn file_true_picks_the_lowest_free_descriptor() {
+        let manifest = Manifest::parse(
+            "secrets:\n  - {name: a, file: true}\n  - {name: b, fd: 3}\n  - {name: c, file: true}\n  - {name: d}\n",
+            "m.yaml",
+        )
+        .unwrap();
+        let fds = |open: &dyn Fn(i32) -> bool| -> Vec<Option<i32>> {
+            targets(&manifest, open).unwrap().iter().map(|t| t.fd).collect()
+        };
+        assert_eq!(fds(&|_| false), [Some(4), Some(3), Some(5), None]);
+        assert_eq!(fds(&|n| n == 4 || n == 6), [Some(5), Some(3), Some(7), None]);
+        let targets = targets(&manifest, |_| false).unwrap();
+        assert_eq!(targets[3].env.as_deref(), Some("D"));
+        // Nothing free below the limit: a manifest error naming the entry.
+        let error = super::targets(&manifest, |_| true).unwrap_err();
+        assert_eq!(error.exit_code(), 65);
+        assert!(error.to_string().contains("no free descriptor"), "{error}");
+    }
+}

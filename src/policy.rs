@@ -221,4 +221,37 @@ mod tests {
         assert!(parse("{}").unwrap_err().contains("missing field `allowed_principals`"));
         assert_eq!(parse("allowed_principals: []").unwrap().allowed_principals, []);
     }
+
+    /// Each reason says what was declared (or that nothing was) and what is allowed.
+    #[test]
+    fn deny_reasons_say_what_was_declared_and_what_is_allowed() {
+        let text = |policy: &SecretPolicy, who: (Principal, RuntimeIdentity)| match policy
+            .evaluate(&who.0, &who.1)
+        {
+            Decision::Denied(reason) => reason.to_string(),
+            Decision::Allowed => panic!("allowed"),
+        };
+        let dev_only = policy(&["research"], Some(&["dev", "test"]), None);
+        assert_eq!(
+            text(&dev_only, who("research", Some("prod"), None)),
+            "environment `prod` (allowed environments: `dev`, `test`)"
+        );
+        assert_eq!(
+            text(&dev_only, who("research", None, None)),
+            "no environment was declared (allowed environments: `dev`, `test`)"
+        );
+        let on_bridge = policy(&["research"], None, Some(&["bridge"]));
+        assert_eq!(
+            text(&on_bridge, who("research", None, Some("laptop"))),
+            "machine `laptop` (allowed machines: `bridge`)"
+        );
+        assert_eq!(
+            text(&on_bridge, who("research", None, None)),
+            "no machine was declared (allowed machines: `bridge`)"
+        );
+        assert_eq!(
+            text(&on_bridge, who("intern", None, None)),
+            "the principal is not allowed (allowed: `research`)"
+        );
+    }
 }

@@ -382,7 +382,23 @@ mod tests {
     use super::*;
     use crate::backend::store::StoreBackend;
     use crate::backend::{Backend, FetchRequest};
+    use crate::policy::DenyReason;
     use crate::value::Trim;
+
+    /// Judging then all-or-nothing, as the pipeline's entry does it.
+    fn authorize<'c>(
+        config: &'c Config,
+        names: &[&Name],
+        principal: &Principal,
+        identity: &RuntimeIdentity,
+    ) -> Result<Vec<Authorized<'c>>, Error> {
+        all_allowed(judge_all(config, names, principal, identity))
+    }
+
+    /// One request through [`fetch_all`], the only way values are fetched.
+    fn fetch(request: &Authorized, environment: &Environment) -> Result<SecretValue, FailureKind> {
+        fetch_all(std::slice::from_ref(request), environment, 1).remove(0)
+    }
 
     /// An in-memory store that counts how many calls run at once (here and in the process
     /// of the test, through `shared`), and records the size of every call.
@@ -552,5 +568,228 @@ mod tests {
         calls.sort_unstable();
         assert_eq!(calls, [2, 3], "secrets 0 1 3 4 6 of store a: batches of 3");
         assert_eq!(*single.calls.lock().unwrap(), [1, 1], "secrets 2 and 5 of store b, one call each");
+    }
+
+    /// A config on the test-only `memory` backend: no process anywhere.
+    const MEMORY: &str = "\
+stores:
+  mem:
+    backend: memory
+    root: m
+    values: {a: alpha, b: beta, blank: '', entry: \"pw\\nuser: u\\n\"}
+    failures: {gone: not_found, broken: failed, slow: timed_out, refused: denied, odd: misconfigured}
+refs:
+  open: {store: mem, path: a, policy: everyone, trim: none}
+  other: {store: mem, path: b, policy: everyone, trim: none}
+  blank: {store: mem, path: blank, policy: everyone}
+  user: {store: mem, path: entry, policy: everyone, field: user}
+  nouser: {store: mem, path: entry, policy: everyone, field: nobody}
+  gone: {store: mem, path: gone, policy: everyone}
+  broken: {store: mem, path: broken, policy: everyone}
+  slow: {store: mem, path: slow, policy: everyone}
+  refused: {store: mem, path: refused, policy: everyone}
+  odd: {store: mem, path: odd, policy: everyone}
+  dev: {store: mem, path: a, policy: dev_only}
+  bridge: {store: mem, path: a, policy: on_bridge}
+  closed: {store: mem, path: a, policy: nobody}
+policies:
+  everyone: {allowed_principals: [worker, human_admin]}
+  dev_only: {allowed_principals: [worker], environments: [dev]}
+  on_bridge: {allowed_principals: [worker], machines: [bridge]}
+  nobody: {allowed_principals: []}
+principals:
+  - {principal: human_admin, role: admin, environment: dev}
+";
+
+    fn config() -> Config {
+        Config::parse(MEMORY, "memory.yaml").unwrap()
+    }
+
+    fn name(text: &str) -> Name {
+        Name::new(text).unwrap()
+    }
+
+    /// The judge's answer for `secret`, asked by (role, environment, machine).
+    fn judged(
+        config: &Config,
+        secret: &str,
+        who: (&str, Option<&str>, Option<&str>),
+    ) -> Result<String, FailureKind> {
+        let identity = RuntimeIdentity::declared(who.0, who.1, who.2, None, None).unwrap();
+        let principal = crate::identity::derive_principal(&config.principals, &identity);
+        judge(config, &name(secret), &principal, &identity).map(|a| {
+            assert_eq!(a.location.secret, name(secret));
+            format!("{}:{}:{}", a.location.store, a.location.backend, a.location.backend_path)
+        })
+    }
+
+    fn denial(result: Result<String, FailureKind>) -> (String, String, DenyReason) {
+        match result {
+            Err(FailureKind::Denied { principal, policy, reason }) => {
+                (principal.to_string(), policy.to_string(), reason)
+            }
+            other => panic!("not denied: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_judge_allows_and_locates() {
+        let config = config();
+        assert_eq!(judged(&config, "open", ("worker", None, None)).unwrap(), "mem:memory:a");
+        assert_eq!(judged(&config, "dev", ("worker", Some("dev"), None)).unwrap(), "mem:memory:a");
+        assert_eq!(judged(&config, "bridge", ("worker", None, Some("bridge"))).unwrap(), "mem:memory:a");
+        // A rule's principal is what the identity speaks as.
+        assert_eq!(judged(&config, "open", ("admin", Some("dev"), None)).unwrap(), "mem:memory:a");
+    }
+
+    #[test]
+    fn the_judge_names_an_undefined_secret_and_the_closest_one() {
+        let Err(FailureKind::Undefined { hint }) = judged(&config(), "opne", ("worker", None, None)) else {
+            panic!("not undefined")
+        };
+        assert!(hint.contains("memory.yaml"), "{hint}");
+        assert!(hint.contains("did you mean `open`?"), "{hint}");
+    }
+
+    #[test]
+    fn the_judge_denies_with_each_reason() {
+        use crate::policy::DenyReason::*;
+        let config = config();
+        let (principal, policy, reason) = denial(judged(&config, "open", ("intruder", None, None)));
+        assert_eq!((principal.as_str(), policy.as_str()), ("intruder", "everyone"));
+        assert_eq!(reason, PrincipalNotAllowed { allowed: vec![name("worker"), name("human_admin")] });
+        let (_, policy, reason) = denial(judged(&config, "closed", ("worker", None, None)));
+        assert_eq!((policy.as_str(), reason), ("nobody", PrincipalNotAllowed { allowed: vec![] }));
+        let (_, _, reason) = denial(judged(&config, "dev", ("worker", Some("prod"), None)));
+        assert_eq!(
+            reason,
+            EnvironmentNotAllowed { declared: Some("prod".into()), allowed: vec!["dev".into()] }
+        );
+        let (_, _, reason) = denial(judged(&config, "dev", ("worker", None, None)));
+        assert_eq!(reason, EnvironmentNotAllowed { declared: None, allowed: vec!["dev".into()] });
+        let (_, _, reason) = denial(judged(&config, "bridge", ("worker", None, Some("laptop"))));
+        assert_eq!(
+            reason,
+            MachineNotAllowed { declared: Some("laptop".into()), allowed: vec!["bridge".into()] }
+        );
+        let (_, _, reason) = denial(judged(&config, "bridge", ("worker", Some("dev"), None)));
+        assert_eq!(reason, MachineNotAllowed { declared: None, allowed: vec!["bridge".into()] });
+        // `--role human_admin` in prod does not walk around the rule that makes it.
+        let (principal, _, reason) = denial(judged(&config, "open", ("human_admin", Some("prod"), None)));
+        assert_eq!(principal, "human_admin");
+        assert_eq!(reason, ReservedPrincipal { principal: name("human_admin"), rule: 0 });
+    }
+
+    /// Loading checks that every ref's policy and store exist; a library caller can build a
+    /// `Config` that breaks that, and the judge must then deny, never allow.
+    #[test]
+    fn a_hand_built_config_missing_the_policy_or_store_is_refused() {
+        let mut config = config();
+        let stranger = Config::parse(
+            "stores: {x: {backend: memory, root: x}}\nrefs: {}\npolicies: {unrelated: {allowed_principals: [worker]}}\n",
+            "other.yaml",
+        )
+        .unwrap();
+        config.policies = stranger.policies.clone();
+        let (principal, policy, reason) = denial(judged(&config, "open", ("worker", None, None)));
+        assert_eq!((principal.as_str(), policy.as_str()), ("worker", "everyone"));
+        assert_eq!(reason, DenyReason::PrincipalNotAllowed { allowed: vec![] });
+
+        let mut config = self::config();
+        config.stores = stranger.stores.clone();
+        match judged(&config, "open", ("worker", None, None)) {
+            Err(FailureKind::Unavailable { store, detail }) => {
+                assert_eq!((store.as_str(), detail.as_str()), ("mem", "the store is not defined"));
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    /// Every name is judged, in order; `all_allowed` (and `authorize`) lists every refusal at
+    /// its own name, and passes the allowed ones through only when nothing was refused.
+    #[test]
+    fn every_refusal_is_listed_at_its_name() {
+        let config = config();
+        let identity = RuntimeIdentity::new("worker").unwrap();
+        let principal = Principal::of_role(&identity);
+        let names = [name("open"), name("closed"), name("missing"), name("other"), name("dev")];
+        let refs: Vec<&Name> = names.iter().collect();
+        let judged = judge_all(&config, &refs, &principal, &identity);
+        let order: Vec<&str> = judged.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(order, ["open", "closed", "missing", "other", "dev"]);
+        let Err(Error::Secrets(failures)) = all_allowed(judged) else { panic!("allowed") };
+        let listed: Vec<(&str, u8)> =
+            failures.iter().map(|f| (f.name.as_str(), f.kind.exit_code())).collect();
+        assert_eq!(listed, [("closed", 77), ("missing", 65), ("dev", 77)]);
+        assert!(authorize(&config, &refs, &principal, &identity).is_err());
+
+        let allowed = authorize(&config, &[&names[3], &names[0]], &principal, &identity).unwrap();
+        let paths: Vec<&str> = allowed.iter().map(|a| a.location.secret.as_str()).collect();
+        assert_eq!(paths, ["other", "open"]);
+        assert!(authorize(&config, &[], &principal, &identity).unwrap().is_empty());
+    }
+
+    fn all_of<'c>(config: &'c Config, names: &[&str]) -> Vec<Authorized<'c>> {
+        let identity = RuntimeIdentity::new("worker").unwrap();
+        let principal = Principal::of_role(&identity);
+        let names: Vec<Name> = names.iter().map(|n| name(n)).collect();
+        let refs: Vec<&Name> = names.iter().collect();
+        authorize(config, &refs, &principal, &identity).unwrap()
+    }
+
+    /// Each backend failure becomes the run's failure of its kind, at its own secret; the
+    /// others are fetched all the same, in request order, with `field` applied.
+    #[test]
+    fn fetch_all_keeps_order_and_maps_every_failure() {
+        let config = config();
+        let names = ["other", "gone", "broken", "open", "slow", "refused", "odd", "blank", "user", "nouser"];
+        let requests = all_of(&config, &names);
+        let results = fetch_all_within(&FetchLimits::new(8), &requests, &Environment::default(), 3);
+        let shown: Vec<String> = results
+            .iter()
+            .map(|r| match r {
+                Ok(value) => String::from_utf8(value.expose().to_vec()).unwrap(),
+                Err(kind) => format!("{}", kind.exit_code()),
+            })
+            .collect();
+        assert_eq!(shown, ["beta", "66", "69", "alpha", "75", "77", "78", "69", "u", "66"]);
+        let Err(FailureKind::TimedOut { store, after }) = &results[4] else { panic!() };
+        assert_eq!((store.as_str(), *after), ("mem", crate::backend::DEFAULT_TIMEOUT));
+        let Err(FailureKind::Unavailable { detail, .. }) = &results[7] else { panic!() };
+        assert_eq!(detail, "the value is empty");
+        let Err(FailureKind::NotFound { detail, .. }) = &results[9] else { panic!() };
+        assert_eq!(detail, "the entry has no field `nobody`");
+        // One request: no worker thread, same answer.
+        let one = fetch_all_within(&FetchLimits::new(1), &requests[..1], &Environment::default(), 1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].as_ref().unwrap().expose(), b"beta");
+        assert!(fetch_all(&requests[..0], &Environment::default(), 4).is_empty());
+        // `fetch_all`, under the process-wide bound, answers the same as under a test's own.
+        let shown: Vec<Result<Vec<u8>, u8>> = fetch_all(&requests[..4], &Environment::default(), 2)
+            .iter()
+            .map(|r| r.as_ref().map(|v| v.expose().to_vec()).map_err(FailureKind::exit_code))
+            .collect();
+        assert_eq!(shown, [Ok(b"beta".to_vec()), Err(66), Err(69), Ok(b"alpha".to_vec())]);
+        // `fetch` (one secret, outside a round) answers the same.
+        assert_eq!(fetch(&requests[3], &Environment::default()).unwrap().expose(), b"alpha");
+        assert_eq!(fetch(&requests[1], &Environment::default()).unwrap_err().exit_code(), 66);
+    }
+
+    #[test]
+    fn the_memory_backend_is_for_tests_only() {
+        assert!(!crate::backend::BACKENDS.contains(&"memory"));
+        let text = MEMORY.replace("values:", "value:");
+        let error = Config::parse(&text, "memory.yaml").unwrap_err().to_string();
+        assert!(error.contains("value"), "{error}");
+    }
+
+    /// `--jobs` sets the process-wide bound (other tests' fetches may run meanwhile, under
+    /// whichever bound they meet: both are at least one).
+    #[test]
+    fn the_process_bound_is_set_by_its_setter() {
+        set_process_fetch_limit(NonZeroUsize::new(5).unwrap());
+        assert_eq!(PROCESS.lock().limit, 5);
+        set_process_fetch_limit(NonZeroUsize::new(MAX_CONCURRENT_FETCHES).unwrap());
+        assert_eq!(PROCESS.lock().limit, MAX_CONCURRENT_FETCHES);
     }
 }

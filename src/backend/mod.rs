@@ -13,6 +13,8 @@ pub(crate) mod env;
 pub(crate) mod file;
 pub(crate) mod gopass;
 mod gpg;
+#[cfg(test)]
+pub(crate) mod memory;
 pub(crate) mod pass;
 pub mod process;
 pub(crate) mod store;
@@ -257,15 +259,24 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The registry: every backend's `backend:` word and options struct. Adding a backend is its
 /// file (options struct with `impl Options`, backend with `impl Backend`) and one line here.
+/// Lines after `#[cfg(test)]` exist only in the library's unit tests and are not in
+/// [`BACKENDS`]: a release build does not know their words.
 macro_rules! registry {
-    ($($word:literal => $options:ty,)*) => {
+    ($($word:literal => $options:ty,)* #[cfg(test)] $($test_word:literal => $test_options:ty,)*) => {
         /// Every `backend:` word, in the order the docs list them.
         pub const BACKENDS: &[&str] = &[$($word),*];
+
+        /// Every word a store's `backend:` may be: [`BACKENDS`], and in unit tests theirs.
+        #[cfg(not(test))]
+        pub(crate) const WORDS: &[&str] = BACKENDS;
+        #[cfg(test)]
+        pub(crate) const WORDS: &[&str] = &[$($word,)* $($test_word,)*];
 
         /// The option keys of backend `word` (none for a word that is not one).
         pub(crate) fn options_of(word: &str) -> &'static [&'static str] {
             match word {
                 $($word => keys_of::<$options>(),)*
+                $(#[cfg(test)] $test_word => keys_of::<$test_options>(),)*
                 _ => &[],
             }
         }
@@ -281,6 +292,10 @@ macro_rules! registry {
                     let options = <$options as Deserialize>::deserialize(access)?;
                     Ok(Box::new(move |root: &str| options.build(root)))
                 })*
+                $(#[cfg(test)] $test_word => {
+                    let options = <$test_options as Deserialize>::deserialize(access)?;
+                    Ok(Box::new(move |root: &str| options.build(root)))
+                })*
                 other => Err(serde::de::Error::unknown_variant(other, BACKENDS)),
             }
         }
@@ -294,6 +309,8 @@ registry! {
     "file" => file::Options,
     "command" => command::Options,
     "vault" => vault::Options,
+    #[cfg(test)]
+    "memory" => memory::Options,
 }
 
 /// The keys of an options struct, as its derived `Deserialize` names them: asked of the

@@ -254,3 +254,37 @@ fn wait_for_exit(pid: Pid, deadline: Instant) -> Result<(), RunError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait rounds up to whole milliseconds: never a `poll` that ends just before the
+    /// deadline it was computed from, and never a zero wait for a deadline not yet passed.
+    #[test]
+    fn poll_waits_round_up() {
+        let millis = |wait: Duration| i32::from(poll_timeout(wait));
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::from_nanos(1)), 1);
+        assert_eq!(millis(Duration::from_micros(999)), 1);
+        assert_eq!(millis(Duration::from_millis(1)), 1);
+        assert_eq!(millis(Duration::from_micros(1001)), 2);
+        assert_eq!(poll_timeout(Duration::from_secs(u64::MAX)), PollTimeout::MAX);
+    }
+
+    #[test]
+    fn an_environment_shows_names_only() {
+        let environment = Environment::new(vec![("TOKEN".into(), "CANARY-value".into())]);
+        assert_eq!(format!("{environment:?}"), "[\"TOKEN\"]");
+        let pairs: Vec<_> = environment.iter().collect();
+        assert_eq!(pairs, [(OsStr::new("TOKEN"), OsStr::new("CANARY-value"))]);
+    }
+
+    #[test]
+    fn run_errors_say_what_happened() {
+        assert_eq!(RunError::TimedOut.to_string(), "timed out");
+        assert_eq!(RunError::TooLarge.to_string(), "it printed more than 1024 KiB, which no secret is");
+        let spawn = RunError::Spawn(io::Error::from(io::ErrorKind::NotFound)).to_string();
+        assert!(spawn.starts_with("cannot run it: "), "{spawn}");
+    }
+}

@@ -273,7 +273,8 @@ impl<'de, K: DeserializeSeed<'de>> Visitor<'de> for KeySeed<'_, K> {
         if let Some(common) = COMMON.iter().find(|c| **c == key) {
             return Ok(Key::Common(common));
         }
-        let owners: Vec<&str> = BACKENDS.iter().copied().filter(|b| options_of(b).contains(&key)).collect();
+        let owners: Vec<&str> =
+            super::WORDS.iter().copied().filter(|b| options_of(b).contains(&key)).collect();
         match self.backend {
             None if !owners.is_empty() => Ok(Key::Early(key.to_owned())),
             None => Err(unknown_key(key, BACKENDS)),
@@ -361,7 +362,7 @@ impl<'de> Visitor<'de> for BackendWord<'_, 'de> {
 
 impl BackendWord<'_, '_> {
     fn check<E: de::Error>(self, word: &str) -> Result<&'static str, E> {
-        let Some(backend) = BACKENDS.iter().copied().find(|b| *b == word) else {
+        let Some(backend) = super::WORDS.iter().copied().find(|b| *b == word) else {
             return Err(de::Error::unknown_variant(word, BACKENDS));
         };
         for (key, _) in self.early {

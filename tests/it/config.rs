@@ -103,3 +103,16 @@ fn the_wrapped_shape_loads() {
     f.config(&format!("mxm_runtime: {{anything: 1}}\nmxm_secrets:\n{indented}"));
     runs(&f, &["--config", "config.yaml"]).code(0);
 }
+
+/// The `memory` backend exists only in the library's unit tests: the launcher refuses it.
+#[test]
+fn the_test_only_memory_backend_is_refused() {
+    let f = Fixture::new();
+    f.config(
+        &CONFIG.replace("{backend: env, root: src}", "{backend: memory, root: m, values: {api_key: x}}"),
+    );
+    runs(&f, &["--config", "config.yaml"])
+        .code(78)
+        .stderr_has("/config.yaml:2:")
+        .stderr_has("unknown variant `memory`");
+}
