@@ -5,16 +5,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use crate::util::{Args, CANARY, Fixture};
+use crate::util::{Args, CANARY, ENV_CONFIG, Fixture};
 
-const GOOD: &str = "\
-stores:
-  s: {backend: env, root: src}
-refs:
-  api_key: {store: s, path: api/key, policy: p}
-policies:
-  p: {allowed_principals: [worker]}
-";
+const GOOD: &str = ENV_CONFIG;
 
 /// Runs `check` on `config` and asserts code and message; also that it took under 5 s and
 /// did not panic (a panic exits 101 and says "panicked").

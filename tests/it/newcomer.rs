@@ -2,16 +2,9 @@
 //! cause (a tab, a mis-indented line, a bare list, a missing `--`), the absolute path and
 //! line to fix, and never a Rust type name.
 
-use crate::util::{Args, CANARY, Fixture, Run};
+use crate::util::{Args, CANARY, ENV_CONFIG, Fixture, Run};
 
-const CONFIG: &str = "\
-stores:
-  s: {backend: env, root: src}
-refs:
-  api_key: {store: s, path: api/key, policy: p}
-policies:
-  p: {allowed_principals: [worker]}
-";
+const CONFIG: &str = ENV_CONFIG;
 
 fn with_manifest(manifest: &str) -> (Fixture, Run) {
     let mut f = Fixture::new();

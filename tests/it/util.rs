@@ -16,6 +16,17 @@ use tempfile::TempDir;
 /// where a secret belongs.
 pub const CANARY: &str = "canary-7d1f0c2e-never-print-me";
 
+/// The smallest working config: one env-backend secret, `api_key`, read from `SRC_API_KEY`
+/// and allowed to role `worker`.
+pub const ENV_CONFIG: &str = "\
+stores:
+  s: {backend: env, root: src}
+refs:
+  api_key: {store: s, path: api/key, policy: p}
+policies:
+  p: {allowed_principals: [worker]}
+";
+
 pub const LAUNCHER: &str = env!("CARGO_BIN_EXE_mxm-secrets");
 
 pub struct Fixture {
