@@ -103,7 +103,7 @@ fn explain_failure(binary: &str, request: &FetchRequest, finished: &process::Fin
                 .filter(|h| !h.is_empty())
                 .map(|h| PathBuf::from(h).join(".password-store"))
         });
-    let probed = directory.and_then(|d| gpg::probe(&d.join(format!("{location}.gpg")), request));
+    let probed = directory.and_then(|d| gpg::probe("gpg", &d.join(format!("{location}.gpg")), request));
     FetchError::Failed(match probed {
         Some(why) => format!("{failed}; its gpg call failed: {why}"),
         None => format!(

@@ -89,14 +89,15 @@ pub(crate) fn diagnosis(stderr: &str) -> Option<String> {
     Some(format!("{}. gpg said: {}", cause.explain(), lines_that_matter(stderr)))
 }
 
-/// For a program that hides gpg's words (Debian's gopass prints only "exit status 2"):
-/// decrypt `file` once more with `gpg`, output to `/dev/null` (no value reaches us), and read
-/// gpg's own reason.
-pub(crate) fn probe(file: &Path, request: &super::FetchRequest) -> Option<String> {
+/// For a program that hides gpg's words (Debian's gopass prints only "exit status 2", and
+/// `gpg --quiet` leaves out the line that tells a locked key from a missing one): decrypt
+/// `file` once more with `gpg`, output to `/dev/null` (no value reaches us), and read gpg's
+/// own reason.
+pub(crate) fn probe(gpg: &str, file: &Path, request: &super::FetchRequest) -> Option<String> {
     if !file.is_file() {
         return None;
     }
-    let mut command = Command::new("gpg");
+    let mut command = Command::new(gpg);
     command.args(["--batch", "--output", "/dev/null", "--decrypt", "--"]).arg(file);
     let finished = process::run(command, request.environment, request.timeout).ok()?;
     if finished.status.success() { None } else { diagnosis(&finished.stderr) }

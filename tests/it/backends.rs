@@ -141,7 +141,7 @@ fn pass_reads_a_root_from_a_variable_and_never_runs_pass() {
     ));
     get(&f, "whole").code(0).stdout_is(CANARY);
     let calls = fs::read_to_string(&log).unwrap();
-    assert_eq!(calls, format!("--batch --decrypt -- {}/mxm/app/key.gpg\n", store.store.display()));
+    assert_eq!(calls, format!("--batch --quiet --decrypt -- {}/mxm/app/key.gpg\n", store.store.display()));
     // Without the key, gpg fails: 69 with gpg's own words.
     fs::remove_dir_all(f.path("gnupg/private-keys-v1.d")).unwrap();
     let _ = std::process::Command::new("gpgconf")
