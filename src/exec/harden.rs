@@ -30,23 +30,22 @@ static STARTING_CORE_LIMIT: OnceLock<(libc::rlim_t, libc::rlim_t)> = OnceLock::n
 /// The first thing `main` does: no core dump, and no reading of our memory by the same user.
 /// The environment may hold env-backend secrets from our first instruction, and a SIGQUIT
 /// while the config loads (before [`harden`]) wrote them to a `core` file.
-pub fn protect_early() -> Result<(), Error> {
+/// Returns the core limit the process started with (from its first call: later calls see
+/// the 0 set here).
+pub fn protect_early() -> Result<(libc::rlim_t, libc::rlim_t), Error> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_CORE).map_err(system("getrlimit(RLIMIT_CORE)"))?;
-    STARTING_CORE_LIMIT.get_or_init(|| (soft, hard));
+    let starting = *STARTING_CORE_LIMIT.get_or_init(|| (soft, hard));
     setrlimit(Resource::RLIMIT_CORE, 0, hard).map_err(system("setrlimit(RLIMIT_CORE)"))?;
-    prctl::set_dumpable(false).map_err(system("prctl(PR_SET_DUMPABLE)"))
+    prctl::set_dumpable(false).map_err(system("prctl(PR_SET_DUMPABLE)"))?;
+    Ok(starting)
 }
 
 /// Before any secret is in memory: no core dump can hold one, other processes of the same
 /// user cannot read our memory through /proc or ptrace, and a SIGINT, SIGTERM or SIGHUP
 /// takes the backends' process groups down with us (see [`kill_backends_on_signal`]).
 pub fn harden() -> Result<Hardened, Error> {
-    let (soft, hard) = match STARTING_CORE_LIMIT.get() {
-        Some(&limits) => limits,
-        None => getrlimit(Resource::RLIMIT_CORE).map_err(system("getrlimit(RLIMIT_CORE)"))?,
-    };
-    setrlimit(Resource::RLIMIT_CORE, 0, hard).map_err(system("setrlimit(RLIMIT_CORE)"))?;
-    prctl::set_dumpable(false).map_err(system("prctl(PR_SET_DUMPABLE)"))?;
+    // Library callers and tests never ran protect_early: this call records their limit.
+    let (soft, hard) = protect_early()?;
     kill_backends_on_signal()?;
     Ok(Hardened { core_soft_limit: soft, core_hard_limit: hard })
 }
