@@ -9,7 +9,6 @@
 //! and says "could not find password". Both read as "not found" (66); anything else is a
 //! failure (69) with gopass's own message.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use std::sync::Arc;
@@ -97,13 +96,8 @@ fn explain_failure(binary: &str, request: &FetchRequest, finished: &process::Fin
     if let Some(why) = gpg::diagnosis(&finished.stderr) {
         return FetchError::Failed(format!("{failed}; {why}"));
     }
-    let directory =
-        std::env::var_os("PASSWORD_STORE_DIR").filter(|d| !d.is_empty()).map(PathBuf::from).or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".password-store"))
-        });
-    let probed = directory.and_then(|d| gpg::probe("gpg", &d.join(format!("{location}.gpg")), request));
+    let probed =
+        gpg::password_store().and_then(|d| gpg::probe("gpg", &d.join(format!("{location}.gpg")), request));
     FetchError::Failed(match probed {
         Some(why) => format!("{failed}; its gpg call failed: {why}"),
         None => format!(

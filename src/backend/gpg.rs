@@ -5,7 +5,7 @@
 //! matter and names the keyring gpg looked in (`GNUPGHOME`, or `~/.gnupg` of `HOME`) and the
 //! user, since "the wrong user" and "cron's empty environment" are the usual causes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::process;
@@ -128,6 +128,16 @@ pub(crate) fn user() -> String {
         Ok(Some(user)) => format!("`{}` (uid {uid})", user.name),
         _ => format!("uid {uid}"),
     }
+}
+
+/// Where pass and gopass keep their store: `$PASSWORD_STORE_DIR`, else `~/.password-store`.
+pub(crate) fn password_store() -> Option<PathBuf> {
+    non_empty("PASSWORD_STORE_DIR").map(PathBuf::from).or_else(home_password_store)
+}
+
+/// `~/.password-store`, pass's default when `$PASSWORD_STORE_DIR` is unset.
+pub(crate) fn home_password_store() -> Option<PathBuf> {
+    non_empty("HOME").map(|home| PathBuf::from(home).join(".password-store"))
 }
 
 fn non_empty(variable: &str) -> Option<String> {

@@ -122,14 +122,13 @@ pub(crate) fn expand(location: &str) -> Result<std::path::PathBuf, FetchError> {
         if variable != "PASSWORD_STORE_DIR" {
             return Err(unset_root(variable));
         }
-        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-            Some(home) => Ok(std::path::PathBuf::from(home).join(".password-store")),
-            None => Err(FetchError::Misconfigured(
+        gpg::home_password_store().ok_or_else(|| {
+            FetchError::Misconfigured(
                 "the store's root names $PASSWORD_STORE_DIR, which is not set, and HOME is not set \
                  either, so there is no ~/.password-store: set PASSWORD_STORE_DIR (or HOME) as the \
                  store's owner has it"
                     .to_owned(),
-            )),
-        }
+            )
+        })
     })
 }
