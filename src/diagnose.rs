@@ -391,10 +391,19 @@ fn nothing_readable(
     judged: &[Judged],
 ) -> (String, Vec<Elsewhere>) {
     let mut elsewhere: Vec<Elsewhere> = Vec::new();
+    // Secrets whose policy allows the principal but not this caller (its user, groups, unit).
+    let mut by_facts: Vec<&Name> = Vec::new();
     for (name, result) in judged {
         let Err(FailureKind::Denied { policy, reason, .. }) = result else { continue };
-        if matches!(reason, DenyReason::PrincipalNotAllowed { .. }) {
-            continue;
+        match reason {
+            DenyReason::EnvironmentNotAllowed { .. } | DenyReason::MachineNotAllowed { .. } => {}
+            DenyReason::UserNotAllowed { .. }
+            | DenyReason::GroupNotAllowed { .. }
+            | DenyReason::UnitNotAllowed { .. } => {
+                by_facts.push(name);
+                continue;
+            }
+            _ => continue,
         }
         let Some(rules) = config.policies.get(policy.as_str()) else { continue };
         match elsewhere.iter_mut().find(|e| e.policy == policy.as_str()) {
@@ -413,6 +422,14 @@ fn nothing_readable(
     };
     let why = if config.refs.names().next().is_none() {
         "the config defines no secrets".to_owned()
+    } else if !by_facts.is_empty() && elsewhere.is_empty() {
+        let names: Vec<&str> = by_facts.iter().map(|n| n.as_str()).collect();
+        format!(
+            "policies allow principal `{}`, but not this caller (its user, groups or unit) for {}; \
+             `mxm-secrets explain NAME` shows which fact decided",
+            principal.name,
+            names.join(", ")
+        )
     } else if elsewhere.is_empty() {
         format!("no policy allows principal `{}`", principal.name)
     } else {

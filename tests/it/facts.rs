@@ -334,4 +334,14 @@ fn the_launcher_has_no_unit() {
         .code(77)
         .stdout_has("no systemd unit\n")
         .stdout_has("fact       policy units: caller in no systemd unit does not match feed.service\n");
+    // `list` says that the caller, not the principal, is what the policies refuse.
+    f.config(
+        &config("0", "0")
+            .replace("users: [0]", "units: [feed.service]")
+            .replace("groups: [0]", "units: [a.service]"),
+    );
+    f.run(Args::new("list").role("worker")).code(0).stdout_has(
+        "nothing    policies allow principal `worker`, but not this caller (its user, groups or unit) for \
+         by_group, by_user; `mxm-secrets explain NAME` shows which fact decided\n",
+    );
 }
