@@ -132,8 +132,9 @@ impl SecretsApi {
 
     /// The principal, every name judged (calling no backend) and each decision audited.
     pub fn judge(&self, request: &Request) -> Judgement<'_> {
-        let principal = derive_principal(&self.config.principals, request.identity);
-        let mut judged = resolve::judge_all(&self.config, request.names, &principal, request.identity);
+        let principal = derive_principal(&self.config.principals, request.identity, request.caller);
+        let mut judged =
+            resolve::judge_all(&self.config, request.names, &principal, request.identity, request.caller);
         let audit = self.audit.clone().caller(request.caller);
         let optional = match request.manifest {
             Some(manifest) => {

@@ -173,7 +173,7 @@ impl Audit {
         full["pid"] = json!(std::process::id());
         full["program"] = json!(self.context.program);
         full["identity"] = json!({
-            "role": field(|i| Some(i.role.as_str())),
+            "role": field(|i| i.declared_role().map(crate::name::Name::as_str)),
             "environment": field(|i| i.environment.as_deref()),
             "machine": field(|i| i.machine.as_deref()),
             "app": field(|i| i.app.as_deref()),
@@ -186,6 +186,10 @@ impl Audit {
             && let Some(path) = path
         {
             full["path"] = json!(path);
+        }
+        // The unit, when the caller has one: what `units` and `unit:` rules were judged on.
+        if let Some(unit) = self.context.caller.as_ref().and_then(|c| c.unit.as_deref()) {
+            full["caller"]["unit"] = json!(unit);
         }
         let line = match self.format {
             LogFormat::Json => full.to_string(),

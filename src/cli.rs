@@ -347,12 +347,14 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
             print_result("mxm-secrets/check/1", report, format.format)
         }
         Command::Explain { name, config, identity, format } => {
-            let report = load_config(&config)
-                .and_then(|c| Ok(diagnose::explain(&c, &name, &identity.identity()?, style)));
+            let report = load_config(&config).and_then(|c| {
+                Ok(diagnose::explain(&c, &name, &identity.identity()?, &Caller::local(), style))
+            });
             print_result("mxm-secrets/explain/1", report, format.format)
         }
         Command::List { config, identity, format } => {
-            let report = load_config(&config).and_then(|c| Ok(diagnose::list(&c, &identity.identity()?)));
+            let report = load_config(&config)
+                .and_then(|c| Ok(diagnose::list(&c, &identity.identity()?, &Caller::local())));
             print_result("mxm-secrets/list/1", report, format.format)
         }
         Command::Completions { shell } => {

@@ -803,6 +803,64 @@ policies:
         assert!(message.contains("did you mean `role`?"), "{message}");
     }
 
+    /// Users and groups are looked up while the config loads: an unknown name is refused at
+    /// its line and key, like any other error, and so are bad types and duplicates.
+    #[test]
+    fn users_groups_and_units_are_checked_where_they_stand() {
+        let with = |policy: &str, rules: &str| {
+            format!(
+                "stores: {{s: {{backend: gopass, root: r}}}}\nrefs: {{a: {{store: s, path: a, policy: p}}}}\npolicies:\n  p: {policy}\nprincipals:\n{rules}"
+            )
+        };
+        let rule = "  - {principal: x, role: y}\n";
+        let config = Config::parse(
+            &with(
+                "{allowed_principals: [x], users: [root, 4000000], groups: [root], units: [a.service]}",
+                "  - {principal: x, user: root, group: 0, unit: b.service}\n",
+            ),
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(config.principals[0].user.as_ref().map(|u| u.id), Some(0));
+        for (policy, rules, expected) in [
+            (
+                "{allowed_principals: [x], users: [root, no_such_user_mxm]}",
+                rule,
+                "config c.yaml:4:46: policies.p.users[1]: there is no user named `no_such_user_mxm` on this system",
+            ),
+            (
+                "{allowed_principals: [x], groups: [no_such_group_mxm]}",
+                rule,
+                "config c.yaml:4:41: policies.p.groups[0]: there is no group named `no_such_group_mxm`",
+            ),
+            (
+                "{allowed_principals: [x]}",
+                "  - {principal: x, user: no_such_user_mxm}\n",
+                "config c.yaml:6:26: principals[0].user: there is no user named `no_such_user_mxm`",
+            ),
+            (
+                "{allowed_principals: [x], users: [0, root]}",
+                rule,
+                "policies.p.users: user root (uid 0) is listed twice",
+            ),
+            ("{allowed_principals: [x], users: [true]}", rule, "policies.p.users[0]: `true` is a boolean"),
+            ("{allowed_principals: [x], users: [-3]}", rule, "uid -3 is negative"),
+            ("{allowed_principals: [x], groups: [{a: 1}]}", rule, "policies.p.groups[0]"),
+            (
+                "{allowed_principals: [x], units: [feed]}",
+                rule,
+                "config c.yaml:4:39: policies.p.units: unit `feed` is not a systemd unit name",
+            ),
+            ("{allowed_principals: [x], users: ~}", rule, "policies.p.users: is null"),
+            ("{allowed_principals: [x], user: [root]}", rule, "unknown field `user`"),
+            ("{allowed_principals: [x]}", "  - {principal: x, users: root}\n", "unknown field `users`"),
+        ] {
+            let message = error(&with(policy, rules));
+            assert!(message.contains(expected), "{policy} {rules}: {message}");
+            assert!(message.starts_with("config c.yaml:"), "{message}");
+        }
+    }
+
     #[test]
     fn env_variables_must_not_collide() {
         let text = "stores: {e: {backend: env, root: app}}\npolicies: {p: {allowed_principals: [a]}}\nrefs:\n  a: {store: e, path: db/pw, policy: p}\n  b: {store: e, path: db-pw, policy: p}\n";

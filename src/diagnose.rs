@@ -8,11 +8,13 @@
 
 use serde_json::{Value, json};
 
+use crate::account::{Account, describe_gid, describe_uid};
 use crate::audit::{Audit, failure_word};
 use crate::backend::FetchError;
 use crate::config::Config;
+use crate::config::SecretPolicy;
 use crate::error::{Error, FailureKind, SecretFailure};
-use crate::identity::{Principal, RuntimeIdentity, derive_principal};
+use crate::identity::{Caller, Principal, PrincipalRule, RuntimeIdentity, derive_principal};
 use crate::inject;
 use crate::inputs::Inputs;
 use crate::name::Name;
@@ -169,19 +171,29 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
     Ok(Report { text, json, outcome })
 }
 
-/// `explain NAME`: the whole resolution trace for one name and identity.
-pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: Style) -> Report {
-    let principal = derive_principal(&config.principals, identity);
+/// `explain NAME`: the whole resolution trace for one name, identity and caller, with every
+/// fact of the caller that a rule or the policy asked about.
+pub fn explain(
+    config: &Config,
+    name: &str,
+    identity: &RuntimeIdentity,
+    caller: &Caller,
+    style: Style,
+) -> Report {
+    let principal = derive_principal(&config.principals, identity, caller);
     let mut lines: Vec<Vec<String>> = Vec::new();
     let mut line = |key: &str, value: String| lines.push(vec![key.to_owned(), value]);
     line("secret", name.to_owned());
     line("identity", describe_identity(identity));
+    line("caller", describe_caller(caller));
     line("principal", describe_principal(&principal));
+    let mut facts: Vec<Fact> = Vec::new();
     if let Some(index) = principal.rule {
         line("rule", format!("principals[{index}]: {}", config.principals[index]));
+        facts.extend(rule_facts(index, &config.principals[index], caller));
     }
     let judged = Name::new(name).ok().map(|n| {
-        let result = resolve::judge(config, &n, &principal, identity);
+        let result = resolve::judge(config, &n, &principal, identity, caller);
         (n, result)
     });
     let secret = config.refs.get(name);
@@ -224,19 +236,39 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
         if let Some(policy) = config.policies.get(secret.policy.as_str()) {
             let list = |l: &[String]| if l.is_empty() { "(none)".to_owned() } else { l.join(", ") };
             let principals: Vec<String> = policy.allowed_principals.iter().map(Name::to_string).collect();
+            let accounts = |l: &[Account]| list(&l.iter().map(ToString::to_string).collect::<Vec<_>>());
+            // The kernel's facts only when the policy asks about them: most policies do not.
+            let mut facts_asked = String::new();
+            for (key, shown) in [
+                ("users", policy.users.as_deref().map(accounts)),
+                ("groups", policy.groups.as_deref().map(accounts)),
+                ("units", policy.units.as_deref().map(list)),
+            ] {
+                if let Some(shown) = shown {
+                    facts_asked.push_str(&format!("; {key} {shown}"));
+                }
+            }
             line(
                 "policy",
                 format!(
-                    "{}: principals {}; environments {}; machines {}",
+                    "{}: principals {}; environments {}; machines {}{facts_asked}",
                     secret.policy,
                     list(&principals),
                     policy.environments.as_deref().map_or("any".to_owned(), list),
                     policy.machines.as_deref().map_or("any".to_owned(), list),
                 ),
             );
+            let ids = |l: &[Account]| l.iter().map(account_json).collect::<Vec<_>>();
             policy_json = json!({"name": secret.policy.as_str(), "allowed_principals": principals,
-                "environments": policy.environments, "machines": policy.machines});
+                "environments": policy.environments, "machines": policy.machines,
+                "users": policy.users.as_deref().map(ids), "groups": policy.groups.as_deref().map(ids),
+                "units": policy.units});
+            facts.extend(policy_facts(policy, caller));
         }
+    }
+    for fact in &facts {
+        let verdict = if fact.matched { style.good("matches") } else { style.bad("does not match") };
+        line("fact", format!("{} {}: caller {} {verdict} {}", fact.by, fact.key, fact.caller, fact.wanted));
     }
     let (decision, reason, outcome) = match judged {
         Some((_, Ok(_))) => ("allowed", None, Ok(())),
@@ -271,7 +303,10 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
         "config": config.source,
         "secret": name,
         "identity": identity_json(identity),
+        "caller": caller_json(caller),
         "principal": principal_json(&principal),
+        "facts": facts.iter().map(|f| json!({"by": f.by, "key": f.key, "caller": f.caller,
+            "wanted": f.wanted, "matched": f.matched})).collect::<Vec<_>>(),
         "ref": ref_json,
         "store": store_json,
         "policy": policy_json,
@@ -284,10 +319,10 @@ pub fn explain(config: &Config, name: &str, identity: &RuntimeIdentity, style: S
 /// `list`: every secret this identity may read, with its store and policy. When it may read
 /// nothing, the answer says why, and which policies would allow this principal with another
 /// environment or machine.
-pub fn list(config: &Config, identity: &RuntimeIdentity) -> Report {
-    let principal = derive_principal(&config.principals, identity);
+pub fn list(config: &Config, identity: &RuntimeIdentity, caller: &Caller) -> Report {
+    let principal = derive_principal(&config.principals, identity, caller);
     let names: Vec<&Name> = config.refs.names().collect();
-    let judged: Vec<Judged> = resolve::judge_all(config, &names, &principal, identity);
+    let judged: Vec<Judged> = resolve::judge_all(config, &names, &principal, identity, caller);
     let readable: Vec<_> = judged.iter().filter_map(|(n, r)| r.as_ref().ok().map(|a| (n, a))).collect();
     let rows: Vec<Vec<String>> = readable
         .iter()
@@ -356,10 +391,19 @@ fn nothing_readable(
     judged: &[Judged],
 ) -> (String, Vec<Elsewhere>) {
     let mut elsewhere: Vec<Elsewhere> = Vec::new();
+    // Secrets whose policy allows the principal but not this caller (its user, groups, unit).
+    let mut by_facts: Vec<&Name> = Vec::new();
     for (name, result) in judged {
         let Err(FailureKind::Denied { policy, reason, .. }) = result else { continue };
-        if matches!(reason, DenyReason::PrincipalNotAllowed { .. }) {
-            continue;
+        match reason {
+            DenyReason::EnvironmentNotAllowed { .. } | DenyReason::MachineNotAllowed { .. } => {}
+            DenyReason::UserNotAllowed { .. }
+            | DenyReason::GroupNotAllowed { .. }
+            | DenyReason::UnitNotAllowed { .. } => {
+                by_facts.push(name);
+                continue;
+            }
+            _ => continue,
         }
         let Some(rules) = config.policies.get(policy.as_str()) else { continue };
         match elsewhere.iter_mut().find(|e| e.policy == policy.as_str()) {
@@ -378,6 +422,14 @@ fn nothing_readable(
     };
     let why = if config.refs.names().next().is_none() {
         "the config defines no secrets".to_owned()
+    } else if !by_facts.is_empty() && elsewhere.is_empty() {
+        let names: Vec<&str> = by_facts.iter().map(|n| n.as_str()).collect();
+        format!(
+            "policies allow principal `{}`, but not this caller (its user, groups or unit) for {}; \
+             `mxm-secrets explain NAME` shows which fact decided",
+            principal.name,
+            names.join(", ")
+        )
     } else if elsewhere.is_empty() {
         format!("no policy allows principal `{}`", principal.name)
     } else {
@@ -400,6 +452,97 @@ fn describe_principal(principal: &Principal) -> String {
 
 fn principal_json(principal: &Principal) -> Value {
     json!({"name": principal.name.as_str(), "rule": principal.rule})
+}
+
+/// A fact of the caller that a rule or a policy asked about, and whether it matched.
+struct Fact {
+    /// `policy` or `principals[N]`.
+    by: String,
+    /// The config key: `users`, `groups`, `units`, `user`, `group`, `unit`.
+    key: &'static str,
+    /// The caller's fact, in words: `uid 1001`, `groups 1001, 10`, `unit feed.service`.
+    caller: String,
+    /// What the config asks for, in words.
+    wanted: String,
+    matched: bool,
+}
+
+/// The facts a matching rule asked about (all matched, or the rule would not have).
+fn rule_facts(index: usize, rule: &PrincipalRule, caller: &Caller) -> Vec<Fact> {
+    let by = format!("principals[{index}]");
+    let mut facts = Vec::new();
+    if let Some(user) = &rule.user {
+        facts.push(user_fact(by.clone(), "user", std::slice::from_ref(user), caller));
+    }
+    if let Some(group) = &rule.group {
+        facts.push(group_fact(by.clone(), "group", std::slice::from_ref(group), caller));
+    }
+    if let Some(unit) = &rule.unit {
+        facts.push(unit_fact(by, "unit", std::slice::from_ref(unit), caller));
+    }
+    facts
+}
+
+/// The facts a policy asks about: its `users`, `groups`, `units`, when given.
+fn policy_facts(policy: &SecretPolicy, caller: &Caller) -> Vec<Fact> {
+    let by = || "policy".to_owned();
+    let mut facts = Vec::new();
+    if let Some(users) = &policy.users {
+        facts.push(user_fact(by(), "users", users, caller));
+    }
+    if let Some(groups) = &policy.groups {
+        facts.push(group_fact(by(), "groups", groups, caller));
+    }
+    if let Some(units) = &policy.units {
+        facts.push(unit_fact(by(), "units", units, caller));
+    }
+    facts
+}
+
+fn one_of<T: ToString>(items: &[T]) -> String {
+    match items {
+        [one] => one.to_string(),
+        [] => "one of nothing (the list is empty)".to_owned(),
+        _ => format!("one of {}", items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+fn user_fact(by: String, key: &'static str, users: &[Account], caller: &Caller) -> Fact {
+    let matched = users.iter().any(|u| u.id == caller.uid);
+    Fact { by, key, caller: describe_uid(caller.uid), wanted: one_of(users), matched }
+}
+
+fn group_fact(by: String, key: &'static str, groups: &[Account], caller: &Caller) -> Fact {
+    let matched = groups.iter().any(|g| caller.in_group(g.id));
+    Fact { by, key, caller: format!("groups {}", caller_groups(caller)), wanted: one_of(groups), matched }
+}
+
+fn unit_fact(by: String, key: &'static str, units: &[String], caller: &Caller) -> Fact {
+    let matched = caller.unit.as_ref().is_some_and(|u| units.contains(u));
+    let shown = caller.unit.as_ref().map_or("in no systemd unit".to_owned(), |u| format!("unit {u}"));
+    Fact { by, key, caller: shown, wanted: one_of(units), matched }
+}
+
+/// The primary group first, then the supplementary ones, each once.
+fn caller_groups(caller: &Caller) -> String {
+    let mut all = vec![caller.gid];
+    all.extend(caller.groups.iter().filter(|g| **g != caller.gid));
+    all.iter().map(|g| describe_gid(*g)).collect::<Vec<_>>().join(", ")
+}
+
+fn describe_caller(caller: &Caller) -> String {
+    let unit = caller.unit.as_ref().map_or("no systemd unit".to_owned(), |u| format!("unit {u}"));
+    format!("{}; groups {}; {unit}", describe_uid(caller.uid), caller_groups(caller))
+}
+
+fn caller_json(caller: &Caller) -> Value {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(caller.uid)).ok().flatten();
+    json!({"uid": caller.uid, "user": user.map(|u| u.name), "gid": caller.gid, "groups": caller.groups,
+        "unit": caller.unit})
+}
+
+fn account_json(account: &Account) -> Value {
+    json!({"id": account.id, "name": account.name})
 }
 
 fn describe_identity(identity: &RuntimeIdentity) -> String {

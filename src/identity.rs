@@ -8,21 +8,33 @@
 //! rule produces speaks as it only when a rule maps that identity to it; otherwise the
 //! principal is marked [`reserved`](Principal::reserved) and the judge denies every secret,
 //! saying why. A role that should also speak as itself says so with a rule of its own:
-//! `{principal: research, role: research}`.
+//! `{principal: research, role: research}`. Rules that match on the kernel's facts (`user`,
+//! `group`, `unit`) reserve their principal the same way: `--role deploy` from anyone but the
+//! user a rule `{principal: deploy, user: deployer}` names speaks as nobody.
+//!
+//! **An identity may declare no role**: systemd's credential requests
+//! ([`RuntimeIdentity::unit_only`]) carry only the unit. Then only a rule that names a `unit:`
+//! (and no `role:`) can give the principal, and without one the judge denies: a credential
+//! request never falls back to a role, nor to a rule written for a user or group.
 
 use serde::Deserialize;
 
+use crate::account::{Account, ConfigGroup, ConfigUser, Unit};
 use crate::name::{Label, Name, check_label, given};
 
 /// The declared runtime identity. `role` is required and must be a valid name, because by
 /// default it is the principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeIdentity {
+    /// The declared role; for an identity that declares none ([`RuntimeIdentity::unit_only`])
+    /// a placeholder that nothing may read as a role: use [`RuntimeIdentity::declared_role`].
     pub role: Name,
     pub environment: Option<String>,
     pub machine: Option<String>,
     pub app: Option<String>,
     pub substrate: Option<String>,
+    /// False only for [`RuntimeIdentity::unit_only`].
+    role_declared: bool,
 }
 
 impl RuntimeIdentity {
@@ -53,9 +65,33 @@ impl RuntimeIdentity {
             machine: label("machine", machine)?,
             app: label("app", app)?,
             substrate: label("substrate", substrate)?,
+            role_declared: true,
         })
     }
+
+    /// The identity of a request that declares nothing, as systemd's `LoadCredential=`
+    /// requests do: who asks is only the caller's unit ([`Caller::unit`]). Its principal can
+    /// only come from a `principals:` rule naming that unit (module docs).
+    pub fn unit_only() -> RuntimeIdentity {
+        RuntimeIdentity {
+            role: Name::new(UNDECLARED_ROLE).expect("a valid name"),
+            environment: None,
+            machine: None,
+            app: None,
+            substrate: None,
+            role_declared: false,
+        }
+    }
+
+    /// The role, unless the identity declares none ([`RuntimeIdentity::unit_only`]).
+    pub fn declared_role(&self) -> Option<&Name> {
+        self.role_declared.then_some(&self.role)
+    }
 }
+
+/// What stands in the `role` of an identity that declares none, and so names the principal
+/// in the denial of such a request when no rule gives it one.
+const UNDECLARED_ROLE: &str = "none";
 
 /// An identity that cannot be a principal; the launcher exits 64 with it (a usage error),
 /// a broker would refuse the connection.
@@ -81,8 +117,9 @@ impl std::error::Error for IdentityError {}
 
 /// What the kernel says about whoever asks, beside what it declares ([`RuntimeIdentity`]):
 /// the launcher fills it from its own real ids ([`Caller::local`]); a broker would fill it
-/// from the peer credentials of the connection, a supervisor from its unit. The judge does
-/// not read it yet; it travels with every request and into the audit records.
+/// from the peer credentials of the connection, a supervisor from its unit. Policies'
+/// `users` / `groups` / `units` and rules' `user` / `group` / `unit` are judged against it;
+/// it travels with every request and into the audit records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
@@ -103,6 +140,11 @@ impl Caller {
         let gid = getresgid().map_or_else(|_| nix::unistd::getgid(), |ids| ids.real).as_raw();
         let groups = getgroups().unwrap_or_default().into_iter().map(|g| g.as_raw()).collect();
         Caller { uid, gid, groups, unit: None }
+    }
+
+    /// Whether `gid` is the caller's primary group or one of its supplementary groups.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
     }
 }
 
@@ -125,7 +167,8 @@ impl Principal {
 }
 
 /// `- {principal: human_admin, role: admin, environment: dev}`: an identity whose given
-/// fields all match speaks as `principal`.
+/// fields all match speaks as `principal`. `user`, `group` and `unit` match the caller as the
+/// kernel reports it: its uid, its primary or any supplementary group, its systemd unit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "RawRule")]
 pub struct PrincipalRule {
@@ -135,6 +178,9 @@ pub struct PrincipalRule {
     pub machine: Option<String>,
     pub app: Option<String>,
     pub substrate: Option<String>,
+    pub user: Option<Account>,
+    pub group: Option<Account>,
+    pub unit: Option<String>,
 }
 
 /// Every optional field is [`given`]: `environment:` with nothing after it is an error, not
@@ -153,6 +199,12 @@ struct RawRule {
     app: Option<Label>,
     #[serde(default, deserialize_with = "given")]
     substrate: Option<Label>,
+    #[serde(default, deserialize_with = "given")]
+    user: Option<ConfigUser>,
+    #[serde(default, deserialize_with = "given")]
+    group: Option<ConfigGroup>,
+    #[serde(default, deserialize_with = "given")]
+    unit: Option<Unit>,
 }
 
 impl TryFrom<RawRule> for PrincipalRule {
@@ -167,13 +219,20 @@ impl TryFrom<RawRule> for PrincipalRule {
             machine: text(raw.machine),
             app: text(raw.app),
             substrate: text(raw.substrate),
+            user: raw.user.map(|u| u.0),
+            group: raw.group.map(|g| g.0),
+            unit: raw.unit.map(|u| u.0),
         };
-        let labels = [&rule.environment, &rule.machine, &rule.app, &rule.substrate];
-        if rule.role.is_none() && labels.iter().all(|v| v.is_none()) {
+        let labels = [&rule.environment, &rule.machine, &rule.app, &rule.substrate, &rule.unit];
+        if rule.role.is_none()
+            && labels.iter().all(|v| v.is_none())
+            && rule.user.is_none()
+            && rule.group.is_none()
+        {
             return Err(format!(
                 "the rule for principal `{}` has nothing to match (give at least one of \
-                 role, environment, machine, app, substrate); a rule matching everyone would \
-                 turn every role into `{}`",
+                 role, environment, machine, app, substrate, user, group, unit); a rule matching \
+                 everyone would turn every role into `{}`",
                 rule.principal, rule.principal
             ));
         }
@@ -198,30 +257,53 @@ impl std::fmt::Display for PrincipalRule {
                 write!(f, ", {key}: {value}")?;
             }
         }
+        // As the config gave them: by name, or by number.
+        for (key, account) in [("user", &self.user), ("group", &self.group)] {
+            if let Some(account) = account {
+                match &account.name {
+                    Some(name) => write!(f, ", {key}: {name}")?,
+                    None => write!(f, ", {key}: {}", account.id)?,
+                }
+            }
+        }
+        if let Some(unit) = &self.unit {
+            write!(f, ", unit: {unit}")?;
+        }
         f.write_str("}")
     }
 }
 
 impl PrincipalRule {
-    pub fn matches(&self, identity: &RuntimeIdentity) -> bool {
+    /// Whether every field the rule gives matches: the declared ones `identity`'s, `user`,
+    /// `group` and `unit` the `caller`'s. An identity that declares no role is matched only
+    /// by a rule that names a unit (module docs).
+    pub fn matches(&self, identity: &RuntimeIdentity, caller: &Caller) -> bool {
         fn field<T: PartialEq>(wanted: &Option<T>, actual: &Option<T>) -> bool {
             wanted.is_none() || wanted == actual
         }
-        self.role.as_ref().is_none_or(|role| *role == identity.role)
+        let role = identity.declared_role();
+        (role.is_some() || self.unit.is_some())
+            && self.role.as_ref().is_none_or(|wanted| Some(wanted) == role)
             && field(&self.environment, &identity.environment)
             && field(&self.machine, &identity.machine)
             && field(&self.app, &identity.app)
             && field(&self.substrate, &identity.substrate)
+            && self.user.as_ref().is_none_or(|user| user.id == caller.uid)
+            && self.group.as_ref().is_none_or(|group| caller.in_group(group.id))
+            && field(&self.unit, &caller.unit)
     }
 }
 
 /// The first rule whose given fields all match wins; no match: the role, marked
-/// [`reserved`](Principal::reserved) when a rule produces a principal of that name.
-pub fn derive_principal(rules: &[PrincipalRule], identity: &RuntimeIdentity) -> Principal {
-    match rules.iter().position(|rule| rule.matches(identity)) {
+/// [`reserved`](Principal::reserved) when a rule produces a principal of that name. (With no
+/// role declared and no rule matching, the principal is a placeholder the judge denies.)
+pub fn derive_principal(rules: &[PrincipalRule], identity: &RuntimeIdentity, caller: &Caller) -> Principal {
+    match rules.iter().position(|rule| rule.matches(identity, caller)) {
         Some(index) => Principal { name: rules[index].principal.clone(), rule: Some(index), reserved: None },
         None => Principal {
-            reserved: rules.iter().position(|rule| rule.principal == identity.role),
+            reserved: identity
+                .declared_role()
+                .and_then(|role| rules.iter().position(|rule| rule.principal == *role)),
             ..Principal::of_role(identity)
         },
     }
@@ -239,13 +321,21 @@ mod tests {
             machine: None,
             app: None,
             substrate: None,
+            user: None,
+            group: None,
+            unit: None,
         }
+    }
+
+    /// A caller with uid 1000, gid 1000, supplementary groups `groups`, in `unit`.
+    fn caller(groups: &[u32], unit: Option<&str>) -> Caller {
+        Caller { uid: 1000, gid: 1000, groups: groups.to_vec(), unit: unit.map(str::to_owned) }
     }
 
     #[test]
     fn the_role_is_the_principal_by_default() {
         let identity = RuntimeIdentity::new("marketdata").unwrap();
-        let principal = derive_principal(&[], &identity);
+        let principal = derive_principal(&[], &identity, &caller(&[], None));
         assert_eq!(principal.name.as_str(), "marketdata");
         assert_eq!(principal.rule, None);
     }
@@ -257,18 +347,18 @@ mod tests {
         let prod = RuntimeIdentity::declared("admin", Some("prod"), None, None, None).unwrap();
         let undeclared = RuntimeIdentity::new("admin").unwrap();
         let other = RuntimeIdentity::declared("research", Some("dev"), None, None, None).unwrap();
-        assert_eq!(derive_principal(&rules, &dev).name.as_str(), "human_admin");
-        assert_eq!(derive_principal(&rules, &dev).rule, Some(0));
-        assert_eq!(derive_principal(&rules, &prod).name.as_str(), "ops");
-        assert_eq!(derive_principal(&rules, &undeclared).name.as_str(), "ops");
-        assert_eq!(derive_principal(&rules, &other).name.as_str(), "research");
+        assert_eq!(derive_principal(&rules, &dev, &caller(&[], None)).name.as_str(), "human_admin");
+        assert_eq!(derive_principal(&rules, &dev, &caller(&[], None)).rule, Some(0));
+        assert_eq!(derive_principal(&rules, &prod, &caller(&[], None)).name.as_str(), "ops");
+        assert_eq!(derive_principal(&rules, &undeclared, &caller(&[], None)).name.as_str(), "ops");
+        assert_eq!(derive_principal(&rules, &other, &caller(&[], None)).name.as_str(), "research");
     }
 
     #[test]
     fn a_rule_for_an_environment_needs_the_identity_to_declare_it() {
         let rules = [rule("dev_reader", None, Some("dev"))];
         let none = RuntimeIdentity::new("research").unwrap();
-        assert_eq!(derive_principal(&rules, &none).name.as_str(), "research");
+        assert_eq!(derive_principal(&rules, &none, &caller(&[], None)).name.as_str(), "research");
     }
 
     /// Issue 11 item 4: `--role human_admin` must not walk around the rule that makes
@@ -297,7 +387,7 @@ mod tests {
         ];
         for (rules, (role, environment), name, reserved) in table {
             let identity = RuntimeIdentity::declared(role, *environment, None, None, None).unwrap();
-            let principal = derive_principal(rules, &identity);
+            let principal = derive_principal(rules, &identity, &caller(&[], None));
             assert_eq!(principal.name.as_str(), *name, "{role} {environment:?} under {rules:?}");
             assert_eq!(principal.reserved, *reserved, "{role} {environment:?} under {rules:?}");
         }
@@ -331,7 +421,7 @@ mod tests {
             "{principal: p, role: r, environment: dev, machine: m, app: a, substrate: s}"
         );
         let identity = RuntimeIdentity::declared("r", Some("dev"), Some("m"), Some("a"), Some("s")).unwrap();
-        assert!(rule.matches(&identity));
+        assert!(rule.matches(&identity, &caller(&[], None)));
         for differs in [
             RuntimeIdentity::declared("x", Some("dev"), Some("m"), Some("a"), Some("s")),
             RuntimeIdentity::declared("r", Some("prod"), Some("m"), Some("a"), Some("s")),
@@ -339,7 +429,191 @@ mod tests {
             RuntimeIdentity::declared("r", Some("dev"), Some("m"), Some("b"), Some("s")),
             RuntimeIdentity::declared("r", Some("dev"), Some("m"), Some("a"), None),
         ] {
-            assert!(!rule.matches(&differs.unwrap()));
+            assert!(!rule.matches(&differs.unwrap(), &caller(&[], None)));
         }
+    }
+
+    fn fact_rule(
+        principal: &str,
+        user: Option<u32>,
+        group: Option<u32>,
+        unit: Option<&str>,
+    ) -> PrincipalRule {
+        PrincipalRule {
+            user: user.map(Account::user),
+            group: group.map(Account::group),
+            unit: unit.map(str::to_owned),
+            ..rule(principal, None, None)
+        }
+    }
+
+    fn as_caller(uid: u32, gid: u32, groups: &[u32], unit: Option<&str>) -> Caller {
+        Caller { uid, gid, groups: groups.to_vec(), unit: unit.map(str::to_owned) }
+    }
+
+    /// `user`, `group` and `unit` match the caller's facts, beside the declared fields, and
+    /// the principals they produce stay reserved: `--role deploy` from another user, or from
+    /// outside the unit, is denied, not `deploy`. Rows: rules, role (None: undeclared),
+    /// caller, principal, rule, reserved.
+    #[test]
+    fn fact_rules_match_the_caller_and_reserve_their_principal() {
+        let deployer = fact_rule("deploy", Some(1001), None, None);
+        let wheel = fact_rule("admin", None, Some(10), None);
+        let feed = fact_rule("feed", None, None, Some("feed.service"));
+        let feed_as_feeder = PrincipalRule { user: Some(Account::user(1001)), ..feed.clone() };
+        let by_role = rule("research", Some("analyst"), None);
+        type Row<'a> = (&'a [PrincipalRule], Option<&'a str>, Caller, &'a str, Option<usize>, Option<usize>);
+        let table: &[Row] = &[
+            (
+                std::slice::from_ref(&deployer),
+                Some("ci"),
+                as_caller(1001, 1001, &[], None),
+                "deploy",
+                Some(0),
+                None,
+            ),
+            (std::slice::from_ref(&deployer), Some("ci"), as_caller(1002, 1001, &[], None), "ci", None, None),
+            (
+                std::slice::from_ref(&deployer),
+                Some("deploy"),
+                as_caller(1002, 1001, &[1001], None),
+                "deploy",
+                None,
+                Some(0),
+            ),
+            (
+                std::slice::from_ref(&wheel),
+                Some("ops"),
+                as_caller(1002, 1002, &[4, 10], None),
+                "admin",
+                Some(0),
+                None,
+            ),
+            (
+                std::slice::from_ref(&wheel),
+                Some("ops"),
+                as_caller(1002, 10, &[], None),
+                "admin",
+                Some(0),
+                None,
+            ),
+            (
+                std::slice::from_ref(&wheel),
+                Some("admin"),
+                as_caller(1002, 1002, &[4], None),
+                "admin",
+                None,
+                Some(0),
+            ),
+            (
+                std::slice::from_ref(&feed),
+                Some("x"),
+                as_caller(0, 0, &[], Some("feed.service")),
+                "feed",
+                Some(0),
+                None,
+            ),
+            (
+                std::slice::from_ref(&feed),
+                Some("feed"),
+                as_caller(0, 0, &[], Some("cron.service")),
+                "feed",
+                None,
+                Some(0),
+            ),
+            (std::slice::from_ref(&feed), Some("feed"), as_caller(0, 0, &[], None), "feed", None, Some(0)),
+            // Every given field must match.
+            (
+                std::slice::from_ref(&feed_as_feeder),
+                Some("x"),
+                as_caller(1001, 1, &[], Some("feed.service")),
+                "feed",
+                Some(0),
+                None,
+            ),
+            (
+                std::slice::from_ref(&feed_as_feeder),
+                Some("x"),
+                as_caller(1002, 1, &[], Some("feed.service")),
+                "x",
+                None,
+                None,
+            ),
+            // No role declared (systemd credentials): only a rule naming the unit can match ...
+            (
+                &[deployer.clone(), feed.clone()],
+                None,
+                as_caller(1001, 1001, &[], Some("feed.service")),
+                "feed",
+                Some(1),
+                None,
+            ),
+            (
+                &[by_role.clone(), feed.clone()],
+                None,
+                as_caller(0, 0, &[], Some("feed.service")),
+                "feed",
+                Some(1),
+                None,
+            ),
+            // ... not a user, group or role rule, and nothing is reserved: the judge denies.
+            (
+                &[deployer.clone(), wheel.clone(), by_role.clone()],
+                None,
+                as_caller(1001, 10, &[], Some("feed.service")),
+                "none",
+                None,
+                None,
+            ),
+            (
+                std::slice::from_ref(&feed),
+                None,
+                as_caller(0, 0, &[], Some("cron.service")),
+                "none",
+                None,
+                None,
+            ),
+        ];
+        for (rules, role, who, name, rule, reserved) in table {
+            let identity = match role {
+                Some(role) => RuntimeIdentity::new(role).unwrap(),
+                None => RuntimeIdentity::unit_only(),
+            };
+            let principal = derive_principal(rules, &identity, who);
+            let context = format!("{role:?} {who:?} under {rules:?}");
+            assert_eq!(principal.name.as_str(), *name, "{context}");
+            assert_eq!(principal.rule, *rule, "{context}");
+            assert_eq!(principal.reserved, *reserved, "{context}");
+        }
+    }
+
+    #[test]
+    fn an_identity_without_a_role_says_so() {
+        let unit = RuntimeIdentity::unit_only();
+        assert_eq!(unit.declared_role(), None);
+        assert_eq!(RuntimeIdentity::new("none").unwrap().declared_role().map(Name::as_str), Some("none"));
+        assert_ne!(unit, RuntimeIdentity::new("none").unwrap());
+    }
+
+    #[test]
+    fn fact_rules_load_checked_and_show_as_written() {
+        let parse = |text: &str| serde_yaml::from_str::<PrincipalRule>(text).map_err(|e| e.to_string());
+        let rule = parse("{principal: p, user: root, group: 0, unit: feed.service}").unwrap();
+        assert_eq!(rule.user, Some(Account::user(0)));
+        assert_eq!(rule.group, Some(Account::group(0)));
+        assert_eq!(rule.to_string(), "{principal: p, user: root, group: 0, unit: feed.service}");
+        for only in ["user: 5", "group: root", "unit: a.service"] {
+            parse(&format!("{{principal: p, {only}}}")).unwrap();
+        }
+        assert!(parse("{principal: p, user: no_such_user_mxm}").unwrap_err().contains("no user named"));
+        assert!(parse("{principal: p, group: no_such_group_mxm}").unwrap_err().contains("no group named"));
+        assert!(parse("{principal: p, unit: feed}").unwrap_err().contains("not a systemd unit name"));
+        assert!(parse("{principal: p, user: [root]}").is_err());
+        assert!(parse("{principal: p, users: [root]}").unwrap_err().contains("unknown field"));
+        for key in ["user", "group", "unit"] {
+            let error = parse(&format!("{{principal: p, {key}: ~}}")).unwrap_err();
+            assert!(error.contains("null"), "{key}: {error}");
+        }
+        assert!(parse("{principal: p}").unwrap_err().contains("user, group, unit"));
     }
 }

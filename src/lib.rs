@@ -25,6 +25,7 @@
 //! [`value::extract`]). How the launcher execs, hardens and runs backends is the crate's own.
 #![deny(unsafe_code)]
 
+pub mod account;
 pub mod api;
 pub mod audit;
 pub mod backend;

@@ -11,7 +11,7 @@ use crate::backend::process::Environment;
 use crate::backend::{FetchError, FetchRequest, SecretStore};
 use crate::config::{Config, SecretRef};
 use crate::error::{Error, FailureKind, SecretFailure};
-use crate::identity::{Principal, RuntimeIdentity};
+use crate::identity::{Caller, Principal, RuntimeIdentity};
 use crate::name::{Name, did_you_mean};
 use crate::policy::Decision;
 use crate::secret::SecretValue;
@@ -58,8 +58,9 @@ pub(crate) fn judge_all<'c>(
     names: &[&Name],
     principal: &Principal,
     identity: &RuntimeIdentity,
+    caller: &Caller,
 ) -> Vec<Judged<'c>> {
-    names.iter().map(|name| ((*name).clone(), judge(config, name, principal, identity))).collect()
+    names.iter().map(|name| ((*name).clone(), judge(config, name, principal, identity, caller))).collect()
 }
 
 /// All of them authorized, or an error listing every name that is undefined or denied.
@@ -81,12 +82,14 @@ pub(crate) fn undefined(config: &Config, name: &str) -> FailureKind {
     FailureKind::Undefined { hint: format!(" {}{hint}", config.source) }
 }
 
-/// One name: defined, allowed for this principal and identity, and addressable in its store.
+/// One name: defined, allowed for this principal, identity and caller, and addressable in
+/// its store.
 pub(crate) fn judge<'c>(
     config: &'c Config,
     name: &Name,
     principal: &Principal,
     identity: &RuntimeIdentity,
+    caller: &Caller,
 ) -> Result<Authorized<'c>, FailureKind> {
     let Some(secret) = config.refs.get(name.as_str()) else {
         return Err(undefined(config, name.as_str()));
@@ -102,7 +105,7 @@ pub(crate) fn judge<'c>(
         .policies
         .get(secret.policy.as_str())
         .ok_or_else(|| denied(crate::policy::DenyReason::PrincipalNotAllowed { allowed: Vec::new() }))?;
-    if let Decision::Denied(reason) = policy.evaluate(principal, identity) {
+    if let Decision::Denied(reason) = policy.evaluate(principal, identity, caller) {
         return Err(denied(reason));
     }
     let store = config.stores.get(secret.store.as_str()).ok_or_else(|| FailureKind::Unavailable {
@@ -392,7 +395,12 @@ mod tests {
         principal: &Principal,
         identity: &RuntimeIdentity,
     ) -> Result<Vec<Authorized<'c>>, Error> {
-        all_allowed(judge_all(config, names, principal, identity))
+        all_allowed(judge_all(config, names, principal, identity, &nobody_special()))
+    }
+
+    /// A caller no policy of these tests names: uid and gid 1000, no unit.
+    fn nobody_special() -> Caller {
+        Caller { uid: 1000, gid: 1000, groups: vec![], unit: None }
     }
 
     /// One request through [`fetch_all`], the only way values are fetched.
@@ -616,8 +624,18 @@ principals:
         who: (&str, Option<&str>, Option<&str>),
     ) -> Result<String, FailureKind> {
         let identity = RuntimeIdentity::declared(who.0, who.1, who.2, None, None).unwrap();
-        let principal = crate::identity::derive_principal(&config.principals, &identity);
-        judge(config, &name(secret), &principal, &identity).map(|a| {
+        judged_as(config, secret, &identity, &nobody_special())
+    }
+
+    /// The judge's answer for `secret`, asked by `identity` from `caller`.
+    fn judged_as(
+        config: &Config,
+        secret: &str,
+        identity: &RuntimeIdentity,
+        caller: &Caller,
+    ) -> Result<String, FailureKind> {
+        let principal = crate::identity::derive_principal(&config.principals, identity, caller);
+        judge(config, &name(secret), &principal, identity, caller).map(|a| {
             assert_eq!(a.location.secret, name(secret));
             format!("{}:{}:{}", a.location.store, a.location.backend, a.location.backend_path)
         })
@@ -680,6 +698,65 @@ principals:
         assert_eq!(reason, ReservedPrincipal { principal: name("human_admin"), rule: 0 });
     }
 
+    /// `users`, `groups`, `units` and the rules' `user` / `unit` decide by the caller's facts,
+    /// through the same judge; the config names users by name and number (root is uid 0).
+    #[test]
+    fn the_judge_decides_by_the_callers_facts() {
+        use crate::policy::DenyReason::*;
+        let config = Config::parse(
+            "stores: {mem: {backend: memory, root: m, values: {a: alpha}}}
+refs:
+  by_user: {store: mem, path: a, policy: users}
+  by_group: {store: mem, path: a, policy: groups}
+  by_unit: {store: mem, path: a, policy: units}
+policies:
+  users: {allowed_principals: [worker, feed, ops], users: [root, 4000000]}
+  groups: {allowed_principals: [worker], groups: [4000010]}
+  units: {allowed_principals: [worker, feed], units: [feed.service]}
+principals:
+  - {principal: feed, unit: feed.service}
+  - {principal: ops, user: 4000001}
+",
+            "facts.yaml",
+        )
+        .unwrap();
+        let worker = RuntimeIdentity::new("worker").unwrap();
+        let who = |uid: u32, groups: &[u32], unit: Option<&str>| Caller {
+            uid,
+            gid: 4_000_020,
+            groups: groups.to_vec(),
+            unit: unit.map(str::to_owned),
+        };
+        assert!(judged_as(&config, "by_user", &worker, &who(4_000_000, &[], None)).is_ok());
+        assert!(judged_as(&config, "by_user", &worker, &who(0, &[], None)).is_ok());
+        let (_, policy, reason) = denial(judged_as(&config, "by_user", &worker, &who(4_000_002, &[], None)));
+        assert_eq!(policy, "users");
+        assert!(matches!(reason, UserNotAllowed { uid: 4_000_002, .. }), "{reason:?}");
+        assert!(judged_as(&config, "by_group", &worker, &who(7, &[1, 4_000_010], None)).is_ok());
+        let (_, _, reason) = denial(judged_as(&config, "by_group", &worker, &who(7, &[1], None)));
+        assert!(matches!(reason, GroupNotAllowed { gid: 4_000_020, .. }), "{reason:?}");
+        assert!(judged_as(&config, "by_unit", &worker, &who(7, &[], Some("feed.service"))).is_ok());
+        let (_, _, reason) = denial(judged_as(&config, "by_unit", &worker, &who(7, &[], None)));
+        assert_eq!(reason, UnitNotAllowed { unit: None, allowed: vec!["feed.service".into()] });
+        // A rule on the user gives its principal; the policy's users still narrow it.
+        let (principal, _, reason) =
+            denial(judged_as(&config, "by_user", &worker, &who(4_000_001, &[], None)));
+        assert_eq!(principal, "ops");
+        assert!(matches!(reason, UserNotAllowed { uid: 4_000_001, .. }), "{reason:?}");
+        // systemd's credential request: the unit alone, through its rule, or nothing.
+        let unit_only = RuntimeIdentity::unit_only();
+        assert!(judged_as(&config, "by_unit", &unit_only, &who(0, &[], Some("feed.service"))).is_ok());
+        let (principal, _, reason) =
+            denial(judged_as(&config, "by_unit", &unit_only, &who(0, &[], Some("cron.service"))));
+        assert_eq!(principal, "none");
+        assert_eq!(reason, NoRuleForUnit { unit: Some("cron.service".into()) });
+        // uid 0 is allowed by `users: [root]`, yet a credential request (uid 0) without a
+        // unit rule gets nothing from it.
+        let (_, _, reason) =
+            denial(judged_as(&config, "by_user", &unit_only, &who(0, &[], Some("cron.service"))));
+        assert_eq!(reason, NoRuleForUnit { unit: Some("cron.service".into()) });
+    }
+
     /// Loading checks that every ref's policy and store exist; a library caller can build a
     /// `Config` that breaks that, and the judge must then deny, never allow.
     #[test]
@@ -714,7 +791,7 @@ principals:
         let principal = Principal::of_role(&identity);
         let names = [name("open"), name("closed"), name("missing"), name("other"), name("dev")];
         let refs: Vec<&Name> = names.iter().collect();
-        let judged = judge_all(&config, &refs, &principal, &identity);
+        let judged = judge_all(&config, &refs, &principal, &identity, &nobody_special());
         let order: Vec<&str> = judged.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(order, ["open", "closed", "missing", "other", "dev"]);
         let Err(Error::Secrets(failures)) = all_allowed(judged) else { panic!("allowed") };

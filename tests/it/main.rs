@@ -10,6 +10,7 @@ mod completions;
 mod config;
 mod diagnose;
 mod env_backend;
+mod facts;
 mod gopass;
 mod help;
 mod inject;

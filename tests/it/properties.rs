@@ -115,10 +115,13 @@ proptest! {
             allowed_principals: allowed.iter().map(|n| Name::new(n).unwrap()).collect(),
             environments: environments.clone(),
             machines: None,
+            users: None,
+            groups: None,
+            units: None,
         };
         let identity = RuntimeIdentity::new(&who).unwrap();
         let principal = Principal::of_role(&identity);
-        let decision = policy.evaluate(&principal, &identity);
+        let decision = policy.evaluate(&principal, &identity, &mxm_secrets::Caller::local());
         if !allowed.contains(&who) || environments.is_some() {
             // Not named, or the policy names environments and this identity declares none.
             prop_assert!(matches!(decision, Decision::Denied(_)), "{:?}", decision);
