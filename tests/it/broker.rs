@@ -578,3 +578,60 @@ fn as_root_a_caller_from_another_pid_namespace_is_denied() {
 fn argv(args: Args) -> Vec<String> {
     args.into_iter().collect()
 }
+
+/// Socket activation as systemd does it (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`), by
+/// systemd's own `systemd-socket-activate`: the broker's socket is the one named `broker`.
+#[test]
+fn systemd_socket_activation_hands_over_the_named_sockets() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        eprintln!("skipped: systemd-socket-activate is not installed (package systemd)");
+        return;
+    };
+    let f = Fixture::new();
+    broker_config(&f, "");
+    let (socket, credentials) = (f.path("broker.sock"), f.path("credentials.sock"));
+    let mut command = f.tool(&activate.display().to_string());
+    command
+        .arg("-l")
+        .arg(&credentials)
+        .arg("-l")
+        .arg(&socket)
+        .arg("--fdname=credentials:broker")
+        .args([LAUNCHER, "serve", "--config", "config.yaml"])
+        .stderr(Stdio::null());
+    let mut child = command.spawn().unwrap();
+    let start = Instant::now();
+    while !socket.exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let get = f.run(["get", "api_key", "--role", "worker", "--broker", &socket.display().to_string()]);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    get.code(0).stdout_is(CANARY);
+    assert!(status.success(), "{status}");
+
+    // Sockets it cannot tell apart are refused: a usage error, before anything is served.
+    let other = f.path("other.sock");
+    let mut command = f.tool(&activate.display().to_string());
+    command.arg("-l").arg(&other).arg("-l").arg(f.path("x.sock")).arg("--fdname=a:b");
+    command.args([LAUNCHER, "serve", "--config", "config.yaml"]).stderr(Stdio::piped());
+    let child = command.spawn().unwrap();
+    let start = Instant::now();
+    while !other.exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first connection starts it.
+    let _ = UnixStream::connect(&other);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("FileDescriptorName=broker"), "{output:?}");
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .ok_or(())
+}
