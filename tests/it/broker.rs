@@ -175,12 +175,13 @@ impl Drop for TestUser {
     }
 }
 
-/// A fixture whose dir other users may pass through (not list), with the broker config,
-/// a broker whose socket group is `user`'s, and a root-owned manifest they may read.
-fn served(tag: &str, extra: &[&str]) -> (Fixture, TestUser, Broker) {
+/// A fixture whose dir other users may pass through (not list), with the broker config
+/// (policy `p` plus `extra_policy`, see [`broker_config`]), a broker started with `extra`
+/// whose socket group is `user`'s, and a root-owned manifest they may read.
+pub fn served_with(tag: &str, extra_policy: &str, extra: &[&str]) -> (Fixture, TestUser, Broker) {
     let f = Fixture::new();
     fs::set_permissions(f.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
-    broker_config(&f, "");
+    broker_config(&f, extra_policy);
     let user = TestUser::new(tag);
     let manifest = f.write("m.yaml", "secrets:\n  - {name: api_key, fd: 3}\n  - {name: db_password}\n");
     fs::set_permissions(&manifest, fs::Permissions::from_mode(0o644)).unwrap();
@@ -189,6 +190,10 @@ fn served(tag: &str, extra: &[&str]) -> (Fixture, TestUser, Broker) {
     args.extend_from_slice(extra);
     let broker = Broker::start(&f, &args);
     (f, user, broker)
+}
+
+fn served(tag: &str, extra: &[&str]) -> (Fixture, TestUser, Broker) {
+    served_with(tag, "", extra)
 }
 
 /// `run --broker SOCKET --role ROLE` and the rest.
