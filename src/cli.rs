@@ -195,9 +195,26 @@ struct ServeArgs {
 #[derive(Args)]
 struct BrokerArg {
     /// Ask the broker listening on this socket (`mxm-secrets serve`) instead of reading a
-    /// config: only the manifest is read here
-    #[arg(long, env = "MXM_SECRETS_BROKER", value_name = "SOCKET", conflicts_with = "config")]
+    /// config: only the manifest is read here [default: $MXM_SECRETS_BROKER, unless --config
+    /// is given]
+    #[arg(long, value_name = "SOCKET", conflicts_with = "config")]
     broker: Option<PathBuf>,
+}
+
+/// `MXM_SECRETS_BROKER` stands in for `--broker` unless `--config` is given: an explicit
+/// config on the line wins over a broker from the environment. Empty means unset.
+fn with_env_broker(mut command: Command) -> Command {
+    let (broker, config) = match &mut command {
+        Command::Run { broker, config, .. }
+        | Command::Get { broker, config, .. }
+        | Command::Check { broker, config, .. }
+        | Command::List { broker, config, .. } => (broker, config),
+        _ => return command,
+    };
+    if broker.broker.is_none() && config.config.is_none() {
+        broker.broker = std::env::var_os("MXM_SECRETS_BROKER").filter(|v| !v.is_empty()).map(PathBuf::from);
+    }
+    command
 }
 
 fn parse_mode(value: &str) -> Result<u32, String> {
@@ -366,6 +383,7 @@ fn audit(cli: &Cli, format: LogFormat) -> Audit {
 }
 
 fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(), Error> {
+    let command = with_env_broker(command);
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
         Command::Run { config, manifest, identity, clean_env, keep, jobs, broker, dry_run, command } => {

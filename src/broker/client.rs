@@ -97,13 +97,13 @@ pub fn fetch(
     manifest: &Manifest,
 ) -> Result<Vec<(Name, SecretValue)>, Error> {
     let names = manifest.names();
-    let optional = names
+    let optional: Vec<String> = names
         .iter()
         .filter(|name| manifest.entries.iter().filter(|e| e.name == ***name).all(|e| e.optional))
         .map(|name| name.to_string())
         .collect();
     let asked: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let (answer, fds) = ask(socket, &request(Op::Fetch, identity, asked, optional))?;
+    let (answer, fds) = ask(socket, &request(Op::Fetch, identity, asked, optional.clone()))?;
     let mut values = Vec::new();
     for secret in answer["secrets"].as_array().into_iter().flatten() {
         let name = secret["name"].as_str().and_then(|n| Name::new(n).ok());
@@ -122,6 +122,14 @@ pub fn fetch(
     }
     // Each memfd closes here; the values are ours alone.
     drop(fds);
+    // All or nothing, as a local run: a required name without its value is not launched.
+    let skipped: Vec<&&Name> = names
+        .iter()
+        .filter(|name| !values.iter().any(|(got, _)| got == **name) && !optional.contains(&name.to_string()))
+        .collect();
+    if let Some(name) = skipped.first() {
+        return Err(unavailable(socket, format!("it sent no value for the required secret `{name}`")));
+    }
     Ok(values)
 }
 

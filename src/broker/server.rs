@@ -105,13 +105,15 @@ pub fn serve(options: ServeOptions) -> Result<(), Error> {
         Some(activated) => (activated.broker, activated.credentials),
         None => {
             let group = options.socket_group.as_deref().map(group).transpose()?;
-            let mut bind_one = |path: &Option<PathBuf>| -> Result<Option<UnixListener>, Error> {
+            let mut bind_one = |path: &Option<PathBuf>, mode: u32| -> Result<Option<UnixListener>, Error> {
                 let Some(path) = path else { return Ok(None) };
-                let listener = bind(path, options.socket_mode, group)?;
+                let listener = bind(path, mode, group)?;
                 created.push(path.clone());
                 Ok(Some(listener))
             };
-            (bind_one(&options.socket)?, bind_one(&options.credentials_socket)?)
+            // Only systemd (root, which file modes do not stop) is believed on the
+            // credentials socket: nobody else needs to connect, so nobody else may.
+            (bind_one(&options.socket, options.socket_mode)?, bind_one(&options.credentials_socket, 0o600)?)
         }
     };
     if broker.is_none() && credentials.is_none() {
@@ -235,7 +237,13 @@ fn dispatch(stream: UnixStream, kind: Kind, shared: &Arc<Shared>) -> Option<Join
     let limit = shared.limits.max_connections;
     if shared.active.fetch_add(1, Ordering::SeqCst) >= limit {
         shared.active.fetch_sub(1, Ordering::SeqCst);
-        overloaded(&stream, limit);
+        match kind {
+            Kind::Broker => overloaded(&stream, limit),
+            // systemd would take any bytes we wrote as the credential: it only gets closed.
+            Kind::Credentials => {
+                log(format!("a credentials request was dropped: {limit} connections are being served"))
+            }
+        }
         return None;
     }
     let slot = Slot(Arc::clone(shared));

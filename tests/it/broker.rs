@@ -539,6 +539,18 @@ fn an_unreachable_broker_is_69_naming_the_socket() {
     ])
     .code(69)
     .stderr_has("the broker at /nonexistent/mxm/broker.sock: cannot be reached");
+    // MXM_SECRETS_BROKER stands in for --broker; a --config on the line wins over it, and
+    // --config with --broker is a usage error.
+    let mut f = Fixture::new();
+    f.config(crate::util::ENV_CONFIG);
+    f.env("SRC_API_KEY", CANARY).env("MXM_SECRETS_BROKER", "/nonexistent/mxm/env.sock");
+    f.run(["get", "api_key", "--role", "worker"])
+        .code(69)
+        .stderr_has("the broker at /nonexistent/mxm/env.sock");
+    f.run(argv(Args::get("api_key", "worker"))).code(0).stdout_is(CANARY);
+    f.run(argv(Args::get("api_key", "worker").args(["--broker", "/x.sock"])))
+        .code(64)
+        .stderr_has("'--config <FILE>' cannot be used with '--broker <SOCKET>'");
 }
 
 #[test]
@@ -639,4 +651,23 @@ fn which(program: &str) -> Result<PathBuf, ()> {
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
         .ok_or(())
+}
+
+/// `--credentials-socket`: made 0600 whatever `--socket-mode` says (only systemd, as root,
+/// needs it), and each connection handed to the credentials handler, which ends it.
+#[test]
+fn the_credentials_socket_is_its_owners_alone_and_each_connection_is_answered() {
+    let f = Fixture::new();
+    broker_config(&f, "");
+    let credentials = f.path("run/credentials.sock");
+    let broker = Broker::start(&f, &["--credentials-socket", &credentials.display().to_string()]);
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&broker.socket), mode(&credentials)), (0o660, 0o600));
+    let mut stream = UnixStream::connect(&credentials).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("the connection is ended, not left open");
+    assert!(!answer.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()));
+    assert!(broker.stop().success());
 }
