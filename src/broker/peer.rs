@@ -27,8 +27,20 @@ pub struct Peer {
     pub pinned_by: &'static str,
 }
 
-/// The facts about `stream`'s peer, or why it cannot be identified.
-pub fn identify(stream: &UnixStream) -> Result<Peer, String> {
+/// A connection's peer as it connected: its credentials and its process, pinned.
+#[derive(Debug)]
+pub struct Pinned {
+    pid: i32,
+    uid: u32,
+    gid: u32,
+    pidfd: OwnedFd,
+    pinned_by: &'static str,
+}
+
+/// Pins the peer's process: its credentials from `SO_PEERCRED`, its process as a pidfd, or
+/// why it cannot be identified. The broker pins at accept and reads the facts
+/// ([`Pinned::facts`]) once the request is in, so that they are as fresh as the decision.
+pub fn pin(stream: &UnixStream) -> Result<Pinned, String> {
     let credentials = getsockopt(stream, sockopt::PeerCredentials)
         .map_err(|e| format!("the kernel gave no credentials for the connection (SO_PEERCRED: {e})"))?;
     let (pid, uid, gid) = (credentials.pid(), credentials.uid(), credentials.gid());
@@ -45,33 +57,53 @@ pub fn identify(stream: &UnixStream) -> Result<Peer, String> {
             Err(e) => return Err(format!("the caller (pid {pid}) is gone ({e})")),
         },
     };
-    let read = |what: &str| -> Result<String, String> {
-        let path = format!("/proc/{pid}/{what}");
-        let text = if what == "exe" {
-            std::fs::read_link(&path).map(|p| p.to_string_lossy().into_owned())
-        } else {
-            std::fs::read_to_string(&path)
-        };
-        // Believed only if the process the pidfd pins outlived the read.
-        if !alive(&pidfd) {
-            return Err(format!("the caller (pid {pid}) exited while it was being identified"));
+    Ok(Pinned { pid, uid, gid, pidfd, pinned_by })
+}
+
+impl Pinned {
+    /// `uid N pid N`, for log lines.
+    pub fn who(&self) -> String {
+        format!("uid {} pid {}", self.uid, self.pid)
+    }
+
+    /// Groups, unit and executable from `/proc/PID`, each read believed only if the pinned
+    /// process outlived it.
+    pub fn facts(&self) -> Result<Peer, String> {
+        let Pinned { pid, uid, gid, ref pidfd, pinned_by } = *self;
+        let gone = || format!("the caller (pid {pid}) exited before it could be identified");
+        if !alive(pidfd) {
+            return Err(gone());
         }
-        text.map_err(|e| format!("cannot read {path}: {e}"))
-    };
-    let status = read("status")?;
-    // With pidfd_open the pid may name a newer process: its owner must be the one that connected.
-    // SO_PEERCRED carries the effective uid, the second number of `Uid:`.
-    let effective = field(&status, "Uid:").and_then(|ids| ids.get(1).copied());
-    if effective != Some(uid) {
-        return Err(format!("the caller (pid {pid}) is no longer the process that connected as uid {uid}"));
+        let read = |what: &str| -> Result<String, String> {
+            let path = format!("/proc/{pid}/{what}");
+            let text = if what == "exe" {
+                std::fs::read_link(&path).map(|p| p.to_string_lossy().into_owned())
+            } else {
+                std::fs::read_to_string(&path)
+            };
+            // Believed only if the process the pidfd pins outlived the read.
+            if !alive(pidfd) {
+                return Err(gone());
+            }
+            text.map_err(|e| format!("cannot read {path}: {e}"))
+        };
+        let status = read("status")?;
+        // SO_PEERCRED carries the effective uid, the second number of `Uid:`; with
+        // pidfd_open the pid may name a newer process, whose owner would differ.
+        let effective = field(&status, "Uid:").and_then(|ids| ids.get(1).copied());
+        if effective != Some(uid) {
+            return Err(format!(
+                "the caller (pid {pid}) is no longer the process that connected as uid {uid}"
+            ));
+        }
+        let groups = field(&status, "Groups:").unwrap_or_default();
+        let unit = read("cgroup").ok().and_then(|text| unit(&text));
+        let exe = read("exe").ok();
+        if !alive(pidfd) {
+            return Err(gone());
+        }
+        Ok(Peer { caller: Caller { uid, gid, groups, unit }, pid: pid as u32, exe, pinned_by })
     }
-    let groups = field(&status, "Groups:").unwrap_or_default();
-    let unit = read("cgroup").ok().and_then(|text| unit(&text));
-    let exe = read("exe").ok();
-    if !alive(&pidfd) {
-        return Err(format!("the caller (pid {pid}) exited while it was being identified"));
-    }
-    Ok(Peer { caller: Caller { uid, gid, groups, unit }, pid: pid as u32, exe, pinned_by })
 }
 
 /// Whether the process `pidfd` pins still runs: `pidfd_send_signal(pidfd, 0)` succeeds until
@@ -133,7 +165,7 @@ mod tests {
     #[test]
     fn a_socket_pair_identifies_this_process() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let peer = identify(&a).unwrap();
+        let peer = pin(&a).unwrap().facts().unwrap();
         assert_eq!(peer.pid, std::process::id());
         assert_eq!(peer.caller.uid, nix::unistd::geteuid().as_raw());
         assert!(peer.exe.is_some());

@@ -275,15 +275,12 @@ fn overloaded(stream: &UnixStream, limit: usize) {
 fn connection(stream: UnixStream, shared: &Shared) {
     let deadline = Instant::now() + shared.limits.timeout;
     let _ = stream.set_write_timeout(Some(shared.limits.timeout));
-    let peer = match peer::identify(&stream) {
-        Ok(peer) => peer,
-        Err(why) => {
-            log(format!("denied a caller that cannot be identified: {why}"));
-            let _ = protocol::send(&stream, &protocol::error(EX_NOPERM, &format!("denied: {why}")), &[]);
-            return;
-        }
+    // Pinned at once; the facts are read once the request is in, just before the decision.
+    let pinned = match peer::pin(&stream) {
+        Ok(pinned) => pinned,
+        Err(why) => return refuse(&stream, &why),
     };
-    let who = format!("uid {} pid {}", peer.caller.uid, peer.pid);
+    let who = pinned.who();
     let body = match protocol::receive(&stream, MAX_REQUEST, deadline) {
         Ok((body, _descriptors)) => body,
         Err(FrameError::Closed(0)) => return,
@@ -297,6 +294,10 @@ fn connection(stream: UnixStream, shared: &Shared) {
             log(format!("{who}: dropped: {e}"));
             return;
         }
+    };
+    let peer = match pinned.facts() {
+        Ok(peer) => peer,
+        Err(why) => return refuse(&stream, &why),
     };
     let api = Arc::clone(&shared.api.read().unwrap_or_else(|e| e.into_inner()));
     let (answer, files) = match answer(&body, &api, &shared.audit, &peer, shared.jobs) {
@@ -312,6 +313,12 @@ fn connection(stream: UnixStream, shared: &Shared) {
     }
     // The memfds close here: the client holds the only copies now.
     drop(files);
+}
+
+/// 77 for a caller that cannot be identified: nothing else is done for it.
+fn refuse(stream: &UnixStream, why: &str) {
+    log(format!("denied a caller that cannot be identified: {why}"));
+    let _ = protocol::send(stream, &protocol::error(EX_NOPERM, &format!("denied: {why}")), &[]);
 }
 
 /// The answer to one request and the memfds that go with it.

@@ -671,3 +671,45 @@ fn the_credentials_socket_is_its_owners_alone_and_each_connection_is_answered() 
     assert!(!answer.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()));
     assert!(broker.stop().success());
 }
+
+/// The process that connected has exited by the time its request is complete (a child it
+/// forked holds the connection and sends the request): the pid may name anyone now, so the
+/// caller cannot be identified and is denied.
+#[test]
+fn as_root_a_caller_whose_process_has_gone_is_denied() {
+    if !is_root() {
+        return;
+    }
+    let f = Fixture::new();
+    broker_config(&f, "");
+    let broker = Broker::start(&f, &[]);
+    let script = r#"
+import json, os, socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+if os.fork() == 0:
+    time.sleep(0.5)  # the connecting parent has exited by now (a zombie till the test reaps it)
+    body = json.dumps({"version": 1, "op": "fetch", "identity": {"role": "worker"}, "names": ["api_key"]}).encode()
+    s.sendall(struct.pack(">I", len(body)) + body)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sys.stdout.write(data[4:].decode())
+    sys.stdout.flush()
+    os._exit(0)
+os._exit(0)
+"#;
+    let mut command = f.tool("python3");
+    command.args(["-c", script]).arg(&broker.socket).stdout(Stdio::piped());
+    let parent = command.spawn().unwrap();
+    // The grandchild inherited the stdout pipe: reading it to the end waits for its answer.
+    let output = parent.wait_with_output().unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("an answer");
+    assert_eq!(answer["exit_code"], 77, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("exited before it could be identified"), "{answer}");
+    assert!(broker.log().contains("denied a caller that cannot be identified"));
+    assert!(broker.stop().success());
+}
