@@ -39,7 +39,7 @@ pub fn listeners() -> Result<Option<Activated>, Error> {
     };
     let mut activated = Activated::default();
     for index in 0..count {
-        let fd: OwnedFd = super::sys::adopt(FIRST + index)
+        let fd: OwnedFd = crate::exec::adopt(FIRST + index)
             .map_err(|e| bad(format!("descriptor {} is not open: {e}", FIRST + index)))?;
         if !getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
             return Err(bad(format!(

@@ -12,6 +12,5 @@ pub(crate) mod credentials;
 pub(crate) mod peer;
 pub(crate) mod protocol;
 pub(crate) mod server;
-mod sys;
 
 pub(crate) use server::{Limits, ServeOptions, serve};

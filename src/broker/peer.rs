@@ -115,7 +115,7 @@ fn alive(pidfd: &OwnedFd) -> bool {
         Ok(_) => fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)),
         Err(_) => true,
     };
-    !exited && super::sys::pidfd_alive(pidfd)
+    !exited && crate::exec::pidfd_alive(pidfd)
 }
 
 /// The numbers of a `/proc/PID/status` line such as `Groups:\t4 24 27`.

@@ -180,7 +180,7 @@ fn read_exact(
             Err(e) => return Err(FrameError::Io(e.into())),
         };
         for raw in passed {
-            fds.push(super::sys::adopt(raw).map_err(FrameError::Io)?);
+            fds.push(crate::exec::adopt(raw).map_err(FrameError::Io)?);
         }
         if bytes == 0 {
             return Err(FrameError::Closed(before + filled));

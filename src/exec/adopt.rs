@@ -1,6 +1,5 @@
-//! The broker's only `unsafe`: taking ownership of descriptor numbers the kernel handed us
-//! (systemd's `LISTEN_FDS`, `SCM_RIGHTS`), and `pidfd_send_signal`, which nix does not wrap.
-#![allow(unsafe_code)]
+//! For the broker: taking ownership of descriptor numbers the kernel handed us (systemd's
+//! `LISTEN_FDS`, `SCM_RIGHTS`), and `pidfd_send_signal`, which nix does not wrap.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -10,7 +9,7 @@ use nix::libc;
 /// Owns `fd`, a descriptor number this process was just given and nothing else owns: one of
 /// systemd's `LISTEN_FDS` (checked open here), or one that arrived by `SCM_RIGHTS`.
 /// Close-on-exec is set, so no backend or program inherits it.
-pub(super) fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD/F_SETFD only read and set the flags of a descriptor number.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
@@ -24,7 +23,7 @@ pub(super) fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// `pidfd_send_signal(pidfd, 0)`: succeeds while the process the pidfd pins has not been
 /// reaped; no signal is sent.
-pub(super) fn pidfd_alive(pidfd: &OwnedFd) -> bool {
+pub(crate) fn pidfd_alive(pidfd: &OwnedFd) -> bool {
     // SAFETY: the syscall takes a descriptor, a signal number (0: none), a null siginfo and
     // flags; it passes no memory of ours.
     let result = unsafe {
