@@ -81,6 +81,10 @@ impl Broker {
         panic!("the broker never logged {needle:?}; its log:\n{}", self.log());
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
     }
@@ -322,6 +326,10 @@ fn as_root_values_arrive_as_sealed_memfds_never_inside_a_message() {
         return;
     }
     let (_f, _user, broker) = served("s", &[]);
+    // Hardened before any value is in memory: no core file can hold one.
+    let limits = fs::read_to_string(format!("/proc/{}/limits", broker.pid())).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
     let (answer, fds) = exchange(&broker.socket, &request("fetch", &["api_key", "db_password"]));
     assert_eq!(answer["ok"], true, "{answer}");
     assert_eq!(fds.len(), 2);
