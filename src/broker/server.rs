@@ -183,8 +183,10 @@ pub fn serve(options: ServeOptions) -> Result<(), Error> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        // Out of descriptors, say: the others still run; try again next round.
+                        // Out of descriptors, say: the connections in flight still run; the
+                        // pause keeps a listener that stays readable from spinning this loop.
                         log(format!("accept: {e}"));
+                        std::thread::sleep(Duration::from_millis(50));
                         break;
                     }
                 }

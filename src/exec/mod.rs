@@ -10,7 +10,7 @@
 //! The one module tree with `unsafe`: placing a descriptor at an exact number, code that runs
 //! between fork and exec, signal handlers, locked memory, and reading what this process
 //! inherited before Rust's runtime started have no safe API; nor have taking ownership of
-//! descriptors the kernel hands over and `pidfd_send_signal` ([`adopt`], for the broker).
+//! descriptors the kernel hands over and `pidfd_send_signal` (`adopt.rs`, for the broker).
 #![allow(unsafe_code)]
 
 mod adopt;
