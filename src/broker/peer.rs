@@ -52,8 +52,18 @@ pub fn pin(stream: &UnixStream) -> Result<Pinned, String> {
     }
     let (pidfd, pinned_by) = match getsockopt(stream, sockopt::PeerPidfd) {
         Ok(pidfd) => (pidfd, "SO_PEERPIDFD"),
-        Err(_) => match crate::exec::pidfd_open(Pid::from_raw(pid)) {
-            Ok(pidfd) => (pidfd, "pidfd_open"),
+        Err(e) => match crate::exec::pidfd_open(Pid::from_raw(pid)) {
+            Ok(pidfd) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "mxm-secrets serve: this kernel offers no SO_PEERPIDFD ({e}; Linux 6.5 has it): callers \
+                         are pinned with pidfd_open(pid), which a pid reused since connect could fool \
+                         (the uid is checked to narrow that)"
+                    )
+                });
+                (pidfd, "pidfd_open")
+            }
             Err(e) => return Err(format!("the caller (pid {pid}) is gone ({e})")),
         },
     };

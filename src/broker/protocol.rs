@@ -194,3 +194,49 @@ fn read_exact(
 pub fn error(exit_code: u8, message: &str) -> Value {
     serde_json::json!({"version": VERSION, "ok": false, "exit_code": exit_code, "error": message})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn later(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    /// A frame and its descriptors arrive together, the descriptors close-on-exec.
+    #[test]
+    fn a_frame_carries_its_descriptors() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        send(&a, &serde_json::json!({"version": 1, "ok": true}), &[file.as_raw_fd(), file.as_raw_fd()])
+            .unwrap();
+        let (body, fds) = receive(&b, MAX_ANSWER, later(5000)).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["ok"], true);
+        assert_eq!(fds.len(), 2);
+        let flags = nix::fcntl::fcntl(&fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert!(flags & nix::libc::FD_CLOEXEC != 0);
+    }
+
+    /// Over the limit is refused from the length alone; half a frame times out or, closed,
+    /// says how much came.
+    #[test]
+    fn bounds_deadlines_and_short_frames() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&(MAX_REQUEST as u32 + 1).to_be_bytes()).unwrap();
+        assert!(
+            matches!(receive(&b, MAX_REQUEST, later(5000)), Err(FrameError::TooLarge(n)) if n == MAX_REQUEST + 1)
+        );
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&[0, 0, 0, 9, b'{']).unwrap();
+        assert!(matches!(receive(&b, MAX_REQUEST, later(50)), Err(FrameError::TimedOut)));
+        drop(a);
+        assert!(matches!(receive(&b, MAX_REQUEST, later(5000)), Err(FrameError::Closed(0))));
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&[0, 0, 0, 9, b'{', b'"']).unwrap();
+        drop(a);
+        assert!(matches!(receive(&b, MAX_REQUEST, later(5000)), Err(FrameError::Closed(6))));
+    }
+}
