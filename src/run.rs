@@ -1,7 +1,8 @@
 //! `mxm-secrets run`, top to bottom: load config and manifest -> judge all (the pipeline of
 //! [`SecretsApi`](crate::SecretsApi)) -> look the program up -> harden -> fetch all -> build
 //! plan -> exec. Whoever reads [`run`] knows where every other module fits; this module owns
-//! only what is particular to exec.
+//! only what is particular to exec. With `--broker` the values come from a broker instead
+//! (`from_broker`: manifest only, no config); the plan and the exec are the same.
 
 use std::convert::Infallible;
 use std::ffi::{OsStr, OsString};
