@@ -155,7 +155,7 @@ enum Command {
     },
     /// Print the man page (roff) of mxm-secrets, or of one of its commands
     #[command(
-        after_help = "Example:\n  for page in '' run get check explain list completions man; do\n    mxm-secrets man $page > /usr/local/share/man/man1/mxm-secrets${page:+-$page}.1\n  done"
+        after_help = "Example:\n  for page in '' run get check explain list serve completions man; do\n    mxm-secrets man $page > /usr/local/share/man/man1/mxm-secrets${page:+-$page}.1\n  done"
     )]
     Man {
         /// A command's page (`run` -> mxm-secrets-run(1))
