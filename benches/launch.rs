@@ -63,6 +63,47 @@ impl Context {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.command(LAUNCHER, &args)
     }
+
+    /// The same run, its values from the broker at `socket` (no config read).
+    fn through_broker(&self, socket: &Path, store: &str, count: usize) -> Command {
+        let mut args: Vec<String> =
+            ["run", "--broker", &socket.display().to_string(), "--role", "bench"].map(String::from).to_vec();
+        for i in 0..count {
+            args.extend(["--secret".to_owned(), format!("{store}_s{i}=V{i}")]);
+        }
+        args.extend(["--", "true"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(LAUNCHER, &args)
+    }
+}
+
+/// A broker serving the bench's config, stopped (SIGTERM, drained) when dropped.
+struct BrokerProcess(std::process::Child);
+
+impl BrokerProcess {
+    fn start(context: &Context, socket: &Path) -> BrokerProcess {
+        let mut command = context.command(
+            LAUNCHER,
+            &["serve", "--config", "config.yaml", "--socket", &socket.display().to_string()],
+        );
+        let child = command.spawn().expect("the broker starts");
+        let start = Instant::now();
+        while !socket.exists() {
+            assert!(start.elapsed() < Duration::from_secs(20), "the broker never made its socket");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        BrokerProcess(child)
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
 }
 
 struct Results {
@@ -124,17 +165,20 @@ fn ms(d: Duration) -> f64 {
 /// The key, store and config the bench runs on; the store's agent stops when it is dropped.
 fn setup(dir: &Path) -> GpgStore {
     let store = GpgStore::create(dir.join("gnupg"), dir.join("store"));
+    fs::create_dir(dir.join("files")).unwrap();
     for i in 0..SECRETS {
         store.insert(&format!("mxm/s{i}"), format!("secret-{i}\n").as_bytes());
+        fs::write(dir.join(format!("files/s{i}")), format!("file-secret-{i}")).unwrap();
     }
     let mut config = String::new();
     writeln!(config, "stores:").unwrap();
     writeln!(config, "  env: {{backend: env, root: mxm_bench}}").unwrap();
     writeln!(config, "  gopass: {{backend: gopass, root: mxm}}").unwrap();
     writeln!(config, "  pass: {{backend: pass, root: '{}/store/mxm'}}", dir.display()).unwrap();
+    writeln!(config, "  file: {{backend: file, root: '{}/files'}}", dir.display()).unwrap();
     writeln!(config, "refs:").unwrap();
     for i in 0..SECRETS {
-        for store in ["env", "gopass", "pass"] {
+        for store in ["env", "gopass", "pass", "file"] {
             writeln!(config, "  {store}_s{i}: {{store: {store}, path: s{i}, policy: p}}").unwrap();
         }
     }
@@ -234,6 +278,32 @@ fn main() {
     println!(
         "(f) the Python mxm-secrets 0.3.2: not measured; it needs Python >= 3.13, and this machine has 3.11"
     );
+    let socket = c.path("run/broker.sock");
+    let broker = BrokerProcess::start(c, &socket);
+    results.compare(
+        "(g) run --broker, 10 file secrets  vs  run with the config, same 10",
+        1.3,
+        2.0,
+        || c.launcher("file", SECRETS),
+        || c.through_broker(&socket, "file", SECRETS),
+    );
+    // 200 clients at once, each its own process; every one must get its values.
+    let clients = 200;
+    let start = Instant::now();
+    let running: Vec<_> =
+        (0..clients).map(|_| c.through_broker(&socket, "file", 1).spawn().expect("spawns")).collect();
+    let failures =
+        running.into_iter().map(|mut child| child.wait().expect("waits")).filter(|s| !s.success()).count();
+    let elapsed = start.elapsed();
+    let verdict = if failures == 0 { "meets target" } else { "over target" };
+    println!(
+        "(h) {clients} concurrent run --broker clients: {failures} failed, all done in {:.0} ms  (target 0 failures, {verdict})",
+        ms(elapsed)
+    );
+    if failures > 0 {
+        results.failures.push(format!("{failures} of {clients} concurrent broker clients failed"));
+    }
+    drop(broker);
     drop(store);
     if guard && !results.failures.is_empty() {
         eprintln!("\nregressions:");

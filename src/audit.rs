@@ -65,6 +65,16 @@ pub struct Context {
     pub program: Option<String>,
     /// Who asked, as the kernel says (uid and gid go into every record).
     pub caller: Option<Caller>,
+    /// The process that asked a broker (its pid and executable go into `caller`).
+    pub process: Option<Process>,
+}
+
+/// The process at the other end of a broker's connection, as the kernel says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// `/proc/PID/exe`, when it could be read.
+    pub exe: Option<String>,
 }
 
 /// Where audit records go, and how much of them.
@@ -155,6 +165,11 @@ impl Audit {
         Audit { context: Context { caller: Some(caller.clone()), ..self.context }, ..self }
     }
 
+    /// The same audit for records about a request from `process` (a broker's peer).
+    pub fn process(self, process: Process) -> Audit {
+        Audit { context: Context { process: Some(process), ..self.context }, ..self }
+    }
+
     fn emit(&self, record: serde_json::Value, path: Option<&str>) {
         if self.verbosity == 0 {
             return;
@@ -181,6 +196,11 @@ impl Audit {
         });
         if let Some(caller) = &self.context.caller {
             full["caller"] = json!({"uid": caller.uid, "gid": caller.gid});
+        }
+        if let Some(process) = &self.context.process {
+            // Named apart from the record's own `pid` (the broker's), which text lines flatten beside it.
+            full["caller"]["caller_pid"] = json!(process.pid);
+            full["caller"]["caller_exe"] = json!(process.exe);
         }
         if self.verbosity >= 2
             && let Some(path) = path

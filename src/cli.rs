@@ -67,6 +67,8 @@ enum Command {
         keep: Vec<String>,
         #[command(flatten)]
         jobs: JobsArg,
+        #[command(flatten)]
+        broker: BrokerArg,
         /// Print the plan (principal, each name's decision and target) and stop: nothing is
         /// fetched or run; exits as the run would before fetching
         #[arg(long)]
@@ -89,6 +91,8 @@ enum Command {
         identity: IdentityArgs,
         #[command(flatten)]
         jobs: JobsArg,
+        #[command(flatten)]
+        broker: BrokerArg,
     },
     /// Check that a launch would work: config, manifest, and every name authorized
     #[command(
@@ -108,6 +112,8 @@ enum Command {
         jobs: JobsArg,
         #[command(flatten)]
         format: FormatArg,
+        #[command(flatten)]
+        broker: BrokerArg,
     },
     /// Explain how a secret name resolves for an identity, and why it is allowed or denied
     #[command(
@@ -133,7 +139,14 @@ enum Command {
         identity: IdentityArgs,
         #[command(flatten)]
         format: FormatArg,
+        #[command(flatten)]
+        broker: BrokerArg,
     },
+    /// Serve secrets to local programs over a unix socket, so the policy is a boundary
+    #[command(
+        after_help = "Examples:\n  mxm-secrets serve --config /etc/mxm/secrets.yaml --socket /run/mxm-secrets/broker.sock --socket-group mxm-clients\n  mxm-secrets run --broker /run/mxm-secrets/broker.sock --role marketdata -- python feed.py\n\nSIGHUP reloads the config (a bad one is refused, the old one kept); SIGTERM drains.\nWith systemd, see examples/systemd/mxm-secrets.socket and mxm-secrets.service."
+    )]
+    Serve(ServeArgs),
     /// Print a shell completion script
     #[command(after_help = "Example:\n  mxm-secrets completions bash > /etc/bash_completion.d/mxm-secrets")]
     Completions {
@@ -142,12 +155,82 @@ enum Command {
     },
     /// Print the man page (roff) of mxm-secrets, or of one of its commands
     #[command(
-        after_help = "Example:\n  for page in '' run get check explain list completions man; do\n    mxm-secrets man $page > /usr/local/share/man/man1/mxm-secrets${page:+-$page}.1\n  done"
+        after_help = "Example:\n  for page in '' run get check explain list serve completions man; do\n    mxm-secrets man $page > /usr/local/share/man/man1/mxm-secrets${page:+-$page}.1\n  done"
     )]
     Man {
         /// A command's page (`run` -> mxm-secrets-run(1))
         command: Option<String>,
     },
+}
+
+/// `mxm-secrets serve`: the broker (docs/broker.md).
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The broker's socket, created here (its directory must not be writable by everyone;
+    /// made 0750 if missing); or none, when systemd passes the sockets
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Also answer systemd's LoadCredential=ID:PATH on this socket
+    #[arg(long, value_name = "PATH")]
+    credentials_socket: Option<PathBuf>,
+    /// The mode of the sockets created here, in octal
+    #[arg(long, value_name = "MODE", default_value = "0660", value_parser = parse_mode)]
+    socket_mode: u32,
+    /// The group of the sockets created here (the users who may ask)
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
+    /// At most N clients served at once; the next is answered 75 (try again)
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = parse_jobs)]
+    max_connections: usize,
+    /// Seconds a client has to send its whole request (and to take the answer)
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    client_timeout: std::time::Duration,
+    #[command(flatten)]
+    jobs: JobsArg,
+}
+
+/// Where values come from instead of a config: a broker.
+#[derive(Args)]
+struct BrokerArg {
+    /// Ask the broker listening on this socket (`mxm-secrets serve`) instead of reading a
+    /// config: only the manifest is read here [default: $MXM_SECRETS_BROKER, unless --config
+    /// is given]
+    #[arg(long, value_name = "SOCKET", conflicts_with = "config")]
+    broker: Option<PathBuf>,
+}
+
+/// `MXM_SECRETS_BROKER` stands in for `--broker` unless `--config` is given: an explicit
+/// config on the line wins over a broker from the environment. Empty means unset.
+fn with_env_broker(mut command: Command) -> Command {
+    let (broker, config) = match &mut command {
+        Command::Run { broker, config, .. }
+        | Command::Get { broker, config, .. }
+        | Command::Check { broker, config, .. }
+        | Command::List { broker, config, .. } => (broker, config),
+        _ => return command,
+    };
+    if broker.broker.is_none() && config.config.is_none() {
+        broker.broker = std::env::var_os("MXM_SECRETS_BROKER").filter(|v| !v.is_empty()).map(PathBuf::from);
+    }
+    command
+}
+
+fn parse_mode(value: &str) -> Result<u32, String> {
+    u32::from_str_radix(value.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| "give an octal mode such as 0660".to_owned())
+}
+
+fn parse_seconds(value: &str) -> Result<std::time::Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| "give a number of seconds, more than 0 and at most 3600".to_owned())
 }
 
 #[derive(Args)]
@@ -300,10 +383,17 @@ fn audit(cli: &Cli, format: LogFormat) -> Audit {
 }
 
 fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(), Error> {
+    let command = with_env_broker(command);
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
-        Command::Run { config, manifest, identity, clean_env, keep, jobs, dry_run, command } => {
-            let inputs = inputs(config, manifest, &identity, jobs)?;
+        Command::Run { config, manifest, identity, clean_env, keep, jobs, broker, dry_run, command } => {
+            let inputs = match &broker.broker {
+                Some(_) => broker_inputs(manifest, &identity, jobs)?,
+                None => inputs(config, manifest, &identity, jobs)?,
+            };
+            if let (Some(socket), true) = (&broker.broker, dry_run) {
+                return broker_check(socket, &inputs, Format::Text);
+            }
             let audit = audit.about(&inputs.identity, command.first().map(OsString::as_os_str));
             if dry_run {
                 let mut report = diagnose::check(&inputs, false, &audit, style)?;
@@ -325,12 +415,25 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
                 }
                 return print_report(report, Format::Text);
             }
-            let request = RunRequest { inputs, inherit: Inherit { clean: clean_env, keep }, command, audit };
+            let inherit = Inherit { clean: clean_env, keep };
+            let request = RunRequest { inputs, inherit, command, audit, broker: broker.broker };
             match run(request)? {}
         }
         // One name: `--jobs` is accepted for symmetry with run and check, and has nothing to bound.
-        Command::Get { name, config, identity, jobs: _ } => {
+        Command::Get { name, config, identity, jobs: _, broker } => {
             let identity = identity.identity()?;
+            if let Some(socket) = &broker.broker {
+                let _hardened = crate::exec::harden()?;
+                let manifest = crate::manifest::Manifest::requested(None, std::slice::from_ref(&name))?;
+                let values = crate::broker::client::fetch(socket, &identity, &manifest)?;
+                for (_, value) in &values {
+                    write_stdout(value.expose())?;
+                }
+                if std::io::stdout().is_terminal() {
+                    write_stdout(b"\n")?;
+                }
+                return Ok(());
+            }
             let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit.about(&identity, None));
             let _hardened = crate::exec::harden()?;
             let value = api.get_secret(&name, &identity)?;
@@ -340,7 +443,14 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
             }
             Ok(())
         }
-        Command::Check { config, manifest, identity, fetch, jobs, format } => {
+        Command::Check { config, manifest, identity, fetch: false, jobs, format, broker: BrokerArg { broker: Some(socket) } } => {
+            let _ = config;
+            broker_check(&socket, &broker_inputs(manifest, &identity, jobs)?, format.format)
+        }
+        Command::Check { broker: BrokerArg { broker: Some(_) }, .. } => Err(Error::Usage(
+            "check --fetch reads the config and asks the stores itself; through a broker, `run --broker` is the proof".to_owned(),
+        )),
+        Command::Check { config, manifest, identity, fetch, jobs, format, broker: _ } => {
             let report = inputs(config, manifest, &identity, jobs).and_then(|inputs| {
                 diagnose::check(&inputs, fetch, &audit.about(&inputs.identity, None), style)
             });
@@ -352,9 +462,34 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
             });
             print_result("mxm-secrets/explain/1", report, format.format)
         }
-        Command::List { config, identity, format } => {
-            let report = load_config(&config)
-                .and_then(|c| Ok(diagnose::list(&c, &identity.identity()?, &Caller::local())));
+        Command::List { identity, format, broker: BrokerArg { broker: Some(socket) }, .. } => {
+            let answer = crate::broker::client::list(&socket, &identity.identity()?)?;
+            let names: Vec<&str> = answer["secrets"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).collect();
+            let shown = match format.format {
+                Format::Text => format!("principal  {}\n{}", answer["principal"].as_str().unwrap_or("?"), names.iter().map(|n| format!("{n}\n")).collect::<String>()),
+                Format::Json => format!("{:#}\n", serde_json::json!({
+                    "schema": "mxm-secrets/list/1", "ok": true, "exit_code": 0, "broker": socket,
+                    "principal": {"name": answer["principal"]}, "secrets": names.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
+                })),
+            };
+            write_stdout(shown.as_bytes())
+        }
+        Command::Serve(serve) => {
+            // A broker's records are its reason to exist: at least one per decision.
+            let audit = Audit { verbosity: audit.verbosity.max(1), ..audit };
+            crate::broker::serve(crate::broker::ServeOptions {
+                config: config_path(&serve.config)?,
+                socket: serve.socket.map(|p| absolute(&p)),
+                credentials_socket: serve.credentials_socket.map(|p| absolute(&p)),
+                socket_mode: serve.socket_mode,
+                socket_group: serve.socket_group,
+                limits: crate::broker::Limits { max_connections: serve.max_connections, timeout: serve.client_timeout },
+                jobs: serve.jobs.jobs,
+                audit,
+            })
+        }
+        Command::List { config, identity, format, broker: _ } => {
+            let report = load_config(&config).and_then(|c| Ok(diagnose::list(&c, &identity.identity()?, &Caller::local())));
             print_result("mxm-secrets/list/1", report, format.format)
         }
         Command::Completions { shell } => {
@@ -460,6 +595,53 @@ fn inputs(
         identity: identity.identity()?,
         caller: Caller::local(),
     })
+}
+
+/// The inputs of a command that asks a broker: no config is looked for.
+fn broker_inputs(manifest: ManifestArgs, identity: &IdentityArgs, jobs: JobsArg) -> Result<Inputs, Error> {
+    let default_manifest = manifest.secrets.is_empty().then(|| PathBuf::from(DEFAULT_MANIFEST));
+    Ok(Inputs {
+        jobs: jobs.jobs,
+        config: None,
+        manifest: manifest.manifest.or(default_manifest).map(|p| absolute(&p)),
+        secrets: manifest.secrets,
+        identity: identity.identity()?,
+        caller: Caller::local(),
+    })
+}
+
+/// `check --broker` (and `run --dry-run --broker`): each name's decision as the broker made
+/// it for this caller; no value moves.
+fn broker_check(socket: &Path, inputs: &Inputs, format: Format) -> Result<(), Error> {
+    let manifest = crate::manifest::Manifest::requested(inputs.manifest.as_deref(), &inputs.secrets)?;
+    let answer = crate::broker::client::check(socket, &inputs.identity, &manifest)?;
+    let secrets = answer["secrets"].as_array().cloned().unwrap_or_default();
+    let shown = match format {
+        Format::Text => {
+            let mut text = format!(
+                "broker     {}\nprincipal  {}\n",
+                socket.display(),
+                answer["principal"].as_str().unwrap_or("?")
+            );
+            for secret in &secrets {
+                let name = secret["name"].as_str().unwrap_or("?");
+                let decision = secret["decision"].as_str().unwrap_or("?");
+                let decision =
+                    if decision == "allowed" { decision.to_owned() } else { decision.to_uppercase() };
+                text.push_str(&format!("{name}  {decision}\n"));
+            }
+            text
+        }
+        Format::Json => format!(
+            "{:#}\n",
+            serde_json::json!({
+                "schema": "mxm-secrets/check/1", "ok": answer["ok"], "exit_code": answer["exit_code"],
+                "broker": socket, "principal": {"name": answer["principal"]}, "secrets": secrets,
+            })
+        ),
+    };
+    write_stdout(shown.as_bytes())?;
+    crate::broker::client::outcome(&answer)
 }
 
 fn load_config(config: &ConfigArg) -> Result<Config, Error> {

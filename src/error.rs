@@ -45,6 +45,9 @@ pub enum Error {
     Exec { program: String, source: io::Error },
     /// A value could not be written to stdout (`get`) (74).
     Output(io::Error),
+    /// Through a broker: its answer (its exit code and sentence, passed on as they are), or
+    /// that it cannot be reached (69, naming the socket).
+    Broker { exit_code: u8, message: String },
 }
 
 /// One secret that cannot be handed over, and why.
@@ -116,6 +119,7 @@ impl Error {
             Error::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => EXIT_NOT_FOUND,
             Error::Exec { .. } => EXIT_CANNOT_EXECUTE,
             Error::Output(_) => EX_IOERR,
+            Error::Broker { exit_code, .. } => *exit_code,
         }
     }
 
@@ -148,6 +152,7 @@ impl fmt::Display for Error {
                 _ => write!(f, "{program}: cannot execute: {source}"),
             },
             Error::Output(source) => write!(f, "cannot write the value to stdout: {source}"),
+            Error::Broker { message, .. } => f.write_str(message),
         }
     }
 }
@@ -196,7 +201,7 @@ impl std::error::Error for Error {
             Error::Config(error) => error.source(),
             Error::Manifest(error) => error.source(),
             Error::Exec { source, .. } | Error::Output(source) => Some(source),
-            Error::Usage(_) | Error::Secrets(_) | Error::System(_) => None,
+            Error::Usage(_) | Error::Secrets(_) | Error::System(_) | Error::Broker { .. } => None,
         }
     }
 }

@@ -19,8 +19,15 @@ use crate::secret::SecretValue;
 
 /// Variables that steer mxm-secrets itself. They describe the launcher's identity and
 /// config, not the program's, so the program does not see them.
-pub const CONTROL_VARIABLES: [&str; 6] =
-    ["MXM_ROLE", "MXM_ENVIRONMENT", "MXM_MACHINE", "MXM_APP", "MXM_SUBSTRATE", "MXM_SECRETS_CONFIG"];
+pub const CONTROL_VARIABLES: [&str; 7] = [
+    "MXM_ROLE",
+    "MXM_ENVIRONMENT",
+    "MXM_MACHINE",
+    "MXM_APP",
+    "MXM_SUBSTRATE",
+    "MXM_SECRETS_CONFIG",
+    "MXM_SECRETS_BROKER",
+];
 
 /// What the program inherits from the launcher's environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

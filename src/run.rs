@@ -1,11 +1,12 @@
 //! `mxm-secrets run`, top to bottom: load config and manifest -> judge all (the pipeline of
 //! [`SecretsApi`](crate::SecretsApi)) -> look the program up -> harden -> fetch all -> build
 //! plan -> exec. Whoever reads [`run`] knows where every other module fits; this module owns
-//! only what is particular to exec.
+//! only what is particular to exec. With `--broker` the values come from a broker instead
+//! (`from_broker`: manifest only, no config); the plan and the exec are the same.
 
 use std::convert::Infallible;
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::audit::Audit;
 use crate::config::Config;
@@ -13,6 +14,9 @@ use crate::error::Error;
 use crate::exec;
 use crate::inject::{self, Inherit};
 use crate::inputs::Inputs;
+use crate::manifest::Manifest;
+use crate::name::Name;
+use crate::secret::SecretValue;
 
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -23,6 +27,17 @@ pub struct RunRequest {
     pub command: Vec<OsString>,
     /// Audit records on stderr (`-v`, `--log-format`).
     pub audit: Audit,
+    /// `--broker PATH`: the values come from a broker, and no config is read.
+    pub broker: Option<PathBuf>,
+}
+
+/// What the launch needs once the values are in hand: the config (what the program must
+/// not inherit), the manifest (where each value goes), proof of hardening, the values.
+struct Sourced {
+    config: Config,
+    manifest: Manifest,
+    hardened: exec::Hardened,
+    values: Vec<(Name, SecretValue)>,
 }
 
 /// Runs the pipeline and execs the program; returns only with the reason it could not.
@@ -30,6 +45,19 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
     if request.command.is_empty() {
         return Err(Error::Usage("no command to run; give it after `--`".to_owned()));
     }
+    let Sourced { config, manifest, hardened, values } = match &request.broker {
+        None => from_config(&request)?,
+        Some(socket) => from_broker(socket, &request)?,
+    };
+    let plan =
+        inject::plan(&config, &manifest, std::env::vars_os(), &request.inherit, &values, request.command)?;
+    drop(values);
+    exec::exec(plan, hardened)
+}
+
+/// The values from the config and its stores, fetched here: judge all, look the program up,
+/// harden, fetch all.
+fn from_config(request: &RunRequest) -> Result<Sourced, Error> {
     let prepared = request.inputs.prepare(&request.audit)?;
     let (api, manifest) = (&prepared.api, &prepared.manifest);
     // Descriptors the program could not hold (beyond `ulimit -n`) are refused before any
@@ -40,16 +68,21 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
     find_program(api.config(), &request.inherit, &request.command[0])?;
     let hardened = exec::harden()?;
     let values = allowed.fetch()?.values;
-    let plan = inject::plan(
-        api.config(),
-        manifest,
-        std::env::vars_os(),
-        &request.inherit,
-        &values,
-        request.command,
-    )?;
-    drop(values);
-    exec::exec(plan, hardened)
+    Ok(Sourced { config: api.config().clone(), manifest: prepared.manifest, hardened, values })
+}
+
+/// The values from a broker (`--broker`): only the manifest is read here; the broker judges
+/// and fetches, and hands each value over as a sealed memfd. No config here means nothing
+/// to withhold from the program but the control variables: the stores' sources live in the
+/// broker's environment, not ours.
+fn from_broker(socket: &Path, request: &RunRequest) -> Result<Sourced, Error> {
+    let manifest = Manifest::requested(request.inputs.manifest.as_deref(), &request.inputs.secrets)?;
+    inject::targets(&manifest, inject::is_open)?;
+    let config = Config::parse("stores: {}\nrefs: {}\npolicies: {}\n", "<broker>")?;
+    find_program(&config, &request.inherit, &request.command[0])?;
+    let hardened = exec::harden()?;
+    let values = crate::broker::client::fetch(socket, &request.inputs.identity, &manifest)?;
+    Ok(Sourced { config, manifest, hardened, values })
 }
 
 /// Where `program` will be found when it is exec'd: looked up as `execvp` will, on the PATH

@@ -21,7 +21,7 @@ pub(super) const LABEL_PREFIX: &str = "mxm-secrets:";
 /// sealing, read position at 0 (a child reading the inherited descriptor itself, `cat <&3`,
 /// shares that position). Close-on-exec: only the placement between fork (or not) and exec
 /// puts a copy where the program expects it, without that flag.
-pub(super) fn sealed(name: &Name, value: &SecretValue) -> Result<OwnedFd, Error> {
+pub(crate) fn sealed(name: &Name, value: &SecretValue) -> Result<OwnedFd, Error> {
     let label = format!("{LABEL_PREFIX}{name}");
     let file = memfd_create(label.as_str(), MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
         .map_err(system("memfd_create"))?;

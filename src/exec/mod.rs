@@ -9,9 +9,11 @@
 //!
 //! The one module tree with `unsafe`: placing a descriptor at an exact number, code that runs
 //! between fork and exec, signal handlers, locked memory, and reading what this process
-//! inherited before Rust's runtime started have no safe API.
+//! inherited before Rust's runtime started have no safe API; nor have taking ownership of
+//! descriptors the kernel hands over and `pidfd_send_signal` (`adopt.rs`, for the broker).
 #![allow(unsafe_code)]
 
+mod adopt;
 mod backend;
 mod harden;
 // A parent that stays (`run --supervise`, the broker) is the next step; until a command
@@ -33,10 +35,13 @@ use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
+pub(crate) use adopt::{adopt, pidfd_alive};
 pub use backend::{BackendGroup, isolate_backend, pidfd_open};
 pub use harden::{Hardened, harden, inherited_sigpipe, protect_early};
 #[allow(unused_imports, reason = "the supervisor will keep values locked")]
 pub use locked::LockedValues;
+/// The broker hands values over as these same sealed memfds.
+pub(crate) use memfd::sealed as sealed_memfd;
 pub use replace::exec;
 #[allow(unused_imports, reason = "the supervisor will start programs with spawn")]
 pub use spawn::{Spawned, Streams, spawn};

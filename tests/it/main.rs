@@ -5,6 +5,7 @@ mod util;
 mod api;
 mod audit;
 mod backends;
+mod broker;
 mod catalogue;
 mod completions;
 mod config;

@@ -84,8 +84,10 @@ fn command_lines_parse() {
     for args in commands {
         let run = f.run(&args);
         let code = run.output.status.code();
+        // A `--broker` line reads no config: with no broker there, it stops at 69.
+        let broker = args.iter().any(|a| a == "--broker") && code == Some(69);
         assert!(
-            matches!(code, Some(0) | Some(78)),
+            matches!(code, Some(0) | Some(78)) || broker,
             "README command `mxm-secrets {}` did not parse: {code:?}\n{}",
             args.join(" "),
             run.stderr()
