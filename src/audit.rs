@@ -144,6 +144,12 @@ impl Audit {
         );
     }
 
+    /// One record when a re-fetch found values changed and the program is restarted: the
+    /// names, never the values.
+    pub fn rotated(&self, changed: &[String]) {
+        self.emit(json!({ "event": "rotate", "changed": changed, "action": "restart" }), None);
+    }
+
     /// The same audit for records about `identity` (and the program, when one is launched).
     pub fn about(self, identity: &RuntimeIdentity, program: Option<&std::ffi::OsStr>) -> Audit {
         let program = program.map(|p| p.to_string_lossy().into_owned());

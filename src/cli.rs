@@ -71,6 +71,8 @@ enum Command {
         /// fetched or run; exits as the run would before fetching
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        supervise: SuperviseArgs,
         /// The program and its arguments
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<OsString>,
@@ -190,6 +192,56 @@ struct IdentityArgs {
     substrate: Option<String>,
 }
 
+/// Staying as the program's parent instead of exec (DESIGN section 11).
+#[derive(Args)]
+struct SuperviseArgs {
+    /// Stay as the program's parent: forward signals, reap orphans, exit with its code
+    /// (automatic when mxm-secrets is PID 1)
+    #[arg(long, conflicts_with = "exec")]
+    supervise: bool,
+    /// Exec even as PID 1 (where supervising is the default)
+    #[arg(long)]
+    exec: bool,
+    /// Replace every injected value (and its base64, JSON and URL forms) in the program's
+    /// stdout and stderr with *** (implies --supervise)
+    #[arg(long, conflicts_with = "exec")]
+    mask: bool,
+    /// Fetch the secrets again every INTERVAL (give or take 10 %) and restart the program
+    /// when a value changed (implies --supervise): seconds, or 500ms, 30s, 5m, 1h
+    #[arg(long, value_name = "INTERVAL", value_parser = crate::duration::positive, conflicts_with = "exec")]
+    watch: Option<std::time::Duration>,
+    /// The signal that stops the program for a restart
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal, requires = "watch")]
+    stop_signal: nix::sys::signal::Signal,
+    /// How long the program has to stop before SIGKILL: seconds, or 500ms, 30s, 5m
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::parse, requires = "watch")]
+    stop_timeout: std::time::Duration,
+}
+
+impl SuperviseArgs {
+    /// `None`: exec.
+    fn options(self) -> Option<crate::supervise::Options> {
+        let asked = self.supervise || self.mask || self.watch.is_some();
+        crate::supervise::wanted(asked, self.exec, std::process::id()).then_some(crate::supervise::Options {
+            mask: self.mask,
+            watch: self.watch,
+            stop_signal: self.stop_signal,
+            stop_timeout: self.stop_timeout,
+        })
+    }
+}
+
+/// `TERM`, `SIGTERM` or `15`.
+fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, String> {
+    let upper = text.to_ascii_uppercase();
+    let named = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    named
+        .parse()
+        .ok()
+        .or_else(|| text.parse::<i32>().ok().and_then(|n| nix::sys::signal::Signal::try_from(n).ok()))
+        .ok_or_else(|| format!("`{text}` is not a signal: give a name (TERM, INT, QUIT, ...) or a number"))
+}
+
 #[derive(Args)]
 struct JobsArg {
     /// At most N fetches at once (a store's `max_concurrent` bounds its own further)
@@ -302,7 +354,7 @@ fn audit(cli: &Cli, format: LogFormat) -> Audit {
 fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(), Error> {
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
-        Command::Run { config, manifest, identity, clean_env, keep, jobs, dry_run, command } => {
+        Command::Run { config, manifest, identity, clean_env, keep, jobs, dry_run, supervise, command } => {
             let inputs = inputs(config, manifest, &identity, jobs)?;
             let audit = audit.about(&inputs.identity, command.first().map(OsString::as_os_str));
             if dry_run {
@@ -325,8 +377,11 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
                 }
                 return print_report(report, Format::Text);
             }
-            let request = RunRequest { inputs, inherit: Inherit { clean: clean_env, keep }, command, audit };
-            match run(request)? {}
+            let supervise = supervise.options();
+            let request =
+                RunRequest { inputs, inherit: Inherit { clean: clean_env, keep }, command, audit, supervise };
+            // Only a supervisor comes back: with the program's exit code.
+            std::process::exit(i32::from(run(request)?))
         }
         // One name: `--jobs` is accepted for symmetry with run and check, and has nothing to bound.
         Command::Get { name, config, identity, jobs: _ } => {

@@ -32,6 +32,7 @@ pub mod cli;
 pub(crate) mod complete;
 pub mod config;
 pub(crate) mod diagnose;
+pub(crate) mod duration;
 pub mod error;
 pub(crate) mod exec;
 pub(crate) mod files;
@@ -47,6 +48,7 @@ pub(crate) mod program;
 pub mod resolve;
 pub(crate) mod run;
 pub mod secret;
+pub(crate) mod supervise;
 pub mod value;
 mod yaml_errors;
 

@@ -1,9 +1,9 @@
 //! `mxm-secrets run`, top to bottom: load config and manifest -> judge all (the pipeline of
 //! [`SecretsApi`](crate::SecretsApi)) -> look the program up -> harden -> fetch all -> build
-//! plan -> exec. Whoever reads [`run`] knows where every other module fits; this module owns
-//! only what is particular to exec.
+//! plan -> exec (or, the last step only, supervise: [`crate::supervise`]). Whoever reads
+//! [`run`] knows where every other module fits; this module owns only what is particular to
+//! exec.
 
-use std::convert::Infallible;
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::exec;
 use crate::inject::{self, Inherit};
 use crate::inputs::Inputs;
+use crate::supervise;
 
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -23,10 +24,13 @@ pub struct RunRequest {
     pub command: Vec<OsString>,
     /// Audit records on stderr (`-v`, `--log-format`).
     pub audit: Audit,
+    /// Stay as the program's parent (`--supervise`, or PID 1) instead of exec.
+    pub supervise: Option<supervise::Options>,
 }
 
-/// Runs the pipeline and execs the program; returns only with the reason it could not.
-pub fn run(request: RunRequest) -> Result<Infallible, Error> {
+/// Runs the pipeline and execs the program, returning only with the reason it could not;
+/// or, supervising, starts it and returns its exit code once it ends.
+pub fn run(request: RunRequest) -> Result<u8, Error> {
     if request.command.is_empty() {
         return Err(Error::Usage("no command to run; give it after `--`".to_owned()));
     }
@@ -40,16 +44,25 @@ pub fn run(request: RunRequest) -> Result<Infallible, Error> {
     find_program(api.config(), &request.inherit, &request.command[0])?;
     let hardened = exec::harden()?;
     let values = allowed.fetch()?.values;
-    let plan = inject::plan(
-        api.config(),
-        manifest,
-        std::env::vars_os(),
-        &request.inherit,
-        &values,
-        request.command,
-    )?;
-    drop(values);
-    exec::exec(plan, hardened)
+    let plan = |values: &Vec<(crate::name::Name, crate::secret::SecretValue)>| {
+        inject::plan(
+            api.config(),
+            manifest,
+            std::env::vars_os(),
+            &request.inherit,
+            values,
+            request.command.clone(),
+        )
+    };
+    let Some(options) = &request.supervise else {
+        let plan = plan(&values)?;
+        drop(values);
+        match exec::exec(plan, hardened)? {}
+    };
+    // A re-fetch is the same pipeline again, judged anew.
+    let fetch = || Ok(api.judge(&prepared.request(&request.inputs, &names)).allowed()?.fetch()?.values);
+    let pipeline = supervise::Pipeline { fetch: &fetch, plan: &plan, audit: &request.audit };
+    supervise::supervise(options, hardened, values, pipeline)
 }
 
 /// Where `program` will be found when it is exec'd: looked up as `execvp` will, on the PATH
