@@ -144,10 +144,12 @@ impl Audit {
         );
     }
 
-    /// One record when a re-fetch found values changed and the program is restarted: the
-    /// names, never the values.
+    /// One record per secret whose value a re-fetch found changed, before the program is
+    /// restarted: the name, never the value.
     pub fn rotated(&self, changed: &[String]) {
-        self.emit(json!({ "event": "rotate", "changed": changed, "action": "restart" }), None);
+        for name in changed {
+            self.emit(json!({ "event": "rotate", "secret": name, "action": "restart" }), None);
+        }
     }
 
     /// The same audit for records about `identity` (and the program, when one is launched).

@@ -96,7 +96,7 @@ pub fn supervise(
         eprintln!("mxm-secrets: warning: {note}");
     }
     let mut program = Program::start(plan, &hardened, terminal, options.mask.then_some(&current))?;
-    let (wake_write, wake_read) =
+    let (wake_read, wake_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
             .map_err(|e| Error::System(format!("pipe: {e}")))?;
     let wake_write = Arc::new(wake_write);
