@@ -134,25 +134,104 @@ fn ctrl_c_on_a_terminal_reaches_the_program_once() {
         time.sleep(1.0)\n\
         print('interrupts', len(count), flush=True)\n\
         raise SystemExit(len(count) + 20)";
-    let harness = "import os, pty, sys, time\n\
-        pid, fd = pty.fork()\n\
-        if pid == 0:\n    os.execv(sys.argv[1], sys.argv[1:])\n\
-        seen = b''\n\
-        while b'ready' not in seen:\n    seen += os.read(fd, 1024)\n\
-        os.write(fd, b'\\x03')\n\
-        while True:\n    \
-            try:\n        chunk = os.read(fd, 1024)\n    except OSError:\n        break\n    \
-            if not chunk:\n        break\n    seen += chunk\n\
-        _, status = os.waitpid(pid, 0)\n\
-        sys.stdout.write(seen.decode().replace('\\r', '') + 'exit %d\\n' % os.waitstatus_to_exitcode(status))";
-    let mut python = f.tool("python3");
-    python
-        .args(["-c", harness, crate::util::LAUNCHER])
-        .args(Args::run("worker").secret("api_key").arg("--supervise").program(["python3", "-c", program]));
-    let run = Run::of(python);
+    let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--supervise"), program, b"\x03");
     run.code(0);
     let out = run.stdout();
     assert!(out.contains("interrupts 1\n") && out.ends_with("exit 21\n"), "{out}");
+}
+
+/// Runs the launcher with `args` and `program` (Python) as the session leader of a new
+/// pty, as a shell's foreground job; once the program prints `ready`, types `keys`. Its
+/// stdout: everything the terminal showed, then `exit N`.
+fn on_a_terminal(f: &Fixture, args: Args, program: &str, keys: &[u8]) -> Run {
+    let harness = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+seen = b''
+while b'ready' not in seen:
+    seen += os.read(fd, 1024)
+os.write(fd, sys.argv[1].encode('latin-1'))
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode().replace('\r', '') + 'exit %d\n' % os.waitstatus_to_exitcode(status))
+"#;
+    let keys: String = keys.iter().map(|b| char::from(*b)).collect();
+    let mut python = f.tool("python3");
+    python.args(["-c", harness, &keys, crate::util::LAUNCHER]).args(args.program(["python3", "-c", program]));
+    Run::of(python)
+}
+
+/// On a terminal, `--mask` gives the program a pty: it still sees a terminal, and what it
+/// prints is masked on the way to ours.
+#[test]
+fn mask_on_a_terminal_gives_the_program_a_terminal() {
+    let f = env_fixture(CANARY);
+    let program = "import os, sys\n\
+        print('ready', sys.stdout.isatty(), sys.stderr.isatty(), os.environ['API_KEY'], flush=True)";
+    let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--mask"), program, b"");
+    run.code(0);
+    assert_eq!(run.stdout(), "ready True True ***\nexit 0\n");
+}
+
+/// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
+#[test]
+fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
+    let f = Fixture::new();
+    let secrets = f.path("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    f.config(&format!(
+        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
+        secrets.display()
+    ));
+    std::fs::write(secrets.join("token"), "stubborn-one").unwrap();
+    let args = Args::run("worker")
+        .secret("token")
+        .args(["--watch", "300ms", "--stop-timeout", "300ms", "--stop-signal", "USR1"])
+        .program(["sh", "-c", "trap '' USR1; echo \"start $TOKEN\"; while :; do sleep 0.05; done"]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "start stubborn-one", Duration::from_secs(5));
+    std::fs::write(secrets.join("token"), "stubborn-two").unwrap();
+    let changed = Instant::now();
+    let seen = expect_line(&out, "start stubborn-two", Duration::from_secs(3));
+    let took = seen - changed;
+    assert!(
+        took >= Duration::from_millis(300) && took <= Duration::from_millis(330 + 300 + 1000),
+        "{took:?}"
+    );
+    signal(&child, 9);
+    child.wait().unwrap();
+}
+
+/// The signal mask the launcher inherited reaches the program, exec'd or supervised, as
+/// under env(1) (std empties it in a child, and a supervisor blocks everything in itself).
+#[test]
+fn the_inherited_signal_mask_reaches_the_program_in_both_modes() {
+    let f = env_fixture("v");
+    for mode in [None, Some("--supervise")] {
+        let mut args = Args::run("worker").secret("api_key");
+        if let Some(mode) = mode {
+            args = args.arg(mode);
+        }
+        let mut python = f.tool("python3");
+        python
+            .args([
+                "-c",
+                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}); os.execv(sys.argv[1], sys.argv[1:])",
+                crate::util::LAUNCHER,
+            ])
+            .args(args.program(["grep", "SigBlk", "/proc/self/status"]));
+        Run::of(python).code(0).stdout_is("SigBlk:\t0000000000000200\n");
+    }
 }
 
 /// Every form of a value a program is likely to print is masked, in both streams, even
