@@ -25,6 +25,9 @@ pub const MARKER: &[u8] = b"***";
 /// Values shorter than this are not masked (each would mask innocent text everywhere).
 pub const MIN_MASKED: usize = 4;
 
+/// After the program's end, how long the rest of its output may take to arrive.
+const DRAIN_WAIT_MS: u8 = 20;
+
 /// How much is read at once.
 const CHUNK: usize = 128 * 1024;
 
@@ -242,7 +245,15 @@ pub fn pump(source: Arc<OwnedFd>, sink: BorrowedFd<'static>, masker: Arc<Masker>
     let mut output: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(CHUNK + 64));
     let mut stopping = false;
     loop {
-        if !stopping {
+        if stopping {
+            // A pty hands the program's last writes over a moment later: a short wait for
+            // them, paid only when something the program left behind still holds the stream
+            // (otherwise its end, or EIO, comes at once).
+            let mut fds = [PollFd::new(source.as_fd(), PollFlags::POLLIN)];
+            if !poll(&mut fds, PollTimeout::from(DRAIN_WAIT_MS)).is_ok_and(|n| n > 0) {
+                break;
+            }
+        } else {
             let mut fds = [
                 PollFd::new(source.as_fd(), PollFlags::POLLIN),
                 PollFd::new(stop.as_fd(), PollFlags::POLLIN),
@@ -261,7 +272,6 @@ pub fn pump(source: Arc<OwnedFd>, sink: BorrowedFd<'static>, masker: Arc<Masker>
                     return;
                 }
             }
-            Err(Errno::EAGAIN) if stopping => break,
             Err(Errno::EAGAIN | Errno::EINTR) => {}
             Err(_) => break,
         }

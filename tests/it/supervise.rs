@@ -336,3 +336,19 @@ fn watch_restarts_on_a_changed_value_only_and_rides_out_a_failing_store() {
     assert!(stderr.contains("audit: rotate secret=token action=restart"), "{stderr}");
     assert!(!stderr.contains("rotation-"), "a value reached stderr: {stderr}");
 }
+
+/// Under `--mask`, a process the program leaves behind holding its output does not keep the
+/// launcher waiting once the program has ended: what the program wrote comes through, and
+/// its code comes back.
+#[test]
+fn mask_does_not_wait_for_a_leftover_process_holding_the_output() {
+    let f = env_fixture(CANARY);
+    let started = Instant::now();
+    let run = f.run(Args::run("worker").secret("api_key").arg("--mask").program([
+        "sh",
+        "-c",
+        "(sleep 5 &); echo \"last $API_KEY\"; exit 3",
+    ]));
+    run.code(3).stdout_is("last ***\n");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+}
