@@ -87,7 +87,7 @@ impl Results {
         guard: f64,
         baseline: impl Fn() -> Command,
         ours: impl Fn() -> Command,
-    ) {
+    ) -> (Duration, Duration) {
         for _ in 0..3 {
             time(&mut baseline());
             time(&mut ours());
@@ -114,6 +114,7 @@ impl Results {
         if ratio > guard {
             self.failures.push(format!("{label}: ratio {ratio:.2} is over its guard bound {guard}"));
         }
+        (mine, base)
     }
 }
 
@@ -227,14 +228,16 @@ fn main() {
         || c.shell(&gpg_parallel),
         || c.launcher("pass", SECRETS),
     );
-    results.compare(
+    let (supervised, exec) = results.compare(
         "(g) run --supervise, env backend, 1 secret  vs  run (exec)",
         f64::INFINITY,
         1.5,
         || c.launcher("env", 1),
         || c.launch("env", 1, &["--supervise"], &["true"]),
     );
-    println!("    (target: supervising adds under 1 ms: the difference of the two medians above)");
+    let added = ms(supervised) - ms(exec);
+    let verdict = if added < 1.0 { "meets target" } else { "over target" };
+    println!("    supervising adds {added:+.2} ms to a launch  (target < 1 ms, {verdict})");
     // Output masking: a program writing text through --mask (10 values, each in 14 forms)
     // against the same program's output passed through `cat`. 1 GiB as the issue asks; the
     // guard runs 128 MiB, which shows the same ratio on a busy CI machine in less time.

@@ -352,3 +352,46 @@ fn mask_does_not_wait_for_a_leftover_process_holding_the_output() {
     run.code(3).stdout_is("last ***\n");
     assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
 }
+
+/// Ctrl-Z on a terminal stops the program (its group is the foreground); the launcher then
+/// takes the terminal back and stops too, so the shell sees the job stopped; continued (as
+/// `fg` does), it hands the terminal back and continues the program, which finishes.
+#[test]
+fn ctrl_z_stops_the_job_and_fg_continues_it() {
+    let f = env_fixture("v");
+    let program = "import time\nprint('ready', flush=True)\ntime.sleep(0.5)\nprint('done', flush=True)";
+    let harness = r#"
+import os, pty, signal, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b''
+while b'ready' not in seen:
+    seen += os.read(fd, 1024)
+os.write(fd, b'\x1a')
+_, status = os.waitpid(pid, os.WUNTRACED)
+print('launcher stopped' if os.WIFSTOPPED(status) else 'launcher not stopped: %d' % status)
+os.kill(pid, signal.SIGCONT)
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+print(seen.decode().replace('\r', '').replace('\n', ' ') + 'exit %d' % os.waitstatus_to_exitcode(status))
+"#;
+    let mut python = f.tool("python3");
+    python
+        .args(["-c", harness, crate::util::LAUNCHER])
+        .args(Args::run("worker").secret("api_key").arg("--supervise").program(["python3", "-c", program]));
+    let run = Run::of(python);
+    run.code(0);
+    let out = run.stdout();
+    assert!(
+        out.starts_with("launcher stopped\n") && out.contains("done") && out.ends_with("exit 0\n"),
+        "{out}"
+    );
+}
