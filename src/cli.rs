@@ -48,9 +48,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Inject the manifest's secrets into a program and exec it
+    /// Inject the manifest's secrets into a program and exec it, or stay as its parent (--supervise)
     #[command(
-        after_help = "Examples:\n  mxm-secrets run --role marketdata -- python feed.py\n  mxm-secrets run --role marketdata --secret databento_api_key -- printenv DATABENTO_API_KEY\n  mxm-secrets run --role web --clean-env --keep PATH -- nginx"
+        after_help = "Examples:\n  mxm-secrets run --role marketdata -- python feed.py\n  mxm-secrets run --role marketdata --secret databento_api_key -- printenv DATABENTO_API_KEY\n  mxm-secrets run --role web --clean-env --keep PATH -- nginx\n  mxm-secrets run --role web --mask --watch 5m -- nginx"
     )]
     Run {
         #[command(flatten)]
@@ -208,13 +208,13 @@ struct SuperviseArgs {
     mask: bool,
     /// Fetch the secrets again every INTERVAL (give or take 10 %) and restart the program
     /// when a value changed (implies --supervise): seconds, or 500ms, 30s, 5m, 1h
-    #[arg(long, value_name = "INTERVAL", value_parser = crate::duration::positive, conflicts_with = "exec")]
+    #[arg(long, value_name = "INTERVAL", value_parser = crate::duration::positive, conflicts_with = "exec", allow_negative_numbers = true)]
     watch: Option<std::time::Duration>,
     /// The signal that stops the program for a restart
     #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal, requires = "watch")]
     stop_signal: nix::sys::signal::Signal,
     /// How long the program has to stop before SIGKILL: seconds, or 500ms, 30s, 5m
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::parse, requires = "watch")]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::parse, requires = "watch", allow_negative_numbers = true)]
     stop_timeout: std::time::Duration,
 }
 

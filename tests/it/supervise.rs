@@ -395,3 +395,31 @@ print(seen.decode().replace('\r', '').replace('\n', ' ') + 'exit %d' % os.waitst
         "{out}"
     );
 }
+
+/// Bad supervising flags are usage errors (64) that say what to give, before anything is
+/// read or fetched.
+#[test]
+fn bad_supervising_flags_are_usage_errors() {
+    let f = env_fixture("v");
+    for (flags, message) in [
+        (&["--watch", "soon"][..], "`soon` is not a duration"),
+        (&["--watch", "0s"], "`0s` is zero"),
+        (&["--watch", "1s", "--stop-timeout", "-1"], "`-1` is not a duration"),
+        (&["--watch", "1s", "--stop-signal", "NOPE"], "`NOPE` is not a signal"),
+        (&["--stop-signal", "INT"], "--watch <INTERVAL>"),
+        (&["--mask", "--exec"], "cannot be used with"),
+    ] {
+        let run = f.run(Args::run("worker").secret("api_key").args(flags).program(["true"]));
+        run.code(64).stderr_has(message);
+    }
+    // Signals by name, with or without SIG, or by number.
+    for signal in ["INT", "sigint", "2"] {
+        f.run(
+            Args::run("worker")
+                .secret("api_key")
+                .args(["--watch", "1h", "--stop-signal", signal])
+                .program(["true"]),
+        )
+        .code(0);
+    }
+}
