@@ -33,6 +33,7 @@ pub use backend::{BackendGroup, isolate_backend, pidfd_open};
 pub use harden::{Hardened, harden, inherited_sigpipe, protect_early};
 pub use locked::LockedValues;
 pub use replace::exec;
+use spawn::ExecImage;
 pub use spawn::{Streams, Supervision, spawn};
 
 use crate::error::Error;
@@ -67,11 +68,15 @@ enum Reserve {
 /// plan alone, env secrets, and the `pre_exec` hook of [`Placement`]. The returned files are
 /// the sealed memfds (close-on-exec) that the hook places: keep them open until the program
 /// has started, then drop them, so that this process holds none.
+///
+/// With `image` (spawn), the env secrets are not given to the command at all: the hook execs
+/// the image itself, as its last step, so that std never copies them (see [`ExecImage`]).
 fn prepare(
     plan: &LaunchPlan,
     hardened: &Hardened,
     reserve: Reserve,
     supervision: Option<Supervision>,
+    image: Option<ExecImage>,
 ) -> Result<(Command, Vec<OwnedFd>), Error> {
     let mut files = Vec::with_capacity(plan.descriptors.len() * 2);
     let mut moves = Vec::with_capacity(plan.descriptors.len());
@@ -98,11 +103,14 @@ fn prepare(
         core_hard_limit: hardened.core_hard_limit,
         mask: harden::inherited_mask(),
         supervision,
+        image,
     };
     let mut command = Command::new(&plan.program);
     command.args(&plan.args).env_clear().envs(plan.env.iter().map(|(k, v)| (k, v)));
-    for (variable, value) in &plan.secrets {
-        command.env(variable, as_os_str(value));
+    if placement.image.is_none() {
+        for (variable, value) in &plan.secrets {
+            command.env(variable, as_os_str(value));
+        }
     }
     if supervision.is_some() {
         // std's own setpgid in the child, before the hook: the group exists when the hook
@@ -131,6 +139,7 @@ struct Placement {
     /// The mask we inherited (std empties it in a child; a supervisor blocks everything).
     mask: Option<libc::sigset_t>,
     supervision: Option<Supervision>,
+    image: Option<ExecImage>,
 }
 
 impl Placement {
@@ -141,7 +150,12 @@ impl Placement {
         place(&mut self.moves)?;
         harden::restore_sigpipe(self.ignore_sigpipe)?;
         harden::restore_mask(self.mask.as_ref())?;
-        setrlimit(Resource::RLIMIT_CORE, self.core_soft_limit, self.core_hard_limit).map_err(io::Error::from)
+        setrlimit(Resource::RLIMIT_CORE, self.core_soft_limit, self.core_hard_limit)
+            .map_err(io::Error::from)?;
+        match &self.image {
+            Some(image) => Err(image.exec()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -72,6 +72,94 @@ impl Supervision {
     }
 }
 
+/// What the child execs: the program's path, argv and whole environment, env secrets
+/// included, as C strings in one buffer of ours (wiped when the command drops; not in
+/// [`LockedValues`], whose pages a fork sees zeroed), with
+/// the pointer arrays execve takes. std's `Command` would copy each env value into buffers
+/// of its own (its environment map, then the `envp` it builds for the spawn) and free them
+/// unwiped; given only the variables that are no secret, it copies none. The hook calls
+/// execve with this image as its last step, so std's own exec never runs.
+///
+/// The path is found as execvp finds it ([`crate::program::lookup`], on the program's own
+/// PATH), before the fork; unlike execvp, a file without `#!` that the kernel refuses
+/// (ENOEXEC) is not retried with /bin/sh, and fails as "cannot execute" (126).
+pub(super) struct ExecImage {
+    /// Keeps the strings alive; `path`, `argv` and `envp` point into it. Never resized.
+    _strings: zeroize::Zeroizing<Vec<u8>>,
+    path: *const libc::c_char,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers point into `_strings`, a buffer owned by this value and never written
+// after `new`; the image is only read, by the child's hook.
+unsafe impl Send for ExecImage {}
+// SAFETY: as above.
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    fn new(plan: &LaunchPlan) -> Result<ExecImage, Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let path_variable =
+            plan.env.iter().find(|(key, _)| key == "PATH").map(|(_, value)| value.as_os_str());
+        let path = crate::program::lookup(&plan.program, path_variable).map_err(|kind| Error::Exec {
+            program: plan.program.to_string_lossy().into_owned(),
+            source: kind.into(),
+        })?;
+        // Sized once: a buffer that grew would leave unwiped copies behind in the old ones.
+        let size = path.as_os_str().len()
+            + 1
+            + std::iter::once(&plan.program).chain(&plan.args).map(|a| a.len() + 1).sum::<usize>()
+            + plan.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+            + plan.secrets.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(size));
+        let mut offsets = Vec::new(); // where each string starts: path, argv..., env...
+        let mut push = |bytes: &mut Vec<u8>, parts: &[&[u8]]| {
+            offsets.push(bytes.len());
+            for part in parts {
+                bytes.extend_from_slice(part);
+            }
+            bytes.push(0);
+        };
+        push(&mut bytes, &[path.as_os_str().as_bytes()]);
+        for arg in std::iter::once(&plan.program).chain(&plan.args) {
+            push(&mut bytes, &[arg.as_bytes()]);
+        }
+        for (key, value) in &plan.env {
+            push(&mut bytes, &[key.as_bytes(), b"=", value.as_bytes()]);
+        }
+        for (key, value) in &plan.secrets {
+            push(&mut bytes, &[key.as_bytes(), b"=", value.expose()]);
+        }
+        let argc = 1 + plan.args.len();
+        if bytes.iter().filter(|&&b| b == 0).count() != offsets.len() {
+            // A NUL inside an argument or variable: std's Command refuses the same.
+            return Err(Error::Exec {
+                program: plan.program.to_string_lossy().into_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an argument or variable holds a NUL byte",
+                ),
+            });
+        }
+        debug_assert_eq!(bytes.len(), size, "the buffer never grew");
+        let base = bytes.as_ptr();
+        // SAFETY: every offset is within the buffer, which is not resized from here on.
+        let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<libc::c_char>();
+        let argv = (1..=argc).map(at).chain([std::ptr::null()]).collect();
+        let envp = (argc + 1..offsets.len()).map(at).chain([std::ptr::null()]).collect();
+        Ok(ExecImage { path: at(0), argv, envp, _strings: bytes })
+    }
+
+    /// In the child: execve, which returns only with the reason it failed.
+    pub(super) fn exec(&self) -> io::Error {
+        // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated arrays
+        // in memory that lives as long as `self`; execve is async-signal-safe.
+        unsafe { libc::execve(self.path, self.argv.as_ptr(), self.envp.as_ptr()) };
+        io::Error::last_os_error()
+    }
+}
+
 /// A started program: the child to wait on (a supervisor reaps it by its pid, with every
 /// orphan, on SIGCHLD), and the values it was given, locked in memory.
 #[derive(Debug)]
@@ -96,7 +184,8 @@ pub fn spawn(
     streams: Streams,
     supervision: Option<Supervision>,
 ) -> Result<Spawned, Error> {
-    let (mut command, files) = prepare(&plan, hardened, Reserve::Targets, supervision)?;
+    let image = ExecImage::new(&plan)?;
+    let (mut command, files) = prepare(&plan, hardened, Reserve::Targets, supervision, Some(image))?;
     command.stdin(streams.stdin).stdout(streams.stdout).stderr(streams.stderr);
     // Kept before the child starts, so that a failure here leaves no child behind. Whether
     // they could be locked is the caller's to report (`values.note()`).
@@ -105,9 +194,8 @@ pub fn spawn(
         secrets.into_iter().chain(descriptors.into_iter().map(|(_, name, value)| (name.to_string(), value)));
     let values = LockedValues::new(labelled)?;
     let started = command.spawn();
-    // The command holds copies of the env secrets (std keeps them in plain buffers, which are
-    // freed, not wiped) and the hook holds the memfd numbers: both go as soon as the child
-    // has its own, as do our memfds.
+    // The hook holds the exec image (wiped as it drops) and the memfd numbers: both go as
+    // soon as the child has its own, as do our memfds.
     drop::<Command>(command);
     drop(files);
     let child =

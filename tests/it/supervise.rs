@@ -423,3 +423,24 @@ fn bad_supervising_flags_are_usage_errors() {
         .code(0);
     }
 }
+
+/// A program that cannot be started is 127 (not found) or 126 (not executable) supervised
+/// too, with the variables it would have had (secrets among them) reaching it exactly.
+#[test]
+fn supervised_programs_start_as_exec_would_find_them() {
+    let f = env_fixture(CANARY);
+    let not_executable = f.write("plain.txt", "not a program");
+    f.run(Args::run("worker").secret("api_key").arg("--supervise").program(["no-such-program-mxm"]))
+        .code(127);
+    f.run(Args::run("worker").secret("api_key").arg("--supervise").program([&not_executable])).code(126);
+    let run = f.run(Args::run("worker").secret("api_key").arg("--supervise").program(["env"]));
+    let mut seen: Vec<String> = run.code(0).stdout().lines().map(str::to_owned).collect();
+    seen.sort();
+    let home = f.path("home").display().to_string();
+    let expected = [
+        format!("API_KEY={CANARY}"),
+        format!("HOME={home}"),
+        format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
+    ];
+    assert_eq!(seen, expected);
+}
