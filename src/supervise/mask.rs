@@ -35,7 +35,8 @@ const CHUNK: usize = 128 * 1024;
 pub struct Masker {
     matcher: Option<AhoCorasick>,
     /// The same forms, sorted, to tell whether the end of a read could begin one; wiped
-    /// when dropped. (The matcher keeps its own copies, which are not: see SECURITY.md.)
+    /// when dropped. The matcher keeps copies of its own in its tables, in ordinary heap
+    /// memory that is freed, not wiped (the process is not dumpable and writes no core).
     sorted: Vec<Zeroizing<Vec<u8>>>,
     /// Whether a form begins with this byte: most positions are ruled out with one look.
     first: [bool; 256],

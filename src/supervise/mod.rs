@@ -7,8 +7,9 @@
 //! holds up a signal; a re-fetch runs in a thread of its own for the same reason.
 //!
 //! The values the program was given are kept in `exec::LockedValues` (locked, left out of
-//! core dumps, wiped on drop). Whatever std's `Command` copied of the env values for the
-//! spawn is freed, not wiped, once the program has started (see `exec::spawn`).
+//! core dumps, wiped on drop). std's `Command` never holds an env value: `exec::spawn` execs
+//! an image of its own, wiped once the program has started. What is not wiped: the masking
+//! automaton's own copies of the forms it looks for (see [`mask`]).
 
 mod mask;
 mod pty;
