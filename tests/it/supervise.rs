@@ -444,3 +444,33 @@ fn supervised_programs_start_as_exec_would_find_them() {
     ];
     assert_eq!(seen, expected);
 }
+
+/// Root only (a new PID namespace): the kernel drops a signal sent to a PID 1 that has no
+/// handler for it, unless it is blocked; the launcher as PID 1 blocks and reads them, so a
+/// SIGTERM from outside (as `docker stop` sends) reaches the program.
+#[test]
+fn sigterm_reaches_the_program_through_the_launcher_as_pid_1_needs_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a new PID namespace (unshare --pid) needs root");
+        return;
+    }
+    let f = env_fixture("v");
+    let mut unshare = f.tool("unshare");
+    unshare.args(["--fork", "--pid", "--mount-proc", crate::util::LAUNCHER]).args(
+        Args::run("worker").secret("api_key").program([
+            "sh",
+            "-c",
+            "trap 'echo got-TERM; exit 42' TERM; echo ready; while :; do sleep 0.02; done",
+        ]),
+    );
+    let mut child = unshare.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "ready", Duration::from_secs(5));
+    // The launcher, PID 1 inside, is unshare's only child outside.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let launcher = children.split_whitespace().next().expect("unshare has its child");
+    let status = std::process::Command::new("kill").args(["-TERM", launcher]).status().unwrap();
+    assert!(status.success());
+    expect_line(&out, "got-TERM", Duration::from_secs(5));
+    assert_eq!(child.wait().unwrap().code(), Some(42), "{}", stderr_of(&mut child));
+}
