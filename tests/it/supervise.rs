@@ -474,3 +474,35 @@ fn sigterm_reaches_the_program_through_the_launcher_as_pid_1_needs_root() {
     expect_line(&out, "got-TERM", Duration::from_secs(5));
     assert_eq!(child.wait().unwrap().code(), Some(42), "{}", stderr_of(&mut child));
 }
+
+/// `--watch` with `--mask`: each run of the program has its output masked with its own
+/// values, the old run's output is all through before the new one starts.
+#[test]
+fn watch_and_mask_together_mask_each_run_with_its_own_values() {
+    let f = Fixture::new();
+    let secrets = f.path("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    f.config(&format!(
+        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
+        secrets.display()
+    ));
+    std::fs::write(secrets.join("token"), format!("{CANARY}-one")).unwrap();
+    let args = Args::run("worker").secret("token").args(["--watch", "300ms", "--mask"]).program([
+        "sh",
+        "-c",
+        "trap 'echo \"bye $TOKEN\"; exit 0' TERM; echo \"start $TOKEN\"; while :; do sleep 0.02; done",
+    ]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let next = || out.recv_timeout(Duration::from_secs(5)).expect("a line");
+    assert_eq!(next(), "start ***");
+    std::fs::write(secrets.join("token"), format!("{CANARY}-two")).unwrap();
+    // Every line, in order: nothing unmasked in between.
+    assert_eq!(next(), "bye ***");
+    assert_eq!(next(), "start ***");
+    signal(&child, 15);
+    assert_eq!(next(), "bye ***");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(stderr_of(&mut child), "");
+    assert!(out.recv().is_err(), "more output than expected");
+}
