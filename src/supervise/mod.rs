@@ -37,6 +37,9 @@ use mask::Masker;
 use pty::Terminal;
 use signals::{Action, ProgramState, Signals};
 
+/// How often a program's ptys take our terminal's size (see the loop).
+const RESIZE_EVERY: Duration = Duration::from_millis(250);
+
 /// The values of one fetch, in the order of the manifest's names.
 pub type Values = Vec<(Name, SecretValue)>;
 
@@ -112,6 +115,9 @@ pub fn supervise(
             let due = [
                 next_fetch.filter(|_| fetching.is_none() && stopping.is_none()),
                 stopping.as_ref().map(|(deadline, _)| *deadline),
+                // Our terminal sends SIGWINCH to its foreground, the program, never to us:
+                // its ptys follow the terminal's size by looking now and then.
+                (!program.ptys.is_empty()).then(|| now + RESIZE_EVERY),
             ];
             let timeout = due.into_iter().flatten().min().map(|at| at.saturating_duration_since(now));
             let timeout = timeout.map_or(PollTimeout::NONE, |t| {
@@ -122,6 +128,7 @@ pub fn supervise(
                 PollFd::new(wake_read.as_fd(), PollFlags::POLLIN),
             ];
             let _ = poll(&mut fds, timeout);
+            program.resize();
 
             for signal in signals.received() {
                 match signals::action(signal) {

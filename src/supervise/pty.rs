@@ -3,6 +3,8 @@
 //! each of the program's output streams that is a terminal with us, so that the program
 //! still sees a terminal (colours, line buffering) while its output passes through us.
 //! Output processing is off on the pty: the bytes reach our terminal, which does its own.
+//! A resize of our terminal is signalled to its foreground, the program, not to us: the
+//! supervisor's loop copies the size over every quarter of a second.
 #![allow(unsafe_code)]
 
 use std::io::IsTerminal;

@@ -506,3 +506,41 @@ fn watch_and_mask_together_mask_each_run_with_its_own_values() {
     assert_eq!(stderr_of(&mut child), "");
     assert!(out.recv().is_err(), "more output than expected");
 }
+
+/// Under `--mask` on a terminal, the program's pty has the terminal's size, and follows it
+/// when the terminal is resized (the terminal tells the program, not the launcher).
+#[test]
+fn mask_on_a_terminal_follows_its_size() {
+    let f = env_fixture("v-long-enough");
+    let program = "import os, time\n\
+        print('ready', os.get_terminal_size(1).columns, flush=True)\n\
+        time.sleep(0.8)\n\
+        print('now', os.get_terminal_size(1).columns, flush=True)";
+    let harness = r#"
+import fcntl, os, pty, struct, sys, termios
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 77, 0, 0))
+seen = b''
+while b'ready' not in seen:
+    seen += os.read(fd, 1024)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 123, 0, 0))
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode().replace('\r', ''))
+"#;
+    let mut python = f.tool("python3");
+    python
+        .args(["-c", harness, crate::util::LAUNCHER])
+        .args(Args::run("worker").secret("api_key").arg("--mask").program(["python3", "-c", program]));
+    let run = Run::of(python);
+    run.code(0).stdout_is("ready 77\nnow 123\n");
+}
