@@ -7,8 +7,10 @@
 //! stream.
 //!
 //! Learned from GitHub Actions' masker: a value is masked whole, never line by line (a JSON
-//! secret's one-character lines `{` and `}` masked every brace in its logs), and a value
-//! holding `%` is matched as bytes, with no escaping of ours in between.
+//! secret's one-character lines `{` and `}` masked every brace, and the base64 of `{` every
+//! `e`: actions/runner#326; its other lines then printed in clear: #1488, #2232); values too
+//! short to mask are left alone with a warning rather than masking common text; and a value
+//! holding `%` is matched as bytes, with no escaping of ours in between (#2960).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
