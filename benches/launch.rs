@@ -54,12 +54,19 @@ impl Context {
 
     /// `mxm-secrets run` with `count` secrets of one store, running `true`.
     fn launcher(&self, store: &str, count: usize) -> Command {
+        self.launch(store, count, &[], &["true"])
+    }
+
+    /// `mxm-secrets run FLAGS` with `count` secrets of one store, running `program`.
+    fn launch(&self, store: &str, count: usize, flags: &[&str], program: &[&str]) -> Command {
         let mut args: Vec<String> =
             ["run", "--config", "config.yaml", "--role", "bench"].map(String::from).to_vec();
         for i in 0..count {
             args.extend(["--secret".to_owned(), format!("{store}_s{i}=V{i}")]);
         }
-        args.extend(["--", "true"].map(String::from));
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.push("--".to_owned());
+        args.extend(program.iter().map(|p| p.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.command(LAUNCHER, &args)
     }
@@ -121,7 +128,7 @@ impl Results {
         guard: f64,
         baseline: impl Fn() -> Command,
         ours: impl Fn() -> Command,
-    ) {
+    ) -> (Duration, Duration) {
         for _ in 0..3 {
             time(&mut baseline());
             time(&mut ours());
@@ -133,16 +140,22 @@ impl Results {
         }
         let (base, mine) = (median(base), median(mine));
         let ratio = mine.as_secs_f64() / base.as_secs_f64();
+        let delta = ms(mine) - ms(base);
         let verdict = if ratio <= target { "meets target" } else { "over target" };
         let target = if target.is_finite() {
             format!("target <= {target}, {verdict}")
         } else {
             "for reference".to_owned()
         };
-        println!("{label:<60} {:>7.2} ms vs {:>7.2} ms  ratio {ratio:>5.2}  ({target})", ms(mine), ms(base));
+        println!(
+            "{label:<60} {:>7.2} ms vs {:>7.2} ms  ratio {ratio:>5.2}  delta {delta:>+6.2} ms  ({target})",
+            ms(mine),
+            ms(base)
+        );
         if ratio > guard {
             self.failures.push(format!("{label}: ratio {ratio:.2} is over its guard bound {guard}"));
         }
+        (mine, base)
     }
 }
 
@@ -269,6 +282,34 @@ fn main() {
         || c.shell(&gpg_parallel),
         || c.launcher("pass", SECRETS),
     );
+    // Supervising costs no CPU to speak of (perf stat: the same task-clock); what it adds is
+    // two waits (for the child's exec, for its exit), whose wake-ups a loaded machine makes
+    // slow, hence a guard looser than the target.
+    let (supervised, exec) = results.compare(
+        "(g) run --supervise, env backend, 1 secret  vs  run (exec)",
+        f64::INFINITY,
+        2.0,
+        || c.launcher("env", 1),
+        || c.launch("env", 1, &["--supervise"], &["true"]),
+    );
+    let added = ms(supervised) - ms(exec);
+    let verdict = if added < 1.0 { "meets target" } else { "over target" };
+    println!("    supervising adds {added:+.2} ms to a launch  (target < 1 ms, {verdict})");
+    // Output masking: a program writing text through --mask (10 values, each in 14 forms)
+    // against the same program's output passed through `cat`. 1 GiB as the issue asks; the
+    // guard runs 128 MiB, which shows the same ratio on a busy CI machine in less time.
+    let bytes: u64 = if guard { 128 << 20 } else { 1 << 30 };
+    let writer = format!("yes 'GET /api/v1/orders?id=42 200 3.1ms user=svc-feed ok' | head -c {bytes}");
+    let piped = format!("{writer} | cat");
+    let rounds = std::mem::replace(&mut results.rounds, 5);
+    results.compare(
+        &format!("(h) {} MiB through run --mask, 10 secrets  vs  through cat", bytes >> 20),
+        1.5,
+        2.0,
+        || c.shell(&piped),
+        || c.launch("env", SECRETS, &["--mask"], &["sh", "-c", &writer]),
+    );
+    results.rounds = rounds;
     let rss = peak_rss_kib(c.launcher("env", SECRETS));
     let verdict = if rss <= 8 * 1024 { "meets target" } else { "over target" };
     println!("(e) peak RSS of run with 10 env secrets: {rss} KiB  (target <= 8192 KiB, {verdict})");

@@ -154,6 +154,14 @@ impl Audit {
         );
     }
 
+    /// One record per secret whose value a re-fetch found changed, before the program is
+    /// restarted: the name, never the value.
+    pub fn rotated(&self, changed: &[String]) {
+        for name in changed {
+            self.emit(json!({ "event": "rotate", "secret": name, "action": "restart" }), None);
+        }
+    }
+
     /// The same audit for records about `identity` (and the program, when one is launched).
     pub fn about(self, identity: &RuntimeIdentity, program: Option<&std::ffi::OsStr>) -> Audit {
         let program = program.map(|p| p.to_string_lossy().into_owned());

@@ -48,9 +48,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Inject the manifest's secrets into a program and exec it
+    /// Inject the manifest's secrets into a program and exec it, or stay as its parent (--supervise)
     #[command(
-        after_help = "Examples:\n  mxm-secrets run --role marketdata -- python feed.py\n  mxm-secrets run --role marketdata --secret databento_api_key -- printenv DATABENTO_API_KEY\n  mxm-secrets run --role web --clean-env --keep PATH -- nginx"
+        after_help = "Examples:\n  mxm-secrets run --role marketdata -- python feed.py\n  mxm-secrets run --role marketdata --secret databento_api_key -- printenv DATABENTO_API_KEY\n  mxm-secrets run --role web --clean-env --keep PATH -- nginx\n  mxm-secrets run --role web --mask --watch 5m -- nginx"
     )]
     Run {
         #[command(flatten)]
@@ -73,6 +73,8 @@ enum Command {
         /// fetched or run; exits as the run would before fetching
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        supervise: SuperviseArgs,
         /// The program and its arguments
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<OsString>,
@@ -184,8 +186,9 @@ struct ServeArgs {
     /// At most N clients served at once; the next is answered 75 (try again)
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = parse_jobs)]
     max_connections: usize,
-    /// Seconds a client has to send its whole request (and to take the answer)
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    /// How long a client has to send its whole request (and to take the answer): seconds, or
+    /// a number with a unit (500ms, 30s)
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = crate::duration::positive)]
     client_timeout: std::time::Duration,
     #[command(flatten)]
     jobs: JobsArg,
@@ -222,15 +225,6 @@ fn parse_mode(value: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o777)
         .ok_or_else(|| "give an octal mode such as 0660".to_owned())
-}
-
-fn parse_seconds(value: &str) -> Result<std::time::Duration, String> {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(std::time::Duration::from_secs_f64)
-        .ok_or_else(|| "give a number of seconds, more than 0 and at most 3600".to_owned())
 }
 
 #[derive(Args)]
@@ -271,6 +265,56 @@ struct IdentityArgs {
     /// What runs it (systemd, cron, container, ...), for `principals:` rules that match on it
     #[arg(long, env = "MXM_SUBSTRATE")]
     substrate: Option<String>,
+}
+
+/// Staying as the program's parent instead of exec (DESIGN section 11).
+#[derive(Args)]
+struct SuperviseArgs {
+    /// Stay as the program's parent: forward signals, reap orphans, exit with its code
+    /// (automatic when mxm-secrets is PID 1)
+    #[arg(long, conflicts_with = "exec")]
+    supervise: bool,
+    /// Exec even as PID 1 (where supervising is the default)
+    #[arg(long)]
+    exec: bool,
+    /// Replace every injected value (and its base64, JSON and URL forms) in the program's
+    /// stdout and stderr with *** (implies --supervise)
+    #[arg(long, conflicts_with = "exec")]
+    mask: bool,
+    /// Fetch the secrets again every INTERVAL (give or take 10 %) and restart the program
+    /// when a value changed (implies --supervise): seconds, or 500ms, 30s, 5m, 1h
+    #[arg(long, value_name = "INTERVAL", value_parser = crate::duration::positive, conflicts_with = "exec", allow_negative_numbers = true)]
+    watch: Option<std::time::Duration>,
+    /// The signal that stops the program for a restart
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal, requires = "watch")]
+    stop_signal: nix::sys::signal::Signal,
+    /// How long the program has to stop before SIGKILL: seconds, or 500ms, 30s, 5m
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::duration::parse, requires = "watch", allow_negative_numbers = true)]
+    stop_timeout: std::time::Duration,
+}
+
+impl SuperviseArgs {
+    /// `None`: exec.
+    fn options(self) -> Option<crate::supervise::Options> {
+        let asked = self.supervise || self.mask || self.watch.is_some();
+        crate::supervise::wanted(asked, self.exec, std::process::id()).then_some(crate::supervise::Options {
+            mask: self.mask,
+            watch: self.watch,
+            stop_signal: self.stop_signal,
+            stop_timeout: self.stop_timeout,
+        })
+    }
+}
+
+/// `TERM`, `SIGTERM` or `15`.
+fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, String> {
+    let upper = text.to_ascii_uppercase();
+    let named = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    named
+        .parse()
+        .ok()
+        .or_else(|| text.parse::<i32>().ok().and_then(|n| nix::sys::signal::Signal::try_from(n).ok()))
+        .ok_or_else(|| format!("`{text}` is not a signal: give a name (TERM, INT, QUIT, ...) or a number"))
 }
 
 #[derive(Args)]
@@ -386,7 +430,7 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
     let command = with_env_broker(command);
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
     match command {
-        Command::Run { config, manifest, identity, clean_env, keep, jobs, broker, dry_run, command } => {
+        Command::Run { config, manifest, identity, clean_env, keep, jobs, broker, dry_run, supervise, command } => {
             let inputs = match &broker.broker {
                 Some(_) => broker_inputs(manifest, &identity, jobs)?,
                 None => inputs(config, manifest, &identity, jobs)?,
@@ -416,8 +460,10 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
                 return print_report(report, Format::Text);
             }
             let inherit = Inherit { clean: clean_env, keep };
-            let request = RunRequest { inputs, inherit, command, audit, broker: broker.broker };
-            match run(request)? {}
+            let supervise = supervise.options();
+            let request = RunRequest { inputs, inherit, command, audit, broker: broker.broker, supervise };
+            // Only a supervisor comes back: with the program's exit code.
+            std::process::exit(i32::from(run(request)?))
         }
         // One name: `--jobs` is accepted for symmetry with run and check, and has nothing to bound.
         Command::Get { name, config, identity, jobs: _, broker } => {

@@ -785,9 +785,17 @@ policies:
         let with = |t: &str| REFERENCE.replace("root: mxm/red", &format!("root: mxm/red\n    timeout: {t}"));
         let config = Config::parse(&with("2.5"), "c.yaml").unwrap();
         assert_eq!(config.stores.get("red").unwrap().timeout.as_millis(), 2500);
-        for bad in ["0", "-1", "100000", ".nan", "ten"] {
+        // A duration with a unit, as --watch and --stop-timeout take (crate::duration).
+        for (given, millis) in
+            [("500ms", 500), ("30s", 30_000), ("2m", 120_000), ("'1h'", 3_600_000), ("\"4\"", 4000)]
+        {
+            let config = Config::parse(&with(given), "c.yaml").unwrap();
+            assert_eq!(config.stores.get("red").unwrap().timeout.as_millis(), millis, "{given}");
+        }
+        for bad in ["0", "-1", "100000", ".nan", "ten", "0s", "2h", "5d", "true"] {
             error(&with(bad));
         }
+        assert!(error(&with("ten")).contains("`ten` is not a duration"));
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //! Beside the pipeline: `backend/*` (one file per store kind behind one trait), `value`
 //! (`field` and `trim`), `audit` (records on stderr), `diagnose` (check, explain, list),
 //! `api` (the one entry of the pipeline, judge -> audit -> fetch, that run, get and check
-//! call, and Rust programs too), `inputs` (what the commands start from), [`cli`] (the
-//! command itself; `main.rs` only calls [`cli::main`]).
+//! call, and Rust programs too), `inputs` (what the commands start from), `supervise` (the
+//! last step taken another way: stay as the program's parent), `duration` (`30s`, `5m`),
+//! [`cli`] (the command itself; `main.rs` only calls [`cli::main`]).
 //!
 //! The public API is what a Rust program needs: [`SecretsApi`] with its [`api::Request`],
 //! [`RuntimeIdentity`], [`Caller`], [`Principal`], the config types, [`SecretValue`],
@@ -34,6 +35,7 @@ pub mod cli;
 pub(crate) mod complete;
 pub mod config;
 pub(crate) mod diagnose;
+pub(crate) mod duration;
 pub mod error;
 pub(crate) mod exec;
 pub(crate) mod files;
@@ -49,6 +51,7 @@ pub(crate) mod program;
 pub mod resolve;
 pub(crate) mod run;
 pub mod secret;
+pub(crate) mod supervise;
 pub mod value;
 mod yaml_errors;
 

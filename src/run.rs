@@ -1,10 +1,9 @@
 //! `mxm-secrets run`, top to bottom: load config and manifest -> judge all (the pipeline of
 //! [`SecretsApi`](crate::SecretsApi)) -> look the program up -> harden -> fetch all -> build
-//! plan -> exec. Whoever reads [`run`] knows where every other module fits; this module owns
-//! only what is particular to exec. With `--broker` the values come from a broker instead
-//! (`from_broker`: manifest only, no config); the plan and the exec are the same.
+//! plan -> exec (or, the last step only, supervise: [`crate::supervise`]). With `--broker`
+//! the values come from a broker instead (manifest only, no config). Whoever reads [`run`]
+//! knows where every other module fits; this module owns only what is particular to exec.
 
-use std::convert::Infallible;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -15,8 +14,7 @@ use crate::exec;
 use crate::inject::{self, Inherit};
 use crate::inputs::Inputs;
 use crate::manifest::Manifest;
-use crate::name::Name;
-use crate::secret::SecretValue;
+use crate::supervise::{self, Values};
 
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -29,35 +27,25 @@ pub struct RunRequest {
     pub audit: Audit,
     /// `--broker PATH`: the values come from a broker, and no config is read.
     pub broker: Option<PathBuf>,
+    /// Stay as the program's parent (`--supervise`, or PID 1) instead of exec.
+    pub supervise: Option<supervise::Options>,
 }
 
-/// What the launch needs once the values are in hand: the config (what the program must
-/// not inherit), the manifest (where each value goes), proof of hardening, the values.
-struct Sourced {
-    config: Config,
-    manifest: Manifest,
-    hardened: exec::Hardened,
-    values: Vec<(Name, SecretValue)>,
-}
-
-/// Runs the pipeline and execs the program; returns only with the reason it could not.
-pub fn run(request: RunRequest) -> Result<Infallible, Error> {
+/// Runs the pipeline and execs the program, returning only with the reason it could not;
+/// or, supervising, starts it and returns its exit code once it ends.
+pub fn run(request: RunRequest) -> Result<u8, Error> {
     if request.command.is_empty() {
         return Err(Error::Usage("no command to run; give it after `--`".to_owned()));
     }
-    let Sourced { config, manifest, hardened, values } = match &request.broker {
-        None => from_config(&request)?,
-        Some(socket) => from_broker(socket, &request)?,
-    };
-    let plan =
-        inject::plan(&config, &manifest, std::env::vars_os(), &request.inherit, &values, request.command)?;
-    drop(values);
-    exec::exec(plan, hardened)
+    match &request.broker {
+        None => from_config(&request),
+        Some(socket) => from_broker(socket, &request),
+    }
 }
 
 /// The values from the config and its stores, fetched here: judge all, look the program up,
-/// harden, fetch all.
-fn from_config(request: &RunRequest) -> Result<Sourced, Error> {
+/// harden, fetch all, launch. A re-fetch (supervising) is the same pipeline, judged anew.
+fn from_config(request: &RunRequest) -> Result<u8, Error> {
     let prepared = request.inputs.prepare(&request.audit)?;
     let (api, manifest) = (&prepared.api, &prepared.manifest);
     // Descriptors the program could not hold (beyond `ulimit -n`) are refused before any
@@ -68,21 +56,45 @@ fn from_config(request: &RunRequest) -> Result<Sourced, Error> {
     find_program(api.config(), &request.inherit, &request.command[0])?;
     let hardened = exec::harden()?;
     let values = allowed.fetch()?.values;
-    Ok(Sourced { config: api.config().clone(), manifest: prepared.manifest, hardened, values })
+    let again = || Ok(api.judge(&prepared.request(&request.inputs, &names)).allowed()?.fetch()?.values);
+    launch(request, api.config(), manifest, hardened, values, &again)
 }
 
 /// The values from a broker (`--broker`): only the manifest is read here; the broker judges
 /// and fetches, and hands each value over as a sealed memfd. No config here means nothing
 /// to withhold from the program but the control variables: the stores' sources live in the
 /// broker's environment, not ours.
-fn from_broker(socket: &Path, request: &RunRequest) -> Result<Sourced, Error> {
+fn from_broker(socket: &Path, request: &RunRequest) -> Result<u8, Error> {
     let manifest = Manifest::requested(request.inputs.manifest.as_deref(), &request.inputs.secrets)?;
     inject::targets(&manifest, inject::is_open)?;
     let config = Config::parse("stores: {}\nrefs: {}\npolicies: {}\n", "<broker>")?;
     find_program(&config, &request.inherit, &request.command[0])?;
     let hardened = exec::harden()?;
-    let values = crate::broker::client::fetch(socket, &request.inputs.identity, &manifest)?;
-    Ok(Sourced { config, manifest, hardened, values })
+    let again = || crate::broker::client::fetch(socket, &request.inputs.identity, &manifest);
+    let values = again()?;
+    launch(request, &config, &manifest, hardened, values, &again)
+}
+
+/// The last step, whichever the source: exec the program in our place, or start it and stay
+/// (`again` fetches every value anew for `--watch`).
+fn launch(
+    request: &RunRequest,
+    config: &Config,
+    manifest: &Manifest,
+    hardened: exec::Hardened,
+    values: Values,
+    again: &(dyn Fn() -> Result<Values, Error> + Sync),
+) -> Result<u8, Error> {
+    let plan = |values: &Values| {
+        inject::plan(config, manifest, std::env::vars_os(), &request.inherit, values, request.command.clone())
+    };
+    let Some(options) = &request.supervise else {
+        let plan = plan(&values)?;
+        drop(values);
+        match exec::exec(plan, hardened)? {}
+    };
+    let pipeline = supervise::Pipeline { fetch: again, plan: &plan, audit: &request.audit };
+    supervise::supervise(options, hardened, values, pipeline)
 }
 
 /// Where `program` will be found when it is exec'd: looked up as `execvp` will, on the PATH

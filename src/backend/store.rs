@@ -536,18 +536,32 @@ checked_string!(
         Ok(())
     }
 );
-/// Seconds, more than 0 and at most an hour.
+/// Seconds (a plain number, as the reference has it) or a duration with a unit (`500ms`,
+/// `30s`, `5m`: [`crate::duration`]), more than 0 and at most an hour.
 struct Timeout(Duration);
 
 impl<'de> Deserialize<'de> for Timeout {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seconds = f64::deserialize(deserializer)?;
+        let out_of_range = |shown: &dyn std::fmt::Display| {
+            serde::de::Error::custom(format!(
+                "timeout {shown} is out of range: give seconds, more than 0 and at most {MAX_TIMEOUT_SECONDS}"
+            ))
+        };
+        let seconds = match serde_yaml::Value::deserialize(deserializer)? {
+            serde_yaml::Value::String(text) => {
+                crate::duration::parse(&text).map_err(serde::de::Error::custom)?.as_secs_f64()
+            }
+            other => other.as_f64().ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "timeout {} is not a duration: give seconds (`10`) or a number with a unit (`500ms`, `30s`, `5m`)",
+                    shown(&other)
+                ))
+            })?,
+        };
         if seconds.is_finite() && seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS {
             Ok(Timeout(Duration::from_secs_f64(seconds)))
         } else {
-            Err(serde::de::Error::custom(format!(
-                "timeout {seconds} is out of range: give seconds, more than 0 and at most {MAX_TIMEOUT_SECONDS}"
-            )))
+            Err(out_of_range(&seconds))
         }
     }
 }

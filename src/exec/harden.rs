@@ -5,7 +5,7 @@
 
 use std::io;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::libc;
@@ -60,6 +60,11 @@ const SIGPIPE_UNKNOWN: u8 = 0;
 const SIGPIPE_DEFAULT: u8 = 1;
 const SIGPIPE_IGNORED: u8 = 2;
 static SIGPIPE_INHERITED: AtomicU8 = AtomicU8::new(SIGPIPE_UNKNOWN);
+/// The signal mask this process started with, one bit per signal (bit N-1 for signal N), and
+/// whether it was read: std empties the mask in every child it starts, and a supervisor
+/// blocks every signal in itself, so the program is given this back (as env(1) passes it).
+static MASK_INHERITED: AtomicU64 = AtomicU64::new(0);
+static MASK_KNOWN: AtomicU8 = AtomicU8::new(0);
 
 #[used]
 // SAFETY: `.init_array` holds pointers to `extern "C" fn()` run once at start-up; this is one.
@@ -80,6 +85,45 @@ extern "C" fn record_inherited_signals() {
         None => SIGPIPE_UNKNOWN,
     };
     SIGPIPE_INHERITED.store(state, Ordering::Relaxed);
+    // SAFETY: sigprocmask with no new set only reads the mask into `mask`, a plain C struct
+    // for which all zeroes is a valid value; sigismember only reads it.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        if libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut mask) == 0 {
+            let bits =
+                (1..=64).filter(|&n| libc::sigismember(&mask, n) == 1).fold(0u64, |b, n| b | 1 << (n - 1));
+            MASK_INHERITED.store(bits, Ordering::Relaxed);
+            MASK_KNOWN.store(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The signal mask this process started with (`None`: not known, see [`inherited_sigpipe`]).
+pub(super) fn inherited_mask() -> Option<libc::sigset_t> {
+    std::hint::black_box(&RECORD_INHERITED_SIGNALS);
+    if MASK_KNOWN.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let bits = MASK_INHERITED.load(Ordering::Relaxed);
+    // SAFETY: sigemptyset and sigaddset only write the local set; an all-zero sigset_t is valid.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut mask);
+        for n in (1..=64).filter(|n| bits & (1 << (n - 1)) != 0) {
+            libc::sigaddset(&mut mask, n);
+        }
+        Some(mask)
+    }
+}
+
+/// Just before exec: the signal mask back to what we inherited. Only async-signal-safe calls.
+pub(super) fn restore_mask(mask: Option<&libc::sigset_t>) -> io::Result<()> {
+    let Some(mask) = mask else { return Ok(()) };
+    // SAFETY: sets this thread's mask from a valid set; async-signal-safe.
+    match unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
 }
 
 /// Whether SIGPIPE was ignored when this process started (`None`: not known, as in a test

@@ -94,14 +94,6 @@ impl LockedValues {
         self.entries.iter().map(|(label, offset, len)| (label.as_str(), &self.bytes()[*offset..offset + len]))
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Whether the values are locked in memory (never swapped out).
     pub fn is_locked(&self) -> bool {
         self.lock_error.is_none()
@@ -210,7 +202,6 @@ mod tests {
     #[test]
     fn no_values_still_makes_a_valid_holder() {
         let kept = LockedValues::new(Vec::new()).unwrap();
-        assert!(kept.is_empty());
         assert_eq!(kept.iter().count(), 0);
     }
 }

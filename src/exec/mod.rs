@@ -16,13 +16,9 @@
 mod adopt;
 mod backend;
 mod harden;
-// A parent that stays (`run --supervise`, the broker) is the next step; until a command
-// uses them, these two are exercised by their own tests only.
-#[allow(dead_code, reason = "the supervisor will start programs with spawn and keep values locked")]
 mod locked;
 mod memfd;
 mod replace;
-#[allow(dead_code, reason = "the supervisor will start programs with spawn and keep values locked")]
 mod spawn;
 
 use std::io;
@@ -38,19 +34,24 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 pub(crate) use adopt::{adopt, pidfd_alive};
 pub use backend::{BackendGroup, isolate_backend, pidfd_open};
 pub use harden::{Hardened, harden, inherited_sigpipe, protect_early};
-#[allow(unused_imports, reason = "the supervisor will keep values locked")]
 pub use locked::LockedValues;
 /// The broker hands values over as these same sealed memfds.
 pub(crate) use memfd::sealed as sealed_memfd;
 pub use replace::exec;
-#[allow(unused_imports, reason = "the supervisor will start programs with spawn")]
-pub use spawn::{Spawned, Streams, spawn};
+use spawn::ExecImage;
+pub use spawn::{Streams, Supervision, spawn};
 
 use crate::error::Error;
 use crate::inject::{LaunchPlan, as_os_str};
 
 fn system(what: &str) -> impl Fn(Errno) -> Error + '_ {
     move |errno| Error::System(format!("{what}: {errno}"))
+}
+
+/// Kills every backend's process group that is running now (a supervisor ending while a
+/// re-fetch runs).
+pub fn kill_backends() {
+    backend::kill_registered_groups();
 }
 
 /// The highest descriptor number this process may hold, plus one (`ulimit -n`).
@@ -72,10 +73,15 @@ enum Reserve {
 /// plan alone, env secrets, and the `pre_exec` hook of [`Placement`]. The returned files are
 /// the sealed memfds (close-on-exec) that the hook places: keep them open until the program
 /// has started, then drop them, so that this process holds none.
+///
+/// With `image` (spawn), the env secrets are not given to the command at all: the hook execs
+/// the image itself, as its last step, so that std never copies them (see [`ExecImage`]).
 fn prepare(
     plan: &LaunchPlan,
     hardened: &Hardened,
     reserve: Reserve,
+    supervision: Option<Supervision>,
+    image: Option<ExecImage>,
 ) -> Result<(Command, Vec<OwnedFd>), Error> {
     let mut files = Vec::with_capacity(plan.descriptors.len() * 2);
     let mut moves = Vec::with_capacity(plan.descriptors.len());
@@ -100,15 +106,26 @@ fn prepare(
         ignore_sigpipe: inherited_sigpipe() == Some(true),
         core_soft_limit: hardened.core_soft_limit,
         core_hard_limit: hardened.core_hard_limit,
+        mask: harden::inherited_mask(),
+        supervision,
+        image,
     };
     let mut command = Command::new(&plan.program);
     command.args(&plan.args).env_clear().envs(plan.env.iter().map(|(k, v)| (k, v)));
-    for (variable, value) in &plan.secrets {
-        command.env(variable, as_os_str(value));
+    if placement.image.is_none() {
+        for (variable, value) in &plan.secrets {
+            command.env(variable, as_os_str(value));
+        }
+    }
+    if supervision.is_some() {
+        // std's own setpgid in the child, before the hook: the group exists when the hook
+        // makes it the terminal's foreground.
+        command.process_group(0);
     }
     // SAFETY: the hook runs just before execve, in a forked child (spawn) or in this process
     // (exec, which does not fork), and `Placement::apply` allocates nothing and makes only
-    // async-signal-safe calls (fcntl, dup2, signal, setrlimit).
+    // async-signal-safe calls (fcntl, dup2, signal, sigprocmask, tcsetpgrp, prctl, getppid,
+    // setrlimit).
     unsafe { command.pre_exec(move || placement.apply()) };
     Ok((command, files))
 }
@@ -124,13 +141,26 @@ struct Placement {
     ignore_sigpipe: bool,
     core_soft_limit: libc::rlim_t,
     core_hard_limit: libc::rlim_t,
+    /// The mask we inherited (std empties it in a child; a supervisor blocks everything).
+    mask: Option<libc::sigset_t>,
+    supervision: Option<Supervision>,
+    image: Option<ExecImage>,
 }
 
 impl Placement {
     fn apply(&mut self) -> io::Result<()> {
+        if let Some(supervision) = self.supervision {
+            supervision.apply()?;
+        }
         place(&mut self.moves)?;
         harden::restore_sigpipe(self.ignore_sigpipe)?;
-        setrlimit(Resource::RLIMIT_CORE, self.core_soft_limit, self.core_hard_limit).map_err(io::Error::from)
+        harden::restore_mask(self.mask.as_ref())?;
+        setrlimit(Resource::RLIMIT_CORE, self.core_soft_limit, self.core_hard_limit)
+            .map_err(io::Error::from)?;
+        match &self.image {
+            Some(image) => Err(image.exec()),
+            None => Ok(()),
+        }
     }
 }
 

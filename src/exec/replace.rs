@@ -14,7 +14,7 @@ use crate::inject::LaunchPlan;
 /// found). The kernel makes the new program dumpable again; its core limit is restored by
 /// the placement hook, the last step before execve.
 pub fn exec(plan: LaunchPlan, hardened: Hardened) -> Result<Infallible, Error> {
-    let (mut command, files) = prepare(&plan, &hardened, Reserve::Nothing)?;
+    let (mut command, files) = prepare(&plan, &hardened, Reserve::Nothing, None, None)?;
     let source = command.exec();
     // Still here: the exec failed. Put the protection back before the plan's secrets are
     // dropped (and wiped) on the way out.

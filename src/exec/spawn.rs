@@ -2,15 +2,18 @@
 //! placement as [`super::exec`], done in `pre_exec` of the child, so that this process never
 //! holds the program's descriptors at their numbers and, once the child has started, holds
 //! no memfd at all (a backend started later cannot inherit one). The values move into
-//! [`LockedValues`] for masking and comparison. What a supervisor adds on top (process
-//! group, terminal, PR_SET_PDEATHSIG, signal forwarding, reaping) is not here yet.
+//! [`LockedValues`] for masking and comparison. What the child does for a supervisor
+//! ([`Supervision`]: its own process group, the terminal's foreground, PR_SET_PDEATHSIG) is
+//! here too, since it runs in the same hook; the forwarding and reaping are `supervise`'s.
 
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::RawFd;
 use std::process::{Child, Command, Stdio};
 
+use nix::libc;
 use nix::unistd::Pid;
 
-use super::{Hardened, LockedValues, Reserve, pidfd_open, prepare};
+use super::{Hardened, LockedValues, Reserve, prepare};
 use crate::error::Error;
 use crate::inject::LaunchPlan;
 
@@ -28,12 +31,140 @@ impl Default for Streams {
     }
 }
 
-/// A started program: the child to wait on, a pidfd to poll for its exit (`None` on kernels
-/// without `pidfd_open`), and the values it was given, locked in memory.
+/// What a supervised program gets in the child, before its descriptors are placed: its own
+/// process group (set by std), the terminal's foreground group when there is a terminal (so
+/// that Ctrl-C reaches the program once, from the terminal, and not a second time through
+/// us: dumb-init#30), and SIGKILL when we die (PR_SET_PDEATHSIG; a launcher that is gone
+/// already by then means no start at all).
+#[derive(Debug, Clone, Copy)]
+pub struct Supervision {
+    /// The terminal (a descriptor of ours open on it) whose foreground the program takes.
+    pub terminal: Option<RawFd>,
+    /// This process: the child checks it still has us as its parent.
+    pub parent: Pid,
+}
+
+impl Supervision {
+    /// In the forked child: only async-signal-safe calls, nothing allocated.
+    pub(super) fn apply(&self) -> io::Result<()> {
+        // SAFETY: prctl, getppid, getpid, sigemptyset/sigaddset on a local set,
+        // pthread_sigmask and tcsetpgrp are async-signal-safe and touch no Rust state.
+        unsafe {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != self.parent.as_raw() {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if let Some(terminal) = self.terminal {
+                // Our group is in the background now, and tcsetpgrp from the background
+                // raises SIGTTOU unless it is blocked; the placement restores the mask.
+                let mut ttou: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut ttou);
+                libc::sigaddset(&mut ttou, libc::SIGTTOU);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, std::ptr::null_mut());
+                // Not fatal: a terminal that is not our controlling one refuses, and the
+                // program then runs as it would under a shell's `&`.
+                libc::tcsetpgrp(terminal, libc::getpid());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the child execs: the program's path, argv and whole environment, env secrets
+/// included, as C strings in one buffer of ours (wiped when the command drops; not in
+/// [`LockedValues`], whose pages a fork sees zeroed), with
+/// the pointer arrays execve takes. std's `Command` would copy each env value into buffers
+/// of its own (its environment map, then the `envp` it builds for the spawn) and free them
+/// unwiped; given only the variables that are no secret, it copies none. The hook calls
+/// execve with this image as its last step, so std's own exec never runs.
+///
+/// The path is found as execvp finds it ([`crate::program::lookup`], on the program's own
+/// PATH), before the fork; unlike execvp, a file without `#!` that the kernel refuses
+/// (ENOEXEC) is not retried with /bin/sh, and fails as "cannot execute" (126).
+pub(super) struct ExecImage {
+    /// Keeps the strings alive; `path`, `argv` and `envp` point into it. Never resized.
+    _strings: zeroize::Zeroizing<Vec<u8>>,
+    path: *const libc::c_char,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers point into `_strings`, a buffer owned by this value and never written
+// after `new`; the image is only read, by the child's hook.
+unsafe impl Send for ExecImage {}
+// SAFETY: as above.
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    fn new(plan: &LaunchPlan) -> Result<ExecImage, Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let path_variable =
+            plan.env.iter().find(|(key, _)| key == "PATH").map(|(_, value)| value.as_os_str());
+        let path = crate::program::lookup(&plan.program, path_variable).map_err(|kind| Error::Exec {
+            program: plan.program.to_string_lossy().into_owned(),
+            source: kind.into(),
+        })?;
+        // Sized once: a buffer that grew would leave unwiped copies behind in the old ones.
+        let size = path.as_os_str().len()
+            + 1
+            + std::iter::once(&plan.program).chain(&plan.args).map(|a| a.len() + 1).sum::<usize>()
+            + plan.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+            + plan.secrets.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(size));
+        let mut offsets = Vec::new(); // where each string starts: path, argv..., env...
+        let mut push = |bytes: &mut Vec<u8>, parts: &[&[u8]]| {
+            offsets.push(bytes.len());
+            for part in parts {
+                bytes.extend_from_slice(part);
+            }
+            bytes.push(0);
+        };
+        push(&mut bytes, &[path.as_os_str().as_bytes()]);
+        for arg in std::iter::once(&plan.program).chain(&plan.args) {
+            push(&mut bytes, &[arg.as_bytes()]);
+        }
+        for (key, value) in &plan.env {
+            push(&mut bytes, &[key.as_bytes(), b"=", value.as_bytes()]);
+        }
+        for (key, value) in &plan.secrets {
+            push(&mut bytes, &[key.as_bytes(), b"=", value.expose()]);
+        }
+        let argc = 1 + plan.args.len();
+        if bytes.iter().filter(|&&b| b == 0).count() != offsets.len() {
+            // A NUL inside an argument or variable: std's Command refuses the same.
+            return Err(Error::Exec {
+                program: plan.program.to_string_lossy().into_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an argument or variable holds a NUL byte",
+                ),
+            });
+        }
+        debug_assert_eq!(bytes.len(), size, "the buffer never grew");
+        let base = bytes.as_ptr();
+        // SAFETY: every offset is within the buffer, which is not resized from here on.
+        let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<libc::c_char>();
+        let argv = (1..=argc).map(at).chain([std::ptr::null()]).collect();
+        let envp = (argc + 1..offsets.len()).map(at).chain([std::ptr::null()]).collect();
+        Ok(ExecImage { path: at(0), argv, envp, _strings: bytes })
+    }
+
+    /// In the child: execve, which returns only with the reason it failed.
+    pub(super) fn exec(&self) -> io::Error {
+        // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated arrays
+        // in memory that lives as long as `self`; execve is async-signal-safe.
+        unsafe { libc::execve(self.path, self.argv.as_ptr(), self.envp.as_ptr()) };
+        io::Error::last_os_error()
+    }
+}
+
+/// A started program: the child to wait on (a supervisor reaps it by its pid, with every
+/// orphan, on SIGCHLD), and the values it was given, locked in memory.
 #[derive(Debug)]
 pub struct Spawned {
     pub child: Child,
-    pub pidfd: Option<OwnedFd>,
     pub values: LockedValues,
 }
 
@@ -46,8 +177,15 @@ impl Spawned {
 /// Starts the program of `plan` as a child of this process, its descriptor secrets placed
 /// and its signal state and core limit given back in the child only. This process stays
 /// hardened. Fails as [`super::exec`] does (126, or 127 not found), with no child left.
-pub fn spawn(plan: LaunchPlan, hardened: &Hardened, streams: Streams) -> Result<Spawned, Error> {
-    let (mut command, files) = prepare(&plan, hardened, Reserve::Targets)?;
+/// With `supervision`, the child also does what [`Supervision`] says.
+pub fn spawn(
+    plan: LaunchPlan,
+    hardened: &Hardened,
+    streams: Streams,
+    supervision: Option<Supervision>,
+) -> Result<Spawned, Error> {
+    let image = ExecImage::new(&plan)?;
+    let (mut command, files) = prepare(&plan, hardened, Reserve::Targets, supervision, Some(image))?;
     command.stdin(streams.stdin).stdout(streams.stdout).stderr(streams.stderr);
     // Kept before the child starts, so that a failure here leaves no child behind. Whether
     // they could be locked is the caller's to report (`values.note()`).
@@ -56,15 +194,13 @@ pub fn spawn(plan: LaunchPlan, hardened: &Hardened, streams: Streams) -> Result<
         secrets.into_iter().chain(descriptors.into_iter().map(|(_, name, value)| (name.to_string(), value)));
     let values = LockedValues::new(labelled)?;
     let started = command.spawn();
-    // The command holds copies of the env secrets (std keeps them in plain buffers, which are
-    // freed, not wiped) and the hook holds the memfd numbers: both go as soon as the child
-    // has its own, as do our memfds.
+    // The hook holds the exec image (wiped as it drops) and the memfd numbers: both go as
+    // soon as the child has its own, as do our memfds.
     drop::<Command>(command);
     drop(files);
     let child =
         started.map_err(|source| Error::Exec { program: program.to_string_lossy().into_owned(), source })?;
-    let pidfd = pidfd_open(Pid::from_raw(child.id() as i32)).ok();
-    Ok(Spawned { child, pidfd, values })
+    Ok(Spawned { child, values })
 }
 
 #[cfg(test)]
@@ -113,14 +249,13 @@ mod tests {
         };
         let hardened = harden().unwrap();
         let streams = Streams { stdin: Stdio::null(), stdout: Stdio::piped(), stderr: Stdio::piped() };
-        let mut spawned = spawn(plan, &hardened, streams).unwrap();
+        let mut spawned = spawn(plan, &hardened, streams, None).unwrap();
 
         // The parent: nothing of ours at descriptor 3 (whatever else the harness has there),
         // and no memfd of ours left open anywhere.
         let fd3 = std::fs::read_link("/proc/self/fd/3").map(|t| t.to_string_lossy().into_owned());
         assert!(!fd3.as_deref().unwrap_or("").contains(SECRET), "{fd3:?}");
         assert_eq!(our_memfds(SECRET), vec![]);
-        assert!(spawned.pidfd.is_some(), "pidfd_open works on this kernel");
 
         // A backend started while the program runs holds none of the program's descriptors.
         let mut backend = Command::new("ls");
@@ -160,7 +295,7 @@ mod tests {
                 SecretValue::new(CANARY_FD.as_bytes().to_vec()),
             )],
         };
-        let error = spawn(plan, &harden().unwrap(), Streams::default()).unwrap_err();
+        let error = spawn(plan, &harden().unwrap(), Streams::default(), None).unwrap_err();
         assert!(matches!(error, Error::Exec { .. }), "{error:?}");
         assert_eq!(error.exit_code(), 127);
         assert_eq!(our_memfds(MISSING), vec![]);
@@ -190,7 +325,7 @@ mod tests {
             secrets: vec![],
             descriptors,
         };
-        match spawn(plan, &harden().unwrap(), Streams::default()) {
+        match spawn(plan, &harden().unwrap(), Streams::default(), None) {
             Err(error) => assert_eq!(error.exit_code(), 127, "{error:?}"),
             Ok(mut spawned) => panic!("spawned, status {:?}", spawned.child.wait()),
         }

@@ -44,7 +44,7 @@ fn wrong_types() {
     config_case(
         &GOOD.replace("root: src}", "root: src, timeout: ten}"),
         78,
-        "stores.s.timeout: invalid type: string \"ten\", expected a number",
+        "stores.s.timeout: `ten` is not a duration",
     );
     config_case(
         &GOOD.replace("[worker]", "worker"),

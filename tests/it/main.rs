@@ -24,4 +24,5 @@ mod readme;
 mod reports;
 mod run;
 mod store_failures;
+mod supervise;
 mod vault;

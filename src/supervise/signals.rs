@@ -1,0 +1,174 @@
+//! The launcher's side of the init duties: it takes every signal it may (all but the
+//! synchronous faults), reads them from a signalfd in the supervisor's one loop, and says
+//! what each one means ([`action`], pure); it reaps every child that ends, its own program
+//! and the orphans the kernel hands it as PID 1 or as a child subreaper ([`reap`]).
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::sys::prctl;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::error::Error;
+
+/// Faults the kernel raises in the thread that caused them: blocking them would turn a
+/// crash into a hang (tini leaves the same ones alone).
+const SYNCHRONOUS: [Signal; 7] = [
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGFPE,
+    Signal::SIGILL,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
+    Signal::SIGABRT,
+];
+
+/// What the supervisor does with a signal it received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// SIGCHLD: a child changed state; reap (never forwarded: it is about our children).
+    Reap,
+    /// Passed on to the program as it is (by number: real-time signals have no [`Signal`]).
+    Forward(i32),
+    /// Passed on, then the launcher stops itself, so that the shell that started it sees
+    /// the job stopped (SIGTSTP, SIGTTIN, SIGTTOU: dumb-init's job control).
+    ForwardThenStop(i32),
+    /// SIGWINCH: the program's pty (if it has one) takes our terminal's new size, then the
+    /// program is told.
+    Resize,
+}
+
+/// What signal number `signal` means to the supervisor.
+pub fn action(signal: i32) -> Action {
+    match Signal::try_from(signal) {
+        Ok(Signal::SIGCHLD) => Action::Reap,
+        Ok(Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) => Action::ForwardThenStop(signal),
+        Ok(Signal::SIGWINCH) => Action::Resize,
+        _ => Action::Forward(signal),
+    }
+}
+
+/// Sends signal number `signal` to `pid` (a group when negative); gone already is fine.
+#[allow(unsafe_code)]
+pub fn send(pid: i32, signal: i32) {
+    // SAFETY: kill(2) takes plain numbers and touches no memory of ours.
+    unsafe { nix::libc::kill(pid, signal) };
+}
+
+/// Every signal this process takes over: all but SIGKILL, SIGSTOP and the faults.
+fn taken() -> SigSet {
+    let mut set = SigSet::all();
+    for signal in SYNCHRONOUS {
+        set.remove(signal);
+    }
+    set
+}
+
+/// The signals, blocked in this thread (and so in every thread it starts from now on) and
+/// read from a descriptor instead, so that none runs a handler: the fatal-signal handler
+/// of `exec::harden` (kill the backends, exit) is for a launcher with no program yet. Also
+/// makes us the reaper of orphans when we are not PID 1 already.
+pub struct Signals {
+    fd: SignalFd,
+}
+
+impl Signals {
+    pub fn take_over() -> Result<Signals, Error> {
+        let system = |what: &'static str| move |errno: Errno| Error::System(format!("{what}: {errno}"));
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&taken()), None).map_err(system("blocking signals"))?;
+        let fd = SignalFd::with_flags(&taken(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(system("signalfd"))?;
+        if std::process::id() != 1 {
+            prctl::set_child_subreaper(true).map_err(system("prctl(PR_SET_CHILD_SUBREAPER)"))?;
+        }
+        Ok(Signals { fd })
+    }
+
+    /// The numbers of the signals received since the last call, in order.
+    pub fn received(&self) -> Vec<i32> {
+        let mut signals = Vec::new();
+        while let Ok(Some(info)) = self.fd.read_signal() {
+            signals.push(info.ssi_signo as i32);
+        }
+        signals
+    }
+}
+
+impl AsFd for Signals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// What became of the program, if anything, after a SIGCHLD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramState {
+    Running,
+    /// Stopped by a job-control signal.
+    Stopped,
+    /// Ended: the launcher's exit code for it (its own, or 128+N for signal N).
+    Ended(u8),
+}
+
+/// Reaps after a SIGCHLD: the program's state, and every other child that ended when
+/// `orphans` (false while a re-fetch runs: a backend is a child too, and its runner waits
+/// for it by its own pid, which a `waitpid(-1)` here would steal).
+pub fn reap(program: Pid, orphans: bool) -> ProgramState {
+    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED;
+    let mut state = ProgramState::Running;
+    loop {
+        let target = if orphans { None } else { Some(program) };
+        match waitpid(target, Some(flags)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return state,
+            Ok(status) if status.pid() == Some(program) => {
+                state = match status {
+                    WaitStatus::Exited(_, code) => ProgramState::Ended(code as u8),
+                    WaitStatus::Signaled(_, signal, _) => ProgramState::Ended(128 + signal as u8),
+                    WaitStatus::Stopped(..) => ProgramState::Stopped,
+                    _ => state,
+                };
+                if !orphans {
+                    return state;
+                }
+            }
+            Ok(_) => {} // an orphan reaped (or stopped: nothing to do for it)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signal_but_sigchld_is_forwarded_and_job_control_stops_us_too() {
+        assert_eq!(action(Signal::SIGCHLD as i32), Action::Reap);
+        assert_eq!(action(Signal::SIGWINCH as i32), Action::Resize);
+        for signal in [Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU] {
+            assert_eq!(action(signal as i32), Action::ForwardThenStop(signal as i32));
+        }
+        for signal in Signal::iterator().filter(|s| {
+            ![Signal::SIGCHLD, Signal::SIGWINCH, Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU]
+                .contains(s)
+        }) {
+            assert_eq!(action(signal as i32), Action::Forward(signal as i32), "{signal}");
+        }
+        // Real-time signals, which have no name in nix, are forwarded too.
+        let realtime = nix::libc::SIGRTMIN() + 2;
+        assert_eq!(action(realtime), Action::Forward(realtime));
+    }
+
+    #[test]
+    fn faults_are_never_taken_over() {
+        let set = taken();
+        for signal in SYNCHRONOUS {
+            assert!(!set.contains(signal), "{signal}");
+        }
+        assert!(
+            set.contains(Signal::SIGTERM) && set.contains(Signal::SIGCHLD) && set.contains(Signal::SIGINT)
+        );
+    }
+}

@@ -1,0 +1,546 @@
+//! `run --supervise` with real processes: signals reach the program and its code comes
+//! back, orphans are reaped with the launcher as PID 1, Ctrl-C on a terminal arrives once,
+//! `--mask` hides every form of a value in both streams, and `--watch` restarts the program
+//! when (and only when) a file-backend secret changes, riding out a failing store.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::util::{Args, CANARY, ENV_CONFIG, Fixture, Run};
+
+fn env_fixture(value: &str) -> Fixture {
+    let mut f = Fixture::new();
+    f.config(ENV_CONFIG);
+    f.env("SRC_API_KEY", value);
+    f
+}
+
+/// Lines of a child's stdout as they come, through a channel (so a test can wait with a
+/// deadline).
+fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receive
+}
+
+#[track_caller]
+fn expect_line(lines: &mpsc::Receiver<String>, wanted: &str, within: Duration) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line == wanted => return Instant::now(),
+            Ok(_) => {}
+            Err(e) => panic!("no line `{wanted}` within {within:?}: {e}"),
+        }
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
+    text
+}
+
+fn signal(child: &Child, signal: i32) {
+    // The launcher, not the program: forwarding is what is tested.
+    let status =
+        std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+    assert!(status.unwrap().success());
+}
+
+/// TERM, INT, HUP and USR1 sent to the launcher reach the program: a program that traps
+/// them exits with its own code; one that does not dies of them, and the launcher exits
+/// 128+N, as a shell reports it.
+#[test]
+fn signals_reach_the_program_and_its_code_comes_back() {
+    let f = env_fixture("v");
+    for (number, name) in [(15, "TERM"), (2, "INT"), (1, "HUP"), (10, "USR1")] {
+        for trapped in [true, false] {
+            let script = if trapped {
+                format!("trap 'echo got-{name}; exit 42' {name}; echo ready; while :; do sleep 0.02; done")
+            } else {
+                "echo ready; exec sleep 10".to_owned()
+            };
+            let args =
+                Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", &script]);
+            let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            let out = lines(child.stdout.take().unwrap());
+            expect_line(&out, "ready", Duration::from_secs(5));
+            signal(&child, number);
+            let status = child.wait().unwrap();
+            let stderr = stderr_of(&mut child);
+            if trapped {
+                expect_line(&out, &format!("got-{name}"), Duration::from_secs(2));
+                assert_eq!(status.code(), Some(42), "{name}: {stderr}");
+            } else {
+                assert_eq!(status.code(), Some(128 + number), "{name}: {stderr}");
+            }
+            assert_eq!(stderr, "", "the launcher adds no output");
+        }
+    }
+}
+
+/// Root only (a new PID namespace): with the launcher as PID 1 (supervising by default), an
+/// orphan of the program is reaped; with `--exec` the program is PID 1, does not reap, and
+/// the zombie stays, which shows the count can fail.
+#[test]
+fn orphans_are_reaped_with_the_launcher_as_pid_1_needs_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a new PID namespace (unshare --pid) needs root");
+        return;
+    }
+    let f = env_fixture("v");
+    let program = "import os, glob, time\n\
+        os.system('(sleep 0.05 &)')\n\
+        time.sleep(0.5)\n\
+        zombies = [p for p in glob.glob('/proc/[0-9]*/status') if '\\nState:\\tZ' in open(p).read()]\n\
+        print('pid', os.getpid(), 'zombies', len(zombies), flush=True)\n\
+        raise SystemExit(5)";
+    for (mode, expected) in [(None, "pid 2 zombies 0"), (Some("--exec"), "pid 1 zombies 1")] {
+        let mut args = Args::run("worker").secret("api_key");
+        if let Some(mode) = mode {
+            args = args.arg(mode);
+        }
+        let mut unshare = f.tool("unshare");
+        unshare
+            .args(["--fork", "--pid", "--mount-proc", crate::util::LAUNCHER])
+            .args(args.program(["python3", "-c", program]));
+        let run = Run::of(unshare);
+        run.code(5).stdout_is(&format!("{expected}\n"));
+        assert_eq!(run.stderr(), "", "{mode:?}");
+    }
+}
+
+/// On a terminal, the program is the foreground group: Ctrl-C reaches it once, from the
+/// terminal, and not a second time through the launcher (dumb-init#30). A pty made by
+/// Python's pty module plays the terminal; the launcher is its session leader, as a shell's
+/// job would be the foreground.
+#[test]
+fn ctrl_c_on_a_terminal_reaches_the_program_once() {
+    let f = env_fixture("v");
+    let program = "import signal, time\n\
+        count = []\n\
+        signal.signal(signal.SIGINT, lambda *a: count.append(1))\n\
+        print('ready', flush=True)\n\
+        time.sleep(1.0)\n\
+        print('interrupts', len(count), flush=True)\n\
+        raise SystemExit(len(count) + 20)";
+    let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--supervise"), program, b"\x03");
+    run.code(0);
+    let out = run.stdout();
+    assert!(out.contains("interrupts 1\n") && out.ends_with("exit 21\n"), "{out}");
+}
+
+/// Runs the launcher with `args` and `program` (Python) as the session leader of a new
+/// pty, as a shell's foreground job; once the program prints `ready`, types `keys`. Its
+/// stdout: everything the terminal showed, then `exit N`.
+fn on_a_terminal(f: &Fixture, args: Args, program: &str, keys: &[u8]) -> Run {
+    let harness = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+seen = b''
+while b'ready' not in seen:
+    seen += os.read(fd, 1024)
+os.write(fd, sys.argv[1].encode('latin-1'))
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode().replace('\r', '') + 'exit %d\n' % os.waitstatus_to_exitcode(status))
+"#;
+    let keys: String = keys.iter().map(|b| char::from(*b)).collect();
+    let mut python = f.tool("python3");
+    python.args(["-c", harness, &keys, crate::util::LAUNCHER]).args(args.program(["python3", "-c", program]));
+    Run::of(python)
+}
+
+/// On a terminal, `--mask` gives the program a pty: it still sees a terminal, and what it
+/// prints is masked on the way to ours.
+#[test]
+fn mask_on_a_terminal_gives_the_program_a_terminal() {
+    let f = env_fixture(CANARY);
+    let program = "import os, sys\n\
+        print('ready', sys.stdout.isatty(), sys.stderr.isatty(), os.environ['API_KEY'], flush=True)";
+    let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--mask"), program, b"");
+    run.code(0);
+    assert_eq!(run.stdout(), "ready True True ***\nexit 0\n");
+}
+
+/// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
+#[test]
+fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
+    let f = Fixture::new();
+    let secrets = f.path("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    f.config(&format!(
+        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
+        secrets.display()
+    ));
+    std::fs::write(secrets.join("token"), "stubborn-one").unwrap();
+    let args = Args::run("worker")
+        .secret("token")
+        .args(["--watch", "300ms", "--stop-timeout", "300ms", "--stop-signal", "USR1"])
+        .program(["sh", "-c", "trap '' USR1; echo \"start $TOKEN\"; while :; do sleep 0.05; done"]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "start stubborn-one", Duration::from_secs(5));
+    std::fs::write(secrets.join("token"), "stubborn-two").unwrap();
+    let changed = Instant::now();
+    let seen = expect_line(&out, "start stubborn-two", Duration::from_secs(3));
+    let took = seen - changed;
+    assert!(
+        took >= Duration::from_millis(300) && took <= Duration::from_millis(330 + 300 + 1000),
+        "{took:?}"
+    );
+    signal(&child, 9);
+    child.wait().unwrap();
+}
+
+/// The signal mask the launcher inherited reaches the program, exec'd or supervised, as
+/// under env(1) (std empties it in a child, and a supervisor blocks everything in itself).
+#[test]
+fn the_inherited_signal_mask_reaches_the_program_in_both_modes() {
+    let f = env_fixture("v");
+    for mode in [None, Some("--supervise")] {
+        let mut args = Args::run("worker").secret("api_key");
+        if let Some(mode) = mode {
+            args = args.arg(mode);
+        }
+        let mut python = f.tool("python3");
+        python
+            .args([
+                "-c",
+                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}); os.execv(sys.argv[1], sys.argv[1:])",
+                crate::util::LAUNCHER,
+            ])
+            .args(args.program(["grep", "SigBlk", "/proc/self/status"]));
+        Run::of(python).code(0).stdout_is("SigBlk:\t0000000000000200\n");
+    }
+}
+
+/// Every form of a value a program is likely to print is masked, in both streams, even
+/// when written in two halves; the bytes around it, and text that only looks like part of
+/// it (a JSON secret's braces, a `%`), pass as they were.
+#[test]
+fn mask_hides_every_form_of_a_value_split_across_writes_in_both_streams() {
+    let value = format!("{CANARY} \"q/%\u{e9}");
+    let f = env_fixture(&value);
+    let program = r#"
+import os, sys, base64, json, time, urllib.parse
+v = os.environ['API_KEY'].encode()
+forms = [v, base64.b64encode(v), base64.b64encode(b'a' + v), base64.b64encode(b'ab' + v),
+         base64.urlsafe_b64encode(b'a' + v), json.dumps(v.decode()).encode()[1:-1],
+         urllib.parse.quote(v, safe='').encode(), urllib.parse.quote_plus(v).encode()]
+for i, form in enumerate(forms):
+    for fd in (1, 2):
+        line = b'<%d:' % i + form + b':%d>\n' % i
+        half = len(line) // 2
+        os.write(fd, line[:half]); time.sleep(0.01); os.write(fd, line[half:])
+os.write(1, b'{\n}\n100% done\n')
+"#;
+    let run = f.run(Args::run("worker").secret("api_key").arg("--mask").program(["python3", "-c", program]));
+    run.code(0);
+    for (stream, text) in [("stdout", run.stdout()), ("stderr", run.stderr())] {
+        let mut lines = text.lines();
+        for i in 0..8 {
+            let line = lines.next().unwrap_or_else(|| panic!("{stream}: line {i} missing in {text:?}"));
+            let inner = line
+                .strip_prefix(&format!("<{i}:"))
+                .and_then(|l| l.strip_suffix(&format!(":{i}>")))
+                .unwrap_or_else(|| panic!("{stream}: surroundings of form {i} changed: {line:?}"));
+            // What is left beside the marker is at most the few base64 characters that
+            // also depend on the bytes around the value.
+            assert!(
+                inner.contains("***") && inner.replace("***", "").len() <= 6,
+                "{stream} form {i}: {line:?}"
+            );
+            assert!(!line.contains(CANARY), "{stream}: {line:?}");
+        }
+        if stream == "stdout" {
+            assert_eq!(lines.collect::<Vec<_>>(), ["{", "}", "100% done"]);
+        }
+    }
+}
+
+/// A value under 4 bytes is not masked (it would hide innocent text everywhere), and the
+/// warning names its secret, never its value.
+#[test]
+fn a_value_too_short_to_mask_is_named_in_a_warning() {
+    let f = env_fixture("xyz");
+    let run =
+        f.run(Args::run("worker").secret("api_key").arg("--mask").program(["sh", "-c", "echo $API_KEY"]));
+    run.code(0).stdout_is("xyz\n").stderr_has("secret `api_key` is shorter than 4 bytes and is not masked");
+    assert!(!run.stderr().contains("xyz"));
+}
+
+/// `--watch 300ms` on a file-backend secret: a change on disk restarts the program with the
+/// new value within the interval plus jitter plus a second; no change, no restart; a store
+/// that fails keeps the program running, and the next good fetch restarts it. The audit
+/// names what changed, never the value.
+#[test]
+fn watch_restarts_on_a_changed_value_only_and_rides_out_a_failing_store() {
+    let f = Fixture::new();
+    let secrets = f.path("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    f.config(&format!(
+        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
+        secrets.display()
+    ));
+    let token = secrets.join("token");
+    std::fs::write(&token, "rotation-one").unwrap();
+    let args = Args::run("worker")
+        .secret("token")
+        .args(["-v", "--watch", "300ms", "--stop-timeout", "2s"])
+        .program(["sh", "-c", "echo \"start $TOKEN\"; exec sleep 30"]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "start rotation-one", Duration::from_secs(5));
+
+    // Unchanged: three intervals and more, no restart.
+    assert!(out.recv_timeout(Duration::from_millis(1200)).is_err(), "restarted with nothing changed");
+
+    std::fs::write(&token, "rotation-two").unwrap();
+    let changed = Instant::now();
+    let seen = expect_line(&out, "start rotation-two", Duration::from_secs(3));
+    assert!(seen - changed <= Duration::from_millis(330 + 1000), "{:?}", seen - changed);
+
+    // The store fails (the file is gone: 66): the program keeps running, nothing restarts.
+    std::fs::remove_file(&token).unwrap();
+    assert!(out.recv_timeout(Duration::from_millis(1000)).is_err(), "restarted while the store failed");
+    assert!(child.try_wait().unwrap().is_none(), "the launcher ended while the store failed");
+    std::fs::write(&token, "rotation-three").unwrap();
+    expect_line(&out, "start rotation-three", Duration::from_secs(3));
+
+    signal(&child, 15);
+    let status = child.wait().unwrap();
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(128 + 15), "{stderr}");
+    assert!(stderr.contains("fetching the secrets again failed"), "{stderr}");
+    assert_eq!(stderr.matches("audit: rotate").count(), 2, "{stderr}");
+    assert!(stderr.contains("audit: rotate secret=token action=restart"), "{stderr}");
+    assert!(!stderr.contains("rotation-"), "a value reached stderr: {stderr}");
+}
+
+/// Under `--mask`, a process the program leaves behind holding its output does not keep the
+/// launcher waiting once the program has ended: what the program wrote comes through, and
+/// its code comes back.
+#[test]
+fn mask_does_not_wait_for_a_leftover_process_holding_the_output() {
+    let f = env_fixture(CANARY);
+    let started = Instant::now();
+    let run = f.run(Args::run("worker").secret("api_key").arg("--mask").program([
+        "sh",
+        "-c",
+        "(sleep 5 &); echo \"last $API_KEY\"; exit 3",
+    ]));
+    run.code(3).stdout_is("last ***\n");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+}
+
+/// Ctrl-Z on a terminal stops the program (its group is the foreground); the launcher then
+/// takes the terminal back and stops too, so the shell sees the job stopped; continued (as
+/// `fg` does), it hands the terminal back and continues the program, which finishes.
+#[test]
+fn ctrl_z_stops_the_job_and_fg_continues_it() {
+    let f = env_fixture("v");
+    let program = "import time\nprint('ready', flush=True)\ntime.sleep(0.5)\nprint('done', flush=True)";
+    let harness = r#"
+import os, pty, signal, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b''
+while b'ready' not in seen:
+    seen += os.read(fd, 1024)
+os.write(fd, b'\x1a')
+_, status = os.waitpid(pid, os.WUNTRACED)
+print('launcher stopped' if os.WIFSTOPPED(status) else 'launcher not stopped: %d' % status)
+os.kill(pid, signal.SIGCONT)
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+print(seen.decode().replace('\r', '').replace('\n', ' ') + 'exit %d' % os.waitstatus_to_exitcode(status))
+"#;
+    let mut python = f.tool("python3");
+    python
+        .args(["-c", harness, crate::util::LAUNCHER])
+        .args(Args::run("worker").secret("api_key").arg("--supervise").program(["python3", "-c", program]));
+    let run = Run::of(python);
+    run.code(0);
+    let out = run.stdout();
+    assert!(
+        out.starts_with("launcher stopped\n") && out.contains("done") && out.ends_with("exit 0\n"),
+        "{out}"
+    );
+}
+
+/// Bad supervising flags are usage errors (64) that say what to give, before anything is
+/// read or fetched.
+#[test]
+fn bad_supervising_flags_are_usage_errors() {
+    let f = env_fixture("v");
+    for (flags, message) in [
+        (&["--watch", "soon"][..], "`soon` is not a duration"),
+        (&["--watch", "0s"], "`0s` is zero"),
+        (&["--watch", "1s", "--stop-timeout", "-1"], "`-1` is not a duration"),
+        (&["--watch", "1s", "--stop-signal", "NOPE"], "`NOPE` is not a signal"),
+        (&["--stop-signal", "INT"], "--watch <INTERVAL>"),
+        (&["--mask", "--exec"], "cannot be used with"),
+    ] {
+        let run = f.run(Args::run("worker").secret("api_key").args(flags).program(["true"]));
+        run.code(64).stderr_has(message);
+    }
+    // Signals by name, with or without SIG, or by number.
+    for signal in ["INT", "sigint", "2"] {
+        f.run(
+            Args::run("worker")
+                .secret("api_key")
+                .args(["--watch", "1h", "--stop-signal", signal])
+                .program(["true"]),
+        )
+        .code(0);
+    }
+}
+
+/// A program that cannot be started is 127 (not found) or 126 (not executable) supervised
+/// too, with the variables it would have had (secrets among them) reaching it exactly.
+#[test]
+fn supervised_programs_start_as_exec_would_find_them() {
+    let f = env_fixture(CANARY);
+    let not_executable = f.write("plain.txt", "not a program");
+    f.run(Args::run("worker").secret("api_key").arg("--supervise").program(["no-such-program-mxm"]))
+        .code(127);
+    f.run(Args::run("worker").secret("api_key").arg("--supervise").program([&not_executable])).code(126);
+    let run = f.run(Args::run("worker").secret("api_key").arg("--supervise").program(["env"]));
+    let mut seen: Vec<String> = run.code(0).stdout().lines().map(str::to_owned).collect();
+    seen.sort();
+    let home = f.path("home").display().to_string();
+    let expected = [
+        format!("API_KEY={CANARY}"),
+        format!("HOME={home}"),
+        format!("PATH={}", std::env::var("PATH").unwrap_or_default()),
+    ];
+    assert_eq!(seen, expected);
+}
+
+/// Root only (a new PID namespace): the kernel drops a signal sent to a PID 1 that has no
+/// handler for it, unless it is blocked; the launcher as PID 1 blocks and reads them, so a
+/// SIGTERM from outside (as `docker stop` sends) reaches the program.
+#[test]
+fn sigterm_reaches_the_program_through_the_launcher_as_pid_1_needs_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a new PID namespace (unshare --pid) needs root");
+        return;
+    }
+    let f = env_fixture("v");
+    let mut unshare = f.tool("unshare");
+    unshare.args(["--fork", "--pid", "--mount-proc", crate::util::LAUNCHER]).args(
+        Args::run("worker").secret("api_key").program([
+            "sh",
+            "-c",
+            "trap 'echo got-TERM; exit 42' TERM; echo ready; while :; do sleep 0.02; done",
+        ]),
+    );
+    let mut child = unshare.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "ready", Duration::from_secs(5));
+    // The launcher, PID 1 inside, is unshare's only child outside.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let launcher = children.split_whitespace().next().expect("unshare has its child");
+    let status = std::process::Command::new("kill").args(["-TERM", launcher]).status().unwrap();
+    assert!(status.success());
+    expect_line(&out, "got-TERM", Duration::from_secs(5));
+    assert_eq!(child.wait().unwrap().code(), Some(42), "{}", stderr_of(&mut child));
+}
+
+/// `--watch` with `--mask`: each run of the program has its output masked with its own
+/// values, the old run's output is all through before the new one starts.
+#[test]
+fn watch_and_mask_together_mask_each_run_with_its_own_values() {
+    let f = Fixture::new();
+    let secrets = f.path("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    f.config(&format!(
+        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
+        secrets.display()
+    ));
+    std::fs::write(secrets.join("token"), format!("{CANARY}-one")).unwrap();
+    let args = Args::run("worker").secret("token").args(["--watch", "300ms", "--mask"]).program([
+        "sh",
+        "-c",
+        "trap 'echo \"bye $TOKEN\"; exit 0' TERM; echo \"start $TOKEN\"; while :; do sleep 0.02; done",
+    ]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let next = || out.recv_timeout(Duration::from_secs(5)).expect("a line");
+    assert_eq!(next(), "start ***");
+    std::fs::write(secrets.join("token"), format!("{CANARY}-two")).unwrap();
+    // Every line, in order: nothing unmasked in between.
+    assert_eq!(next(), "bye ***");
+    assert_eq!(next(), "start ***");
+    signal(&child, 15);
+    assert_eq!(next(), "bye ***");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(stderr_of(&mut child), "");
+    assert!(out.recv().is_err(), "more output than expected");
+}
+
+/// Under `--mask` on a terminal, the program's pty has the terminal's size, and follows it
+/// when the terminal is resized (the terminal tells the program, not the launcher).
+#[test]
+fn mask_on_a_terminal_follows_its_size() {
+    let f = env_fixture("v-long-enough");
+    let program = "import os, time\n\
+        print('ready', os.get_terminal_size(1).columns, flush=True)\n\
+        time.sleep(0.8)\n\
+        print('now', os.get_terminal_size(1).columns, flush=True)";
+    let harness = r#"
+import fcntl, os, pty, struct, sys, termios
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 77, 0, 0))
+seen = b''
+while b'ready' not in seen:
+    seen += os.read(fd, 1024)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 123, 0, 0))
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(seen.decode().replace('\r', ''))
+"#;
+    let mut python = f.tool("python3");
+    python
+        .args(["-c", harness, crate::util::LAUNCHER])
+        .args(Args::run("worker").secret("api_key").arg("--mask").program(["python3", "-c", program]));
+    let run = Run::of(python);
+    run.code(0).stdout_is("ready 77\nnow 123\n");
+}
