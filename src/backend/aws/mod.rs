@@ -132,8 +132,12 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, FetchError> {
 }
 
 /// Runs `call` on the runtime, within `timeout` (the store's): past it, 75.
-pub(crate) fn run<T>(timeout: Duration, call: impl Future<Output = Result<T, FetchError>>) -> Result<T, FetchError> {
-    runtime()?.block_on(async { tokio::time::timeout(timeout, call).await.unwrap_or(Err(FetchError::TimedOut)) })
+pub(crate) fn run<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    runtime()?
+        .block_on(async { tokio::time::timeout(timeout, call).await.unwrap_or(Err(FetchError::TimedOut)) })
 }
 
 /// A store's SDK client, made at its first fetch and shared by every later one (one
@@ -164,7 +168,8 @@ impl<C: Clone> Lazy<C> {
         let config = run(timeout, async { Ok(load_config(settings).await) })?;
         if config.region().is_none() {
             return Err(FetchError::Misconfigured(
-                "no AWS region: set the store's `region`, or AWS_REGION, or `region` in the profile".to_owned(),
+                "no AWS region: set the store's `region`, or AWS_REGION, or `region` in the profile"
+                    .to_owned(),
             ));
         }
         let made = make(&config);
@@ -207,12 +212,20 @@ pub(crate) enum Meaning {
 pub(crate) fn meaning(code: Option<&str>, status: Option<u16>) -> Meaning {
     match code {
         Some(
-            "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" | "ParameterVersionLabelNotFound",
+            "ResourceNotFoundException"
+            | "ParameterNotFound"
+            | "ParameterVersionNotFound"
+            | "ParameterVersionLabelNotFound",
         ) => Meaning::NotFound,
         Some("AccessDeniedException" | "AccessDenied") => Meaning::Denied,
         Some(
-            "ThrottlingException" | "Throttling" | "ThrottledException" | "TooManyRequestsException"
-            | "RequestLimitExceeded" | "RequestThrottled" | "RequestThrottledException",
+            "ThrottlingException"
+            | "Throttling"
+            | "ThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "RequestThrottled"
+            | "RequestThrottledException",
         ) => Meaning::Throttled,
         Some(_) => Meaning::Other,
         None => match status {
@@ -224,7 +237,12 @@ pub(crate) fn meaning(code: Option<&str>, status: Option<u16>) -> Meaning {
 }
 
 /// The error for `what` (a secret's name, or the call) from AWS's code and message.
-pub(crate) fn service_error(what: &str, code: Option<&str>, message: Option<&str>, status: Option<u16>) -> FetchError {
+pub(crate) fn service_error(
+    what: &str,
+    code: Option<&str>,
+    message: Option<&str>,
+    status: Option<u16>,
+) -> FetchError {
     let said = match (code, message) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.to_owned(),
@@ -247,7 +265,10 @@ pub(crate) fn service_error(what: &str, code: Option<&str>, message: Option<&str
 
 /// A failed call for `what`, by how it failed: never answered in time (75), never reached
 /// AWS (69, with the SDK's own reason), or answered with an error.
-pub(crate) fn call_error<E>(what: &str, error: SdkError<E, aws_sdk_ssm::config::http::HttpResponse>) -> FetchError
+pub(crate) fn call_error<E>(
+    what: &str,
+    error: SdkError<E, aws_sdk_ssm::config::http::HttpResponse>,
+) -> FetchError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -304,10 +325,18 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        for good in ["https://vpce.example", "http://127.0.0.1:5000", "http://localhost:1", "http://[::1]:9/"] {
+        for good in ["https://vpce.example", "http://127.0.0.1:5000", "http://localhost:1", "http://[::1]:9/"]
+        {
             check_endpoint(good).unwrap();
         }
-        for bad in ["http://moto:5000", "http://10.0.0.1", "127.0.0.1:5000", "ftp://x", "https://", "http://u@127.0.0.1"] {
+        for bad in [
+            "http://moto:5000",
+            "http://10.0.0.1",
+            "127.0.0.1:5000",
+            "ftp://x",
+            "https://",
+            "http://u@127.0.0.1",
+        ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }
     }
@@ -327,7 +356,10 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(message, "secret `a/b`: still throttled after the SDK's retries (ThrottlingException: Rate exceeded)");
+        assert_eq!(
+            message,
+            "secret `a/b`: still throttled after the SDK's retries (ThrottlingException: Rate exceeded)"
+        );
     }
 
     #[test]

@@ -156,7 +156,10 @@ impl Answer {
                 })?;
                 let names = keys_list(keys.keys());
                 keys.remove(field.key()).map(|v| v.0).ok_or_else(|| {
-                    FetchError::NotFound(format!("secret `{name}` has no key `{}` (keys: {names})", field.key()))
+                    FetchError::NotFound(format!(
+                        "secret `{name}` has no key `{}` (keys: {names})",
+                        field.key()
+                    ))
                 })
             }
             (Some(field), None, _) => Err(FetchError::NotFound(format!(
@@ -224,7 +227,8 @@ impl SecretsManager {
         for error in output.errors.unwrap_or_default() {
             if let Some(id) = error.secret_id {
                 let what = format!("secret `{id}`");
-                let failure = service_error(&what, error.error_code.as_deref(), error.message.as_deref(), None);
+                let failure =
+                    service_error(&what, error.error_code.as_deref(), error.message.as_deref(), None);
                 answers.insert(id, Err(failure));
             }
         }
@@ -240,9 +244,9 @@ impl Backend for SecretsManager {
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        self.fetch_many(std::slice::from_ref(request)).pop().unwrap_or(Err(FetchError::Failed(
-            "the backend gave no answer for this secret".to_owned(),
-        )))
+        self.fetch_many(std::slice::from_ref(request))
+            .pop()
+            .unwrap_or(Err(FetchError::Failed("the backend gave no answer for this secret".to_owned())))
     }
 
     fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretValue, FetchError>> {
@@ -277,7 +281,11 @@ impl Backend for SecretsManager {
     }
 
     fn max_batch(&self) -> NonZeroUsize {
-        if self.batches() { NonZeroUsize::new(MAX_BATCH).unwrap_or(NonZeroUsize::MIN) } else { NonZeroUsize::MIN }
+        if self.batches() {
+            NonZeroUsize::new(MAX_BATCH).unwrap_or(NonZeroUsize::MIN)
+        } else {
+            NonZeroUsize::MIN
+        }
     }
 
     fn picks_fields(&self) -> bool {
@@ -308,9 +316,12 @@ mod tests {
         assert_eq!(json.value("a", Some(&Field::Password)).unwrap().expose(), b"canary-v");
         assert_eq!(json.value("a", Some(&key("port"))).unwrap().expose(), b"5432");
         assert_eq!(json.value("a", None).unwrap().len(), 53);
-        let FetchError::NotFound(message) = json.value("a", Some(&key("nope"))).unwrap_err() else { panic!() };
+        let FetchError::NotFound(message) = json.value("a", Some(&key("nope"))).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(message, "secret `a` has no key `nope` (keys: `password`, `port`, `user`)");
-        let FetchError::NotFound(message) = answer("canary-v").value("a", Some(&key("k"))).unwrap_err() else {
+        let FetchError::NotFound(message) = answer("canary-v").value("a", Some(&key("k"))).unwrap_err()
+        else {
             panic!()
         };
         assert!(message.contains("is not one (the answer is not JSON"), "{message}");

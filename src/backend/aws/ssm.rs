@@ -45,7 +45,10 @@ pub struct Options {
 
 impl crate::backend::Options for Options {
     fn build(self, root: &str) -> Result<Arc<dyn Backend>, String> {
-        let backend = Ssm { settings: Settings::new(self.region, self.profile, self.endpoint)?, client: Lazy::default() };
+        let backend = Ssm {
+            settings: Settings::new(self.region, self.profile, self.endpoint)?,
+            client: Lazy::default(),
+        };
         if !root.starts_with('/') {
             return Err(format!(
                 "root `{}` must be a parameter path starting with `/`, like /mxm/red",
@@ -90,9 +93,39 @@ fn selector(request: &FetchRequest) -> String {
     }
 }
 
+/// One parameter as AWS gave it, its value wiped when dropped.
+struct Answer {
+    name: String,
+    selector: Option<String>,
+    version: i64,
+    value: Zeroizing<String>,
+}
+
+/// The answer to `asked` (`NAME` or `NAME:VERSION`): AWS says which by the answer's
+/// `Selector` (`:3`); an answer without one is the latest version, or, from a service that
+/// leaves it out (moto), the version asked for.
+fn answered<'a>(parameters: &'a [Answer], asked: &str) -> Option<&'a Answer> {
+    let (name, version) = match asked.rsplit_once(':') {
+        Some((name, version)) => (name, version.parse::<i64>().ok()),
+        None => (asked, None),
+    };
+    let named = parameters.iter().filter(|p| p.name == name);
+    match version {
+        Some(version) => named
+            .clone()
+            .find(|p| p.selector.as_deref() == Some(&asked[name.len()..]))
+            .or_else(|| named.clone().find(|p| p.selector.is_none() && p.version == version)),
+        None => named.filter(|p| p.selector.is_none()).max_by_key(|p| p.version),
+    }
+}
+
 impl Ssm {
     /// `names` (at most [`MAX_BATCH`], no two alike) in one `GetParameters`, decrypted.
-    async fn get(&self, client: &Client, names: &[String]) -> Result<BTreeMap<String, Result<Zeroizing<String>, FetchError>>, FetchError> {
+    async fn get(
+        &self,
+        client: &Client,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Result<SecretValue, FetchError>>, FetchError> {
         let output = client
             .get_parameters()
             .set_names(Some(names.to_vec()))
@@ -100,18 +133,31 @@ impl Ssm {
             .send()
             .await
             .map_err(|e| call_error("GetParameters", e))?;
+        let parameters: Vec<Answer> = output
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| Answer {
+                name: p.name.unwrap_or_default(),
+                selector: p.selector,
+                version: p.version,
+                value: Zeroizing::new(p.value.unwrap_or_default()),
+            })
+            .collect();
+        let invalid = output.invalid_parameters.unwrap_or_default();
         let mut answers = BTreeMap::new();
-        for parameter in output.parameters.unwrap_or_default() {
-            let value = Zeroizing::new(parameter.value.unwrap_or_default());
-            if let Some(name) = parameter.name {
-                // Asked as `NAME:3`, answered as name `NAME` and selector `:3`.
-                let asked = format!("{name}{}", parameter.selector.as_deref().unwrap_or_default());
-                answers.insert(asked, Ok(value));
-            }
-        }
-        for name in output.invalid_parameters.unwrap_or_default() {
-            let failure = FetchError::NotFound(format!("AWS has no parameter `{name}` (InvalidParameters)"));
-            answers.insert(name, Err(failure));
+        for asked in names {
+            let answer = if invalid.contains(asked) {
+                Err(FetchError::NotFound(format!("AWS has no parameter `{asked}` (InvalidParameters)")))
+            } else {
+                match answered(&parameters, asked) {
+                    Some(answer) => Ok(SecretValue::new(answer.value.as_bytes().to_vec())),
+                    None => Err(FetchError::Failed(format!(
+                        "AWS answered without parameter `{asked}` or an error for it"
+                    ))),
+                }
+            };
+            answers.insert(asked.clone(), answer);
         }
         Ok(answers)
     }
@@ -125,9 +171,9 @@ impl Backend for Ssm {
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        self.fetch_many(std::slice::from_ref(request)).pop().unwrap_or(Err(FetchError::Failed(
-            "the backend gave no answer for this secret".to_owned(),
-        )))
+        self.fetch_many(std::slice::from_ref(request))
+            .pop()
+            .unwrap_or(Err(FetchError::Failed("the backend gave no answer for this secret".to_owned())))
     }
 
     fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretValue, FetchError>> {
@@ -148,9 +194,9 @@ impl Backend for Ssm {
             .map(|request| {
                 let name = selector(request);
                 match answers.get(&name) {
-                    Some(Ok(value)) => Ok(SecretValue::new(value.as_bytes().to_vec())),
+                    Some(Ok(value)) => Ok(value.copy()),
                     Some(Err(error)) => Err(error.clone()),
-                    None => Err(FetchError::Failed(format!("AWS answered without parameter `{name}` or an error for it"))),
+                    None => Err(FetchError::Failed(format!("no answer for parameter `{name}`"))),
                 }
             })
             .collect()
@@ -176,6 +222,24 @@ impl Backend for Ssm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_by_selector_or_version() {
+        let answer = |selector: Option<&str>, version, value: &str| Answer {
+            name: "/a".to_owned(),
+            selector: selector.map(str::to_owned),
+            version,
+            value: Zeroizing::new(value.to_owned()),
+        };
+        let aws = [answer(None, 3, "latest"), answer(Some(":1"), 1, "first")];
+        assert_eq!(answered(&aws, "/a").unwrap().value.as_str(), "latest");
+        assert_eq!(answered(&aws, "/a:1").unwrap().value.as_str(), "first");
+        assert!(answered(&aws, "/a:2").is_none());
+        let moto = [answer(None, 3, "latest"), answer(None, 1, "first")];
+        assert_eq!(answered(&moto, "/a").unwrap().value.as_str(), "latest");
+        assert_eq!(answered(&moto, "/a:1").unwrap().value.as_str(), "first");
+        assert!(answered(&moto, "/b").is_none());
+    }
 
     #[test]
     fn names() {
