@@ -338,6 +338,10 @@ mod tests {
         }
         let codes: Vec<u8> = kinds().iter().map(|(_, kind)| kind.exit_code()).collect();
         assert_eq!(codes, [75, 69, 66, 77, 77, 65, 65, 78]);
+        // Throttling left after a client's retries is temporary, as a timeout is.
+        let throttled = FailureKind::Throttled { store: Name::new("s").unwrap(), detail: String::new() };
+        assert_eq!(throttled.exit_code(), 75);
+        assert_eq!(throttled.precedence(), kinds()[0].1.precedence());
     }
 
     #[test]

@@ -421,6 +421,22 @@ fn bad_aws_stores_are_config_errors() {
     f.run(Args::check("worker")).code(78).stderr_has("`version` is for stores that keep versions");
 }
 
+/// An endpoint from the environment is held to the store key's rule. Needs no moto. The
+/// addresses are this machine's (0.0.0.0), so that a regression sends nothing anywhere.
+#[test]
+fn a_plain_http_endpoint_from_the_environment_is_refused() {
+    let mut f = fixture("AKIDTEST", "test-secret");
+    f.config(
+        "stores:\n  s: {backend: aws_ssm, root: /mxm, region: us-east-1}\n  m: {backend: aws_secrets_manager, root: mxm, region: us-east-1}\n\
+         refs:\n  a: {store: s, path: a, policy: p}\n  b: {store: m, path: b, policy: p}\npolicies:\n  p: {allowed_principals: [worker]}\n",
+    );
+    f.env("AWS_ENDPOINT_URL", "http://0.0.0.0:9");
+    get(&f, "a").code(78).stderr_has("is plain http to another machine").stderr_has("(from AWS_ENDPOINT_URL");
+    f.env("AWS_ENDPOINT_URL", "https://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://0.0.0.0:9");
+    get(&f, "b").code(78).stderr_has("(from AWS_ENDPOINT_URL_SECRETS_MANAGER)");
+}
+
 /// No region anywhere (store, environment, profile): 78, before any request. Needs no moto.
 #[test]
 fn no_region_is_a_config_error() {

@@ -18,7 +18,7 @@ pub(crate) mod ssm;
 
 use std::future::Future;
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -153,29 +153,61 @@ impl<C> Default for Lazy<C> {
 }
 
 impl<C: Clone> Lazy<C> {
-    /// The client, made from the SDK config for `settings` by `make` when there is none yet.
-    /// Made outside any `block_on` caller's future, so no lock is held across an await.
-    pub(crate) fn get(
+    /// `call` with the store's client, made from the SDK config for `settings` by `make` when
+    /// there is none yet; both within one `timeout`. `endpoint_variable` is the service's own
+    /// endpoint variable (`AWS_ENDPOINT_URL_SSM`). The client is made under the lock but
+    /// outside any future, so no lock is ever held across an await.
+    pub(crate) fn call<T, F: Future<Output = Result<T, FetchError>>>(
         &self,
         settings: &Settings,
+        endpoint_variable: &str,
         timeout: Duration,
         make: impl FnOnce(&SdkConfig) -> C,
-    ) -> Result<C, FetchError> {
-        let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = client.as_ref() {
-            return Ok(client.clone());
+        call: impl FnOnce(C) -> F,
+    ) -> Result<T, FetchError> {
+        let start = Instant::now();
+        let client = {
+            let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+            match client.as_ref() {
+                Some(client) => client.clone(),
+                None => {
+                    let config = run(timeout, async { Ok(load_config(settings).await) })?;
+                    if config.region().is_none() {
+                        return Err(FetchError::Misconfigured(
+                            "no AWS region: set the store's `region`, or AWS_REGION, or `region` in the profile"
+                                .to_owned(),
+                        ));
+                    }
+                    if settings.endpoint.is_none() {
+                        check_configured_endpoints(&config, endpoint_variable)?;
+                    }
+                    client.insert(make(&config)).clone()
+                }
+            }
+        };
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(FetchError::TimedOut);
         }
-        let config = run(timeout, async { Ok(load_config(settings).await) })?;
-        if config.region().is_none() {
-            return Err(FetchError::Misconfigured(
-                "no AWS region: set the store's `region`, or AWS_REGION, or `region` in the profile"
-                    .to_owned(),
-            ));
-        }
-        let made = make(&config);
-        *client = Some(made.clone());
-        Ok(made)
+        run(left, call(client))
     }
+}
+
+/// An endpoint the SDK found itself (`AWS_ENDPOINT_URL`, the profile's `endpoint_url`, the
+/// service's own variable) is held to the store key's rule: no plain http off the machine.
+fn check_configured_endpoints(config: &SdkConfig, variable: &str) -> Result<(), FetchError> {
+    let service = std::env::var(variable).ok().filter(|v| !v.is_empty());
+    let found = [
+        ("AWS_ENDPOINT_URL or the profile's endpoint_url", config.endpoint_url().map(str::to_owned)),
+        (variable, service),
+    ];
+    for (origin, endpoint) in found {
+        if let Some(endpoint) = endpoint {
+            check_endpoint(&endpoint)
+                .map_err(|e| FetchError::Misconfigured(format!("{e} (from {origin})")))?;
+        }
+    }
+    Ok(())
 }
 
 /// The SDK's own configuration, as every AWS SDK resolves it (environment, shared files and

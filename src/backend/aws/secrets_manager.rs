@@ -35,7 +35,7 @@ use aws_sdk_secretsmanager::Client;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{Endpoint, Lazy, Profile, Region, Settings, call_error, run, service_error};
+use super::{Endpoint, Lazy, Profile, Region, Settings, call_error, service_error};
 use crate::backend::vault::{Sensitive, json_problem, keys_list};
 use crate::backend::{Backend, FetchError, FetchRequest, join};
 use crate::name::{checked_string, given};
@@ -254,15 +254,19 @@ impl Backend for SecretsManager {
         let mut ids: Vec<&str> = requests.iter().map(|r| r.location).collect();
         ids.sort_unstable();
         ids.dedup();
-        let answers = self.client.get(&self.settings, first.timeout, Client::new).and_then(|client| {
-            run(first.timeout, async {
+        let answers = self.client.call(
+            &self.settings,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            first.timeout,
+            Client::new,
+            |client| async move {
                 Ok(if ids.len() == 1 || !self.batches() {
                     self.get_each(&client, &ids).await
                 } else {
                     self.get_batch(&client, &ids).await
                 })
-            })
-        });
+            },
+        );
         let answers = match answers {
             Ok(answers) => answers,
             Err(error) => return requests.iter().map(|_| Err(error.clone())).collect(),

@@ -23,7 +23,7 @@ use aws_sdk_ssm::Client;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{Endpoint, Lazy, Profile, Region, Settings, call_error, run};
+use super::{Endpoint, Lazy, Profile, Region, Settings, call_error};
 use crate::backend::{Backend, FetchError, FetchRequest, join};
 use crate::name::given;
 use crate::secret::SecretValue;
@@ -181,10 +181,13 @@ impl Backend for Ssm {
         let mut names: Vec<String> = requests.iter().map(selector).collect();
         names.sort_unstable();
         names.dedup();
-        let answers = self
-            .client
-            .get(&self.settings, first.timeout, Client::new)
-            .and_then(|client| run(first.timeout, self.get(&client, &names)));
+        let answers = self.client.call(
+            &self.settings,
+            "AWS_ENDPOINT_URL_SSM",
+            first.timeout,
+            Client::new,
+            |client| async move { self.get(&client, &names).await },
+        );
         let answers = match answers {
             Ok(answers) => answers,
             Err(error) => return requests.iter().map(|_| Err(error.clone())).collect(),
