@@ -96,6 +96,7 @@ pub fn failure_word(kind: &FailureKind) -> &'static str {
         FailureKind::NotFound { .. } => "not_found",
         FailureKind::Unavailable { .. } => "failed",
         FailureKind::TimedOut { .. } => "timed_out",
+        FailureKind::Throttled { .. } => "throttled",
         FailureKind::ServiceDenied { .. } => "denied_by_store",
         FailureKind::Misconfigured { .. } => "misconfigured",
     }

@@ -77,6 +77,7 @@ pub fn check(inputs: &Inputs, fetch: bool, audit: &Audit, style: Style) -> Resul
                 FetchError::Denied(detail) => FailureKind::ServiceDenied { store, detail },
                 FetchError::Failed(detail) => FailureKind::Unavailable { store, detail },
                 FetchError::TimedOut => FailureKind::TimedOut { store, after: authorized.store.timeout },
+                FetchError::Throttled(detail) => FailureKind::Throttled { store, detail },
             };
             Some((name.clone(), kind))
         })

@@ -72,6 +72,8 @@ pub enum FailureKind {
     Unavailable { store: Name, detail: String },
     /// The backend did not answer in time; its processes were killed (75).
     TimedOut { store: Name, after: Duration },
+    /// The service still refused for its rate limit after the client's retries (75).
+    Throttled { store: Name, detail: String },
     /// The store's own access control refused, e.g. Vault's 403 (77).
     ServiceDenied { store: Name, detail: String },
     /// The store is set up so that no fetch can work: no credentials, an ambiguous secret (78).
@@ -86,7 +88,7 @@ impl FailureKind {
             FailureKind::Misconfigured { .. } => EX_CONFIG,
             FailureKind::NotFound { .. } => EX_NOINPUT,
             FailureKind::Unavailable { .. } => EX_UNAVAILABLE,
-            FailureKind::TimedOut { .. } => EX_TEMPFAIL,
+            FailureKind::TimedOut { .. } | FailureKind::Throttled { .. } => EX_TEMPFAIL,
         }
     }
 
@@ -99,7 +101,7 @@ impl FailureKind {
             FailureKind::Denied { .. } | FailureKind::ServiceDenied { .. } => 1,
             FailureKind::NotFound { .. } => 2,
             FailureKind::Unavailable { .. } => 3,
-            FailureKind::TimedOut { .. } => 4,
+            FailureKind::TimedOut { .. } | FailureKind::Throttled { .. } => 4,
         }
     }
 }
@@ -181,6 +183,9 @@ impl fmt::Display for FailureKind {
             }
             FailureKind::Misconfigured { store, detail } => {
                 write!(f, "store `{store}` cannot work as set up: {detail}")
+            }
+            FailureKind::Throttled { store, detail } => {
+                write!(f, "store `{store}` is rate-limited; retrying later may help: {detail}")
             }
             FailureKind::TimedOut { store, after } => write!(
                 f,
@@ -338,6 +343,10 @@ mod tests {
         }
         let codes: Vec<u8> = kinds().iter().map(|(_, kind)| kind.exit_code()).collect();
         assert_eq!(codes, [75, 69, 66, 77, 77, 65, 65, 78]);
+        // Throttling left after a client's retries is temporary, as a timeout is.
+        let throttled = FailureKind::Throttled { store: Name::new("s").unwrap(), detail: String::new() };
+        assert_eq!(throttled.exit_code(), 75);
+        assert_eq!(throttled.precedence(), kinds()[0].1.precedence());
     }
 
     #[test]

@@ -362,6 +362,7 @@ fn finish(request: &Authorized, answer: Result<SecretValue, FetchError>) -> Resu
         FetchError::TimedOut => FailureKind::TimedOut { store: store.clone(), after: request.store.timeout },
         FetchError::Denied(detail) => FailureKind::ServiceDenied { store: store.clone(), detail },
         FetchError::Misconfigured(detail) => FailureKind::Misconfigured { store: store.clone(), detail },
+        FetchError::Throttled(detail) => FailureKind::Throttled { store: store.clone(), detail },
     })?;
     let field = if request.store.backend.picks_fields() { None } else { secret.field.as_ref() };
     let value = value::extract(&raw, field, secret.trim).ok_or_else(|| FailureKind::NotFound {

@@ -8,6 +8,11 @@
 //! `locate` and `fetch` are required; the capabilities have defaults), and one line in the
 //! `registry!` below. Store parsing (`store`) learns its keys from the derive itself.
 
+#[cfg(feature = "aws")]
+pub(crate) mod aws;
+#[cfg(not(feature = "aws"))]
+#[path = "aws/unbuilt.rs"]
+pub(crate) mod aws;
 pub(crate) mod command;
 pub(crate) mod env;
 pub(crate) mod file;
@@ -235,6 +240,9 @@ pub enum FetchError {
     Denied(String),
     /// The store is set up so that no fetch can work (no token, an ambiguous secret).
     Misconfigured(String),
+    /// The service still refused for its rate limit after the client's own retries (AWS's
+    /// throttling): temporary, as a timeout is.
+    Throttled(String),
 }
 
 /// The failure of a program that exited non-zero, with its own message.
@@ -309,6 +317,8 @@ registry! {
     "file" => file::Options,
     "command" => command::Options,
     "vault" => vault::Options,
+    "aws_secrets_manager" => aws::secrets_manager::Options,
+    "aws_ssm" => aws::ssm::Options,
     #[cfg(test)]
     "memory" => memory::Options,
 }

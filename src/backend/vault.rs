@@ -524,7 +524,7 @@ impl Vault {
 
 /// Why an answer could not be read, in words that never quote it: serde's own messages do
 /// (`invalid type: string "VALUE"`), and the answer holds secrets.
-fn json_problem(error: &serde_json::Error) -> String {
+pub(crate) fn json_problem(error: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let what = match error.classify() {
         Category::Io | Category::Eof => "the answer ended early",
@@ -544,7 +544,7 @@ fn unexpected_answer(error: &serde_json::Error, location: &str) -> FetchError {
     ))
 }
 
-fn keys_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+pub(crate) fn keys_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
     let keys: Vec<String> = keys.map(|k| format!("`{}`", super::printable(k))).collect();
     if keys.is_empty() { "none".to_owned() } else { keys.join(", ") }
 }
@@ -636,7 +636,7 @@ fn check_address(address: &str, insecure_http: bool) -> Result<(), String> {
 
 /// A string from a JSON answer that is a secret: it goes straight into a wiping buffer. A
 /// value that is not a string (a number, a list) is kept as its JSON text.
-struct Sensitive(SecretValue);
+pub(crate) struct Sensitive(pub(crate) SecretValue);
 
 impl<'de> Deserialize<'de> for Sensitive {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -4,6 +4,7 @@ mod util;
 
 mod api;
 mod audit;
+mod aws;
 mod backends;
 mod broker;
 mod catalogue;
