@@ -126,8 +126,13 @@ pub struct TestUser {
 }
 
 impl TestUser {
+    /// The name [`TestUser::new`] gives for `tag`, for a config written before the user exists.
+    pub fn name_for(tag: &str) -> String {
+        format!("mxmb{tag}{}", std::process::id() % 100_000)
+    }
+
     pub fn new(tag: &str) -> TestUser {
-        let name = format!("mxmb{tag}{}", std::process::id() % 100_000);
+        let name = TestUser::name_for(tag);
         // useradd locks /etc/passwd; tests running at once may find it locked for a moment.
         for _ in 0..50 {
             let made = Command::new("useradd")
@@ -719,5 +724,142 @@ os._exit(0)
     assert_eq!(answer["exit_code"], 77, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("exited before it could be identified"), "{answer}");
     assert!(broker.log().contains("denied a caller that cannot be identified"));
+    assert!(broker.stop().success());
+}
+
+/// A throwaway group for the length of a test: `groupadd` here, `groupdel` on drop.
+struct TestGroup(String);
+
+impl TestGroup {
+    fn new(tag: &str) -> TestGroup {
+        let name = format!("mxmg{tag}{}", std::process::id() % 100_000);
+        for _ in 0..50 {
+            if Command::new("groupadd").arg(&name).status().is_ok_and(|s| s.success()) {
+                return TestGroup(name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("groupadd {name} kept failing");
+    }
+
+    /// Makes `user` a member (a supplementary group, as `useradd -G` would).
+    fn add(&self, user: &TestUser) {
+        let added = Command::new("usermod").args(["-a", "-G", &self.0, &user.name]).status().unwrap();
+        assert!(added.success(), "usermod -a -G {} {}", self.0, user.name);
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let removed = Command::new("groupdel").arg(&self.0).output();
+            if removed.is_ok_and(|r| matches!(r.status.code(), Some(0 | 6))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The socket's directory opened to everyone, for tests whose second user is outside the
+/// socket's group: the policy, not the file mode, must be what stops it.
+fn open_to_all(broker: &Broker) {
+    fs::set_permissions(broker.socket.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A client's stderr: no value, no allowed list, no store path.
+fn says_nothing_more(run: &crate::util::Run, f: &Fixture) {
+    let stderr = run.stderr();
+    assert!(!stderr.contains(CANARY), "{stderr}");
+    let _ = f;
+}
+
+/// `users` decides through the broker: of two throwaway users declaring the same role, the
+/// one listed gets the value, the other is denied 77, told which user it is (its own fact)
+/// and neither the value nor the list.
+#[test]
+fn as_root_policy_users_decide_through_the_broker() {
+    if !is_root() {
+        return;
+    }
+    let listed = TestUser::name_for("u");
+    let (f, user, broker) = served_with("u", &format!(", users: [{listed}]"), &["--socket-mode", "0666"]);
+    let other = TestUser::new("v");
+    open_to_all(&broker);
+    user.run(&f, with(via(&broker, "get", "worker"), ["api_key"])).code(0).stdout_is(CANARY);
+    let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied
+        .code(77)
+        .stderr_has(&format!("user {} (uid {}) is not one of the policy's users", other.name, other.uid));
+    says_nothing_more(&denied, &f);
+    // The broker's log has the whole reason, with the list.
+    broker.wait_for(&format!("(allowed: `{listed} (uid {})`)", user.uid));
+    assert!(broker.stop().success());
+}
+
+/// `groups` decides by a supplementary group the kernel reports (`groupadd` here, the user
+/// made a member after it exists, `setpriv --init-groups` takes it up).
+#[test]
+fn as_root_policy_groups_decide_through_a_supplementary_group() {
+    if !is_root() {
+        return;
+    }
+    let group = TestGroup::new("g");
+    let (f, user, broker) = served_with("g", &format!(", groups: [{}]", group.0), &["--socket-mode", "0666"]);
+    let other = TestUser::new("h");
+    open_to_all(&broker);
+    // Before it is a member: denied, naming its own groups.
+    user.run(&f, with(via(&broker, "get", "worker"), ["api_key"]))
+        .code(77)
+        .stderr_has("none of the caller's groups");
+    group.add(&user);
+    user.run(&f, with(via(&broker, "get", "worker"), ["api_key"])).code(0).stdout_is(CANARY);
+    let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied.code(77).stderr_has(&format!("none of the caller's groups ({} (gid {}))", other.name, other.gid));
+    says_nothing_more(&denied, &f);
+    assert!(broker.stop().success());
+}
+
+/// `units`: this machine runs no systemd as PID 1, so no caller here runs in a unit, and a
+/// policy that names one denies it (the cgroup-to-unit path is unit-tested in
+/// `broker::peer`).
+#[test]
+fn as_root_policy_units_deny_a_caller_in_no_unit() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) = served_with("n", ", units: [feed.service]", &[]);
+    let denied = user.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied.code(77).stderr_has("the caller runs in no systemd unit");
+    says_nothing_more(&denied, &f);
+    assert!(broker.stop().success());
+}
+
+/// A principal rule with `user:` gives its principal through the broker: that user, whatever
+/// role it declares, speaks as `worker`; another user declaring `worker` itself is refused,
+/// since a rule produces that principal.
+#[test]
+fn as_root_a_principal_rule_with_user_gives_the_principal_through_the_broker() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) = served_with("r", "", &["--socket-mode", "0666"]);
+    let other = TestUser::new("q");
+    open_to_all(&broker);
+    let text = fs::read_to_string(f.path("config.yaml")).unwrap();
+    f.config(&format!("{text}principals:\n  - {{principal: worker, user: {}}}\n", user.name));
+    broker.signal(Signal::SIGHUP);
+    broker.wait_for("reloaded ");
+    user.run(&f, with(via(&broker, "get", "guest"), ["api_key"])).code(0).stdout_is(CANARY);
+    user.run(&f, with(via(&broker, "list", "guest"), Vec::<String>::new()))
+        .code(0)
+        .stdout_has("principal  worker");
+    let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied.code(77).stderr_has("denied to principal `worker`");
+    says_nothing_more(&denied, &f);
+    other
+        .run(&f, with(via(&broker, "get", "guest"), ["api_key"]))
+        .code(77)
+        .stderr_has("denied to principal `guest`");
     assert!(broker.stop().success());
 }
