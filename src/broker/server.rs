@@ -386,15 +386,26 @@ fn answer(
     let principal = judgement.principal.name.to_string();
     match request.op {
         Op::Fetch => {
-            let resolved = judgement.allowed()?.fetch()?;
-            let mut files = Vec::with_capacity(resolved.values.len());
-            let mut secrets = Vec::with_capacity(resolved.values.len());
-            for (index, (name, value)) in resolved.values.iter().enumerate() {
-                files.push(crate::exec::sealed_memfd(name, value)?);
-                secrets.push(json!({"name": name.as_str(), "fd": index}));
+            let mut resolved = judgement.allowed()?.fetch()?;
+            // Into locked pages at once (each fetched buffer is wiped as it is moved in), so
+            // nothing the broker holds can be swapped out while the answer is made and sent.
+            let values = crate::exec::LockedValues::new(
+                std::mem::take(&mut resolved.values)
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value)),
+            )?;
+            if let Some(note) = values.note() {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| log(note));
             }
-            // `resolved` (the values) is wiped as it drops here; the memfds hold them now.
-            drop(resolved);
+            let mut files = Vec::with_capacity(values.len());
+            let mut secrets = Vec::with_capacity(values.len());
+            for (index, (name, value)) in values.iter().enumerate() {
+                files.push(crate::exec::sealed_memfd_bytes(name, value)?);
+                secrets.push(json!({"name": name, "fd": index}));
+            }
+            // Wiped (and unlocked) here; the sealed memfds hold the values now.
+            drop(values);
             let answer = json!({"version": VERSION, "ok": true, "exit_code": 0, "principal": principal, "secrets": secrets});
             Ok((answer, files))
         }
