@@ -181,7 +181,7 @@ struct ServeArgs {
     /// The group of the sockets created here (the users who may ask)
     #[arg(long, value_name = "GROUP")]
     socket_group: Option<String>,
-    /// At most N clients served at once; the next is answered 75 (try again)
+    /// At most N clients served at once, and a quarter of N (at least 1) per uid other than root; past either, 75 (try again)
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = parse_jobs)]
     max_connections: usize,
     /// Seconds a client has to send its whole request (and to take the answer)

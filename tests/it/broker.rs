@@ -863,3 +863,60 @@ fn as_root_a_principal_rule_with_user_gives_the_principal_through_the_broker() {
         .stderr_has("denied to principal `guest`");
     assert!(broker.stop().success());
 }
+
+/// A connection held by `user`, stalled (it sends nothing) until the returned child is
+/// killed; it has connected once it printed `held`.
+fn hold_as(user: &TestUser, f: &Fixture, socket: &Path) -> Child {
+    let script = "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                  print('held', flush=True)\ntime.sleep(120)\n";
+    let mut command = user.command(f, "/usr/bin/python3", ["-c", script]);
+    command.arg(socket).stdout(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut line = [0u8; 5];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"held\n");
+    child
+}
+
+/// One allowed user holding its share of connections (a quarter of `--max-connections`)
+/// cannot starve the others: its next connection is told 75, naming its share, while
+/// another user and root are served; once it lets go, it is served again.
+#[test]
+fn as_root_one_uid_holds_at_most_its_share_of_the_connections() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) =
+        served("c", &["--max-connections", "4", "--client-timeout", "60", "--socket-mode", "0666"]);
+    let other = TestUser::new("d");
+    open_to_all(&broker);
+    let mut held = hold_as(&user, &f, &broker.socket);
+    // The broker accepts the held connection in its own time: until then a client may still
+    // be served.
+    let get = with(via(&broker, "get", "worker"), ["api_key"]);
+    let start = Instant::now();
+    let refused = loop {
+        let run = user.command(&f, LAUNCHER, &get).output().unwrap();
+        if run.status.code() == Some(75) {
+            break String::from_utf8_lossy(&run.stderr).into_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never refused: {run:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused.contains(&format!(
+        "uid {} already holds 1 connection(s) to the broker, the most one user may hold at once (a quarter of its 4)",
+        user.uid
+    )), "{refused}");
+    other.run(&f, get.clone()).code(0).stdout_is(CANARY);
+    f.run(["get", "api_key", "--role", "worker", "--broker", &broker.socket.display().to_string()])
+        .code(0)
+        .stdout_is(CANARY);
+    held.kill().unwrap();
+    held.wait().unwrap();
+    let start = Instant::now();
+    while !user.command(&f, LAUNCHER, &get).output().unwrap().status.success() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never served again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(broker.stop().success());
+}
