@@ -366,8 +366,10 @@ fn connection(stream: UnixStream, shared: &Shared) {
     let (answer, files) = match answer(&body, &api, &shared.audit, &peer, shared.jobs) {
         Ok(answer) => answer,
         Err(e) => {
+            // The whole reason here, for the operator; the client only what it may know.
             let code = e.exit_code();
-            (protocol::error(code, &e.to_string()), Vec::new())
+            log(format!("{who}: answered {code}: {e}"));
+            (protocol::error(code, &super::told::error(&e)), Vec::new())
         }
     };
     let raw: Vec<RawFd> = files.iter().map(AsRawFd::as_raw_fd).collect();
@@ -482,7 +484,7 @@ fn answer(
                     json!({
                         "name": name.as_str(),
                         "decision": result.as_ref().map_or_else(failure_word, |_| "allowed"),
-                        "reason": result.as_ref().err().map(ToString::to_string),
+                        "reason": result.as_ref().err().map(super::told::kind),
                     })
                 })
                 .collect();
@@ -492,7 +494,7 @@ fn answer(
                     "version": VERSION,
                     "ok": outcome.is_none(),
                     "exit_code": outcome.as_ref().map_or(0, Error::exit_code),
-                    "error": outcome.as_ref().map(ToString::to_string),
+                    "error": outcome.as_ref().map(super::told::error),
                     "principal": principal,
                     "secrets": decisions,
                 }),

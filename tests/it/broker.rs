@@ -771,7 +771,10 @@ fn open_to_all(broker: &Broker) {
 fn says_nothing_more(run: &crate::util::Run, f: &Fixture) {
     let stderr = run.stderr();
     assert!(!stderr.contains(CANARY), "{stderr}");
-    let _ = f;
+    assert!(!stderr.contains("allowed:"), "a denied client was told the policy's list: {stderr}");
+    assert!(!stderr.contains(&f.path("secrets").display().to_string()), "a store path: {stderr}");
+    assert!(!stderr.contains("config.yaml"), "the config's path: {stderr}");
+    assert!(stderr.contains("the broker's log has the whole reason; ask its operator"), "{stderr}");
 }
 
 /// `users` decides through the broker: of two throwaway users declaring the same role, the
@@ -792,6 +795,7 @@ fn as_root_policy_users_decide_through_the_broker() {
         .code(77)
         .stderr_has(&format!("user {} (uid {}) is not one of the policy's users", other.name, other.uid));
     says_nothing_more(&denied, &f);
+    assert!(!denied.stderr().contains(&listed), "the denied client learnt who is allowed");
     // The broker's log has the whole reason, with the list.
     broker.wait_for(&format!("(allowed: `{listed} (uid {})`)", user.uid));
     assert!(broker.stop().success());
@@ -817,6 +821,7 @@ fn as_root_policy_groups_decide_through_a_supplementary_group() {
     let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
     denied.code(77).stderr_has(&format!("none of the caller's groups ({} (gid {}))", other.name, other.gid));
     says_nothing_more(&denied, &f);
+    assert!(!denied.stderr().contains(&group.0), "the denied client learnt the allowed group");
     assert!(broker.stop().success());
 }
 
@@ -832,6 +837,7 @@ fn as_root_policy_units_deny_a_caller_in_no_unit() {
     let denied = user.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
     denied.code(77).stderr_has("the caller runs in no systemd unit");
     says_nothing_more(&denied, &f);
+    assert!(!denied.stderr().contains("feed.service"), "the denied client learnt the allowed unit");
     assert!(broker.stop().success());
 }
 
@@ -918,5 +924,59 @@ fn as_root_one_uid_holds_at_most_its_share_of_the_connections() {
         assert!(start.elapsed() < Duration::from_secs(20), "never served again");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(broker.stop().success());
+}
+
+/// What a refused client learns: its names, the decision, its principal, its own facts; never
+/// a policy's lists, a config or store path, a backend's detail, a similar name. The broker's
+/// log has all of it.
+#[test]
+fn as_root_a_refused_client_learns_no_policy_list_and_no_path() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) = served("x", &[]);
+    let text = fs::read_to_string(f.path("config.yaml")).unwrap().replace(
+        "refs:\n",
+        "refs:\n  gone: {store: files, path: gone/away, policy: p}\n  prod_key: {store: files, path: api/key, policy: prod}\n",
+    );
+    f.config(&format!("{text}  prod: {{allowed_principals: [worker, auditor], environments: [prod]}}\n"));
+    broker.signal(Signal::SIGHUP);
+    broker.wait_for("reloaded ");
+    let get = |role: &str, name: &str| user.run(&f, with(via(&broker, "get", role), [name]));
+    let intruder = get("intruder", "api_key");
+    intruder
+        .code(77)
+        .stderr_has("secret `api_key`: denied to principal `intruder`: the principal is not allowed");
+    says_nothing_more(&intruder, &f);
+    let env = get("worker", "prod_key");
+    env.code(77).stderr_has("no environment was declared, and the policy requires one");
+    says_nothing_more(&env, &f);
+    assert!(!env.stderr().contains("auditor") && !env.stderr().contains("[prod]"), "{}", env.stderr());
+    let gone = get("worker", "gone");
+    gone.code(66).stderr_has("secret `gone`: does not exist in store `files`");
+    says_nothing_more(&gone, &f);
+    // A near miss of a defined name is not suggested: that would list the config's names.
+    let typo = get("worker", "api_kye");
+    typo.code(65).stderr_has("secret `api_kye`: not defined in the broker's config");
+    says_nothing_more(&typo, &f);
+    assert!(!typo.stderr().contains("api_key"), "{}", typo.stderr());
+    // check --broker: the same words in its text and JSON.
+    let check = user.run(
+        &f,
+        with(
+            via(&broker, "check", "intruder"),
+            ["--secret", "api_key", "--secret", "gone", "--format", "json"],
+        ),
+    );
+    check.code(77);
+    says_nothing_more(&check, &f);
+    for hidden in ["allowed:", "config.yaml", "gone/away", &f.path("secrets").display().to_string()] {
+        assert!(!check.stdout().contains(hidden), "check told {hidden}: {}", check.stdout());
+    }
+    // The operator's log has the whole of it.
+    let log = broker.log();
+    assert!(log.contains("the principal is not allowed (allowed: `worker`)"), "{log}");
+    assert!(log.contains(&f.path("secrets/gone/away").display().to_string()), "{log}");
     assert!(broker.stop().success());
 }
