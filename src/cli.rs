@@ -463,16 +463,8 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
             print_result("mxm-secrets/explain/1", report, format.format)
         }
         Command::List { identity, format, broker: BrokerArg { broker: Some(socket) }, .. } => {
-            let answer = crate::broker::client::list(&socket, &identity.identity()?)?;
-            let names: Vec<&str> = answer["secrets"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).collect();
-            let shown = match format.format {
-                Format::Text => format!("principal  {}\n{}", answer["principal"].as_str().unwrap_or("?"), names.iter().map(|n| format!("{n}\n")).collect::<String>()),
-                Format::Json => format!("{:#}\n", serde_json::json!({
-                    "schema": "mxm-secrets/list/1", "ok": true, "exit_code": 0, "broker": socket,
-                    "principal": {"name": answer["principal"]}, "secrets": names.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
-                })),
-            };
-            write_stdout(shown.as_bytes())
+            let report = identity.identity().and_then(|identity| crate::broker::client::list(&socket, &identity));
+            print_result("mxm-secrets/list/1", report, format.format)
         }
         Command::Serve(serve) => {
             // A broker's records are its reason to exist: at least one per decision.

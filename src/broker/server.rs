@@ -502,10 +502,20 @@ fn answer(
             ))
         }
         Op::List => {
-            let readable: Vec<&str> =
-                judgement.judged.iter().filter(|(_, r)| r.is_ok()).map(|(n, _)| n.as_str()).collect();
+            // What `list` shows locally for the names this caller may read: their store and
+            // policy names (never a path); nothing about the names it may not.
+            let readable: Vec<Value> = judgement
+                .judged
+                .iter()
+                .filter_map(|(name, result)| {
+                    let authorized = result.as_ref().ok()?;
+                    Some(json!({"name": name.as_str(), "store": authorized.location.store.as_str(),
+                        "policy": authorized.secret.policy.as_str()}))
+                })
+                .collect();
             Ok((
-                json!({"version": VERSION, "ok": true, "exit_code": 0, "principal": principal, "secrets": readable}),
+                json!({"version": VERSION, "ok": true, "exit_code": 0, "principal": principal,
+                    "principal_rule": judgement.principal.rule, "secrets": readable}),
                 Vec::new(),
             ))
         }

@@ -354,7 +354,9 @@ fn as_root_values_arrive_as_sealed_memfds_never_inside_a_message() {
     assert_eq!((answer["exit_code"].as_u64(), fds.len()), (Some(65), 0), "{answer}");
     assert_eq!(answer["secrets"][1]["decision"], "undefined");
     let (answer, fds) = exchange(&broker.socket, &request("list", &[]));
-    assert_eq!((answer["secrets"].clone(), fds.len()), (serde_json::json!(["api_key", "db_password"]), 0));
+    let names: Vec<&str> =
+        answer["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!((names, fds.len()), (vec!["api_key", "db_password"], 0), "{answer}");
     // Another protocol version is refused, saying which one is spoken.
     let (answer, _) =
         exchange(&broker.socket, br#"{"version": 2, "op": "list", "identity": {"role": "worker"}}"#);
@@ -859,7 +861,7 @@ fn as_root_a_principal_rule_with_user_gives_the_principal_through_the_broker() {
     user.run(&f, with(via(&broker, "get", "guest"), ["api_key"])).code(0).stdout_is(CANARY);
     user.run(&f, with(via(&broker, "list", "guest"), Vec::<String>::new()))
         .code(0)
-        .stdout_has("principal  worker");
+        .stdout_has("principal  worker (from principals[0] of the config)");
     let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
     denied.code(77).stderr_has("denied to principal `worker`");
     says_nothing_more(&denied, &f);
@@ -978,5 +980,44 @@ fn as_root_a_refused_client_learns_no_policy_list_and_no_path() {
     let log = broker.log();
     assert!(log.contains("the principal is not allowed (allowed: `worker`)"), "{log}");
     assert!(log.contains(&f.path("secrets/gone/away").display().to_string()), "{log}");
+    assert!(broker.stop().success());
+}
+
+/// `list --broker` is the report `list` makes locally, text and JSON (`mxm-secrets/list/1`),
+/// with `broker` where the local one has `config`; a caller that may read nothing is told so
+/// without the local report's hints about other policies.
+#[test]
+fn as_root_list_through_the_broker_looks_like_list_without_it() {
+    if !is_root() {
+        return;
+    }
+    let f = Fixture::new();
+    broker_config(&f, "");
+    let broker = Broker::start(&f, &[]);
+    let socket = broker.socket.display().to_string();
+    for format in ["text", "json"] {
+        let local = f.run(["list", "--config", "config.yaml", "--role", "worker", "--format", format]);
+        let brokered = f.run(["list", "--broker", &socket, "--role", "worker", "--format", format]);
+        local.code(0);
+        brokered.code(0);
+        if format == "text" {
+            assert_eq!(brokered.stdout(), local.stdout());
+            assert!(local.stdout().contains("db_password  store files  policy p"), "{}", local.stdout());
+        } else {
+            let mut local: serde_json::Value = serde_json::from_str(&local.stdout()).unwrap();
+            let mut brokered: serde_json::Value = serde_json::from_str(&brokered.stdout()).unwrap();
+            assert_eq!(brokered["broker"], socket.as_str());
+            local.as_object_mut().unwrap().remove("config");
+            brokered.as_object_mut().unwrap().remove("broker");
+            assert_eq!(brokered, local);
+        }
+    }
+    let nothing = f.run(["list", "--broker", &socket, "--role", "intruder", "--format", "json"]);
+    nothing.code(0);
+    let json: serde_json::Value = serde_json::from_str(&nothing.stdout()).unwrap();
+    assert_eq!(json["schema"], "mxm-secrets/list/1");
+    assert_eq!(json["secrets"], serde_json::json!([]));
+    assert_eq!(json["nothing_readable"]["elsewhere"], serde_json::json!([]));
+    assert!(json["nothing_readable"]["reason"].as_str().unwrap().contains("ask its operator"), "{json}");
     assert!(broker.stop().success());
 }
