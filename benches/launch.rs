@@ -122,6 +122,11 @@ impl Results {
         baseline: impl Fn() -> Command,
         ours: impl Fn() -> Command,
     ) {
+        // `MXM_BENCH_ONLY=(g)`: only the comparisons whose label holds it, to measure one
+        // quickly at a quiet moment.
+        if std::env::var("MXM_BENCH_ONLY").is_ok_and(|only| !label.contains(&only)) {
+            return;
+        }
         for _ in 0..3 {
             time(&mut baseline());
             time(&mut ours());
