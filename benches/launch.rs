@@ -129,6 +129,11 @@ impl Results {
         baseline: impl Fn() -> Command,
         ours: impl Fn() -> Command,
     ) -> (Duration, Duration) {
+        // `MXM_BENCH_ONLY=(g)`: only the comparisons whose label holds it, to measure one
+        // quickly at a quiet moment.
+        if std::env::var("MXM_BENCH_ONLY").is_ok_and(|only| !label.contains(&only)) {
+            return (Duration::ZERO, Duration::ZERO);
+        }
         for _ in 0..3 {
             time(&mut baseline());
             time(&mut ours());
@@ -292,9 +297,11 @@ fn main() {
         || c.launcher("env", 1),
         || c.launch("env", 1, &["--supervise"], &["true"]),
     );
-    let added = ms(supervised) - ms(exec);
-    let verdict = if added < 1.0 { "meets target" } else { "over target" };
-    println!("    supervising adds {added:+.2} ms to a launch  (target < 1 ms, {verdict})");
+    if exec > Duration::ZERO {
+        let added = ms(supervised) - ms(exec);
+        let verdict = if added < 1.0 { "meets target" } else { "over target" };
+        println!("    supervising adds {added:+.2} ms to a launch  (target < 1 ms, {verdict})");
+    }
     // Output masking: a program writing text through --mask (10 values, each in 14 forms)
     // against the same program's output passed through `cat`. 1 GiB as the issue asks; the
     // guard runs 128 MiB, which shows the same ratio on a busy CI machine in less time.
@@ -322,7 +329,7 @@ fn main() {
     let socket = c.path("run/broker.sock");
     let broker = BrokerProcess::start(c, &socket);
     results.compare(
-        "(g) run --broker, 10 file secrets  vs  run with the config, same 10",
+        "(i) run --broker, 10 file secrets  vs  run with the config, same 10",
         1.3,
         2.0,
         || c.launcher("file", SECRETS),
@@ -338,7 +345,7 @@ fn main() {
     let elapsed = start.elapsed();
     let verdict = if failures == 0 { "meets target" } else { "over target" };
     println!(
-        "(h) {clients} concurrent run --broker clients: {failures} failed, all done in {:.0} ms  (target 0 failures, {verdict})",
+        "(j) {clients} concurrent run --broker clients: {failures} failed, all done in {:.0} ms  (target 0 failures, {verdict})",
         ms(elapsed)
     );
     if failures > 0 {

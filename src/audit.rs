@@ -364,13 +364,18 @@ fn text_line(record: &serde_json::Value) -> String {
     line
 }
 
-/// The host's name as uname(2) gives it (the UTS namespace's), without a libc call.
-fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "-".to_owned())
+/// The host's name as uname(2) gives it (the UTS namespace's), without a libc call; read
+/// once per process, since a broker writes two records per secret of every request (a host
+/// renamed while a broker runs is named anew when it restarts).
+fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "-".to_owned())
+    })
 }
 
 /// `2026-11-29T04:27:00.123Z`: RFC 3339 in UTC, to the millisecond.

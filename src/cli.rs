@@ -183,7 +183,7 @@ struct ServeArgs {
     /// The group of the sockets created here (the users who may ask)
     #[arg(long, value_name = "GROUP")]
     socket_group: Option<String>,
-    /// At most N clients served at once; the next is answered 75 (try again)
+    /// At most N clients served at once, and a quarter of N (at least 1) per uid other than root; past either, 75 (try again)
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = parse_jobs)]
     max_connections: usize,
     /// How long a client has to send its whole request (and to take the answer): seconds, or
@@ -509,16 +509,8 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
             print_result("mxm-secrets/explain/1", report, format.format)
         }
         Command::List { identity, format, broker: BrokerArg { broker: Some(socket) }, .. } => {
-            let answer = crate::broker::client::list(&socket, &identity.identity()?)?;
-            let names: Vec<&str> = answer["secrets"].as_array().into_iter().flatten().filter_map(|n| n.as_str()).collect();
-            let shown = match format.format {
-                Format::Text => format!("principal  {}\n{}", answer["principal"].as_str().unwrap_or("?"), names.iter().map(|n| format!("{n}\n")).collect::<String>()),
-                Format::Json => format!("{:#}\n", serde_json::json!({
-                    "schema": "mxm-secrets/list/1", "ok": true, "exit_code": 0, "broker": socket,
-                    "principal": {"name": answer["principal"]}, "secrets": names.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
-                })),
-            };
-            write_stdout(shown.as_bytes())
+            let report = identity.identity().and_then(|identity| crate::broker::client::list(&socket, &identity));
+            print_result("mxm-secrets/list/1", report, format.format)
         }
         Command::Serve(serve) => {
             // A broker's records are its reason to exist: at least one per decision.

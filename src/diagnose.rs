@@ -444,14 +444,14 @@ fn nothing_readable(
     (why, elsewhere)
 }
 
-fn describe_principal(principal: &Principal) -> String {
+pub(crate) fn describe_principal(principal: &Principal) -> String {
     match principal.rule {
         Some(index) => format!("{} (from principals[{index}] of the config)", principal.name),
         None => format!("{} (the role)", principal.name),
     }
 }
 
-fn principal_json(principal: &Principal) -> Value {
+pub(crate) fn principal_json(principal: &Principal) -> Value {
     json!({"name": principal.name.as_str(), "rule": principal.rule})
 }
 
@@ -574,7 +574,7 @@ fn identity_json(identity: &RuntimeIdentity) -> Value {
 }
 
 /// Rows as aligned columns (widths ignore colour codes), each line prefixed by `indent`.
-fn table(rows: &[Vec<String>], indent: &str) -> String {
+pub(crate) fn table(rows: &[Vec<String>], indent: &str) -> String {
     let visible = |s: &str| {
         let mut width = 0;
         let mut in_escape = false;

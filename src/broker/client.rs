@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
 use nix::sys::stat::fstat;
 use nix::sys::uio::pread;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::protocol::{self, ClientRequest, MAX_ANSWER, Op, VERSION};
+use crate::diagnose::{Report, describe_principal, principal_json, table};
 use crate::error::{EX_UNAVAILABLE, Error};
-use crate::identity::RuntimeIdentity;
+use crate::identity::{Principal, RuntimeIdentity};
 use crate::manifest::Manifest;
 use crate::name::Name;
 use crate::secret::SecretValue;
@@ -166,7 +167,52 @@ pub fn check(socket: &Path, identity: &RuntimeIdentity, manifest: &Manifest) -> 
     if answer["secrets"].is_array() { Ok(answer) } else { outcome(&answer).map(|()| answer) }
 }
 
-/// `list --broker`: the names this caller may read.
-pub fn list(socket: &Path, identity: &RuntimeIdentity) -> Result<Value, Error> {
-    Ok(ask(socket, &request(Op::List, identity, Vec::new(), Vec::new()))?.0)
+/// `list --broker`: the names this caller may read, as the report `list` makes locally
+/// (`diagnose::list`, schema `mxm-secrets/list/1`), with `broker` where it has `config`. A
+/// caller that may read nothing is told so, without the local report's hints about other
+/// policies (the broker tells a client nothing of the config).
+pub fn list(socket: &Path, identity: &RuntimeIdentity) -> Result<Report, Error> {
+    let (answer, _) = ask(socket, &request(Op::List, identity, Vec::new(), Vec::new()))?;
+    let name = answer["principal"].as_str().and_then(|n| Name::new(n).ok());
+    let Some(name) = name else {
+        return Err(unavailable(
+            socket,
+            format!("an answer without a valid principal: {}", answer["principal"]),
+        ));
+    };
+    let rule = answer["principal_rule"].as_u64().map(|i| i as usize);
+    let principal = Principal { name, rule, reserved: None };
+    let field = |secret: &Value, key: &str| secret[key].as_str().unwrap_or("?").to_owned();
+    let secrets: Vec<Value> = answer["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| json!({"name": field(s, "name"), "store": field(s, "store"), "policy": field(s, "policy")}))
+        .collect();
+    let rows: Vec<Vec<String>> = secrets
+        .iter()
+        .map(|s| {
+            vec![
+                field(s, "name"),
+                format!("store {}", field(s, "store")),
+                format!("policy {}", field(s, "policy")),
+            ]
+        })
+        .collect();
+    let mut text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
+    let mut json = json!({
+        "schema": "mxm-secrets/list/1",
+        "ok": true,
+        "exit_code": 0,
+        "broker": socket,
+        "principal": principal_json(&principal),
+        "secrets": secrets,
+    });
+    if secrets.is_empty() {
+        let why =
+            "the broker allows this caller no secret; the broker's log has each decision (ask its operator)";
+        text.push_str(&format!("nothing    {why}\n"));
+        json["nothing_readable"] = json!({"reason": why, "elsewhere": []});
+    }
+    Ok(Report { text, json, outcome: Ok(()) })
 }

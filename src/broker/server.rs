@@ -2,10 +2,12 @@
 //! listeners and a signalfd (SIGHUP reloads, SIGTERM and SIGINT drain); each accepted
 //! connection gets a thread of its own, so a client that connects and stalls holds only its
 //! own thread, and only until its deadline. Connections are counted: past
-//! `--max-connections` a newcomer is answered 75 at once. Every request goes through the one
+//! `--max-connections` a newcomer is answered 75 at once, and so is one whose uid already
+//! holds its share ([`Limits::per_uid`]), so that one allowed user cannot starve the others. Every request goes through the one
 //! pipeline, `SecretsApi::judge(..).allowed()?.fetch()`, with the kernel's facts about the
 //! peer as its `Caller`.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -13,13 +15,14 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{getsockopt, sockopt};
 use nix::unistd::{Gid, Group};
 use serde_json::{Value, json};
 
@@ -60,10 +63,21 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
+impl Limits {
+    /// Connections one uid may hold at once: a quarter of the whole, at least one. uid 0 is
+    /// not bounded by it (root can stop the broker anyway, and systemd asks for credentials
+    /// as root, many units at once at boot).
+    pub fn per_uid(&self) -> usize {
+        (self.max_connections / 4).max(1)
+    }
+}
+
 /// What every connection thread shares.
 struct Shared {
     api: RwLock<Arc<SecretsApi>>,
     active: AtomicUsize,
+    /// Connections held per uid (uid 0 not counted), for [`Limits::per_uid`].
+    by_uid: Mutex<HashMap<u32, usize>>,
     limits: Limits,
     jobs: usize,
     /// The audit the broker was started with; each request adds its caller.
@@ -131,6 +145,7 @@ pub fn serve(options: ServeOptions) -> Result<(), Error> {
     let shared = Arc::new(Shared {
         api: RwLock::new(Arc::new(api)),
         active: AtomicUsize::new(0),
+        by_uid: Mutex::new(HashMap::new()),
         limits: options.limits,
         jobs: options.jobs,
         audit: options.audit.clone(),
@@ -225,13 +240,35 @@ fn reload(shared: &Shared, options: &ServeOptions) {
     }
 }
 
-/// One connection's slot in the count, given back when its thread ends.
-struct Slot(Arc<Shared>);
+/// One connection's slot in the count (and in its uid's share), given back when its thread
+/// ends.
+struct Slot(Arc<Shared>, Option<u32>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(uid) = self.1 {
+            let mut by_uid = self.0.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(held) = by_uid.get_mut(&uid) {
+                *held -= 1;
+                if *held == 0 {
+                    by_uid.remove(&uid);
+                }
+            }
+        }
         self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Counts a connection from `uid` against its share, or says it has none left.
+fn take_share(shared: &Shared, uid: u32) -> Result<(), usize> {
+    let share = shared.limits.per_uid();
+    let mut by_uid = shared.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+    let held = by_uid.entry(uid).or_insert(0);
+    if *held >= share {
+        return Err(*held);
+    }
+    *held += 1;
+    Ok(())
 }
 
 /// A thread for `stream`, or, past the bound, a 75 answer now.
@@ -240,7 +277,10 @@ fn dispatch(stream: UnixStream, kind: Kind, shared: &Arc<Shared>) -> Option<Join
     if shared.active.fetch_add(1, Ordering::SeqCst) >= limit {
         shared.active.fetch_sub(1, Ordering::SeqCst);
         match kind {
-            Kind::Broker => overloaded(&stream, limit),
+            Kind::Broker => overloaded(
+                &stream,
+                &format!("the broker is serving its maximum of {limit} connections; try again shortly"),
+            ),
             // systemd would take any bytes we wrote as the credential: it only gets closed.
             Kind::Credentials => {
                 log(format!("a credentials request was dropped: {limit} connections are being served"))
@@ -248,7 +288,29 @@ fn dispatch(stream: UnixStream, kind: Kind, shared: &Arc<Shared>) -> Option<Join
         }
         return None;
     }
-    let slot = Slot(Arc::clone(shared));
+    // The uid as it connected (SO_PEERCRED does not block); a peer without one is pinned and
+    // refused in its own thread, as always. systemd's credential requests come as root.
+    let uid = match kind {
+        Kind::Broker => {
+            getsockopt(&stream, sockopt::PeerCredentials).ok().map(|c| c.uid()).filter(|u| *u != 0)
+        }
+        Kind::Credentials => None,
+    };
+    if let Some(uid) = uid
+        && let Err(held) = take_share(shared, uid)
+    {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        log(format!("uid {uid}: refused a connection over its share ({held} held)"));
+        overloaded(
+            &stream,
+            &format!(
+                "uid {uid} already holds {held} connection(s) to the broker, the most one user may hold \
+                 at once (a quarter of its {limit}); finish those, or try again shortly"
+            ),
+        );
+        return None;
+    }
+    let slot = Slot(Arc::clone(shared), uid);
     let spawned = std::thread::Builder::new().name("mxm-connection".to_owned()).stack_size(512 * 1024).spawn(
         move || {
             let shared = Arc::clone(&slot.0);
@@ -267,10 +329,9 @@ fn dispatch(stream: UnixStream, kind: Kind, shared: &Arc<Shared>) -> Option<Join
 }
 
 /// 75, without waiting: a client that does not read loses the answer, nobody else waits.
-fn overloaded(stream: &UnixStream, limit: usize) {
+fn overloaded(stream: &UnixStream, message: &str) {
     let _ = stream.set_nonblocking(true);
-    let message = format!("the broker is serving its maximum of {limit} connections; try again shortly");
-    let _ = protocol::send(stream, &protocol::error(EX_TEMPFAIL, &message), &[]);
+    let _ = protocol::send(stream, &protocol::error(EX_TEMPFAIL, message), &[]);
 }
 
 /// One client: identify it, read its request by the deadline, answer.
@@ -305,8 +366,10 @@ fn connection(stream: UnixStream, shared: &Shared) {
     let (answer, files) = match answer(&body, &api, &shared.audit, &peer, shared.jobs) {
         Ok(answer) => answer,
         Err(e) => {
+            // The whole reason here, for the operator; the client only what it may know.
             let code = e.exit_code();
-            (protocol::error(code, &e.to_string()), Vec::new())
+            log(format!("{who}: answered {code}: {e}"));
+            (protocol::error(code, &super::told::error(&e)), Vec::new())
         }
     };
     let raw: Vec<RawFd> = files.iter().map(AsRawFd::as_raw_fd).collect();
@@ -386,15 +449,26 @@ fn answer(
     let principal = judgement.principal.name.to_string();
     match request.op {
         Op::Fetch => {
-            let resolved = judgement.allowed()?.fetch()?;
-            let mut files = Vec::with_capacity(resolved.values.len());
-            let mut secrets = Vec::with_capacity(resolved.values.len());
-            for (index, (name, value)) in resolved.values.iter().enumerate() {
-                files.push(crate::exec::sealed_memfd(name, value)?);
-                secrets.push(json!({"name": name.as_str(), "fd": index}));
+            let mut resolved = judgement.allowed()?.fetch()?;
+            // Into locked pages at once (each fetched buffer is wiped as it is moved in), so
+            // nothing the broker holds can be swapped out while the answer is made and sent.
+            let values = crate::exec::LockedValues::new(
+                std::mem::take(&mut resolved.values)
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value)),
+            )?;
+            if let Some(note) = values.note() {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| log(note));
             }
-            // `resolved` (the values) is wiped as it drops here; the memfds hold them now.
-            drop(resolved);
+            let mut files = Vec::with_capacity(values.len());
+            let mut secrets = Vec::with_capacity(values.len());
+            for (index, (name, value)) in values.iter().enumerate() {
+                files.push(crate::exec::sealed_memfd_bytes(name, value)?);
+                secrets.push(json!({"name": name, "fd": index}));
+            }
+            // Wiped (and unlocked) here; the sealed memfds hold the values now.
+            drop(values);
             let answer = json!({"version": VERSION, "ok": true, "exit_code": 0, "principal": principal, "secrets": secrets});
             Ok((answer, files))
         }
@@ -410,7 +484,7 @@ fn answer(
                     json!({
                         "name": name.as_str(),
                         "decision": result.as_ref().map_or_else(failure_word, |_| "allowed"),
-                        "reason": result.as_ref().err().map(ToString::to_string),
+                        "reason": result.as_ref().err().map(super::told::kind),
                     })
                 })
                 .collect();
@@ -420,7 +494,7 @@ fn answer(
                     "version": VERSION,
                     "ok": outcome.is_none(),
                     "exit_code": outcome.as_ref().map_or(0, Error::exit_code),
-                    "error": outcome.as_ref().map(ToString::to_string),
+                    "error": outcome.as_ref().map(super::told::error),
                     "principal": principal,
                     "secrets": decisions,
                 }),
@@ -428,10 +502,20 @@ fn answer(
             ))
         }
         Op::List => {
-            let readable: Vec<&str> =
-                judgement.judged.iter().filter(|(_, r)| r.is_ok()).map(|(n, _)| n.as_str()).collect();
+            // What `list` shows locally for the names this caller may read: their store and
+            // policy names (never a path); nothing about the names it may not.
+            let readable: Vec<Value> = judgement
+                .judged
+                .iter()
+                .filter_map(|(name, result)| {
+                    let authorized = result.as_ref().ok()?;
+                    Some(json!({"name": name.as_str(), "store": authorized.location.store.as_str(),
+                        "policy": authorized.secret.policy.as_str()}))
+                })
+                .collect();
             Ok((
-                json!({"version": VERSION, "ok": true, "exit_code": 0, "principal": principal, "secrets": readable}),
+                json!({"version": VERSION, "ok": true, "exit_code": 0, "principal": principal,
+                    "principal_rule": judgement.principal.rule, "secrets": readable}),
                 Vec::new(),
             ))
         }

@@ -94,6 +94,12 @@ impl LockedValues {
         self.entries.iter().map(|(label, offset, len)| (label.as_str(), &self.bytes()[*offset..offset + len]))
     }
 
+    /// How many values.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whether the values are locked in memory (never swapped out).
     pub fn is_locked(&self) -> bool {
         self.lock_error.is_none()

@@ -22,10 +22,15 @@ pub(super) const LABEL_PREFIX: &str = "mxm-secrets:";
 /// shares that position). Close-on-exec: only the placement between fork (or not) and exec
 /// puts a copy where the program expects it, without that flag.
 pub(crate) fn sealed(name: &Name, value: &SecretValue) -> Result<OwnedFd, Error> {
+    sealed_bytes(name.as_str(), value.expose())
+}
+
+/// [`sealed`], from bytes that live elsewhere (the broker's [`super::LockedValues`]).
+pub(crate) fn sealed_bytes(name: &str, value: &[u8]) -> Result<OwnedFd, Error> {
     let label = format!("{LABEL_PREFIX}{name}");
     let file = memfd_create(label.as_str(), MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
         .map_err(system("memfd_create"))?;
-    let mut rest = value.expose();
+    let mut rest = value;
     while !rest.is_empty() {
         match write(&file, rest) {
             Ok(n) => rest = &rest[n..],

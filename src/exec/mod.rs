@@ -35,8 +35,9 @@ pub(crate) use adopt::{adopt, pidfd_alive};
 pub use backend::{BackendGroup, isolate_backend, pidfd_open};
 pub use harden::{Hardened, harden, inherited_sigpipe, protect_early};
 pub use locked::LockedValues;
-/// The broker hands values over as these same sealed memfds.
-pub(crate) use memfd::sealed as sealed_memfd;
+/// The broker hands values over as these same sealed memfds, made from values it keeps
+/// locked ([`LockedValues`]) until they are sent.
+pub(crate) use memfd::sealed_bytes as sealed_memfd_bytes;
 pub use replace::exec;
 use spawn::ExecImage;
 pub use spawn::{Streams, Supervision, spawn};

@@ -126,8 +126,13 @@ pub struct TestUser {
 }
 
 impl TestUser {
+    /// The name [`TestUser::new`] gives for `tag`, for a config written before the user exists.
+    pub fn name_for(tag: &str) -> String {
+        format!("mxmb{tag}{}", std::process::id() % 100_000)
+    }
+
     pub fn new(tag: &str) -> TestUser {
-        let name = format!("mxmb{tag}{}", std::process::id() % 100_000);
+        let name = TestUser::name_for(tag);
         // useradd locks /etc/passwd; tests running at once may find it locked for a moment.
         for _ in 0..50 {
             let made = Command::new("useradd")
@@ -349,7 +354,9 @@ fn as_root_values_arrive_as_sealed_memfds_never_inside_a_message() {
     assert_eq!((answer["exit_code"].as_u64(), fds.len()), (Some(65), 0), "{answer}");
     assert_eq!(answer["secrets"][1]["decision"], "undefined");
     let (answer, fds) = exchange(&broker.socket, &request("list", &[]));
-    assert_eq!((answer["secrets"].clone(), fds.len()), (serde_json::json!(["api_key", "db_password"]), 0));
+    let names: Vec<&str> =
+        answer["secrets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!((names, fds.len()), (vec!["api_key", "db_password"], 0), "{answer}");
     // Another protocol version is refused, saying which one is spoken.
     let (answer, _) =
         exchange(&broker.socket, br#"{"version": 2, "op": "list", "identity": {"role": "worker"}}"#);
@@ -719,5 +726,298 @@ os._exit(0)
     assert_eq!(answer["exit_code"], 77, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("exited before it could be identified"), "{answer}");
     assert!(broker.log().contains("denied a caller that cannot be identified"));
+    assert!(broker.stop().success());
+}
+
+/// A throwaway group for the length of a test: `groupadd` here, `groupdel` on drop.
+struct TestGroup(String);
+
+impl TestGroup {
+    fn new(tag: &str) -> TestGroup {
+        let name = format!("mxmg{tag}{}", std::process::id() % 100_000);
+        for _ in 0..50 {
+            if Command::new("groupadd").arg(&name).status().is_ok_and(|s| s.success()) {
+                return TestGroup(name);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("groupadd {name} kept failing");
+    }
+
+    /// Makes `user` a member (a supplementary group, as `useradd -G` would).
+    fn add(&self, user: &TestUser) {
+        let added = Command::new("usermod").args(["-a", "-G", &self.0, &user.name]).status().unwrap();
+        assert!(added.success(), "usermod -a -G {} {}", self.0, user.name);
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let removed = Command::new("groupdel").arg(&self.0).output();
+            if removed.is_ok_and(|r| matches!(r.status.code(), Some(0 | 6))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The socket's directory opened to everyone, for tests whose second user is outside the
+/// socket's group: the policy, not the file mode, must be what stops it.
+fn open_to_all(broker: &Broker) {
+    fs::set_permissions(broker.socket.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A client's stderr: no value, no allowed list, no store path.
+fn says_nothing_more(run: &crate::util::Run, f: &Fixture) {
+    let stderr = run.stderr();
+    assert!(!stderr.contains(CANARY), "{stderr}");
+    assert!(!stderr.contains("allowed:"), "a denied client was told the policy's list: {stderr}");
+    assert!(!stderr.contains(&f.path("secrets").display().to_string()), "a store path: {stderr}");
+    assert!(!stderr.contains("config.yaml"), "the config's path: {stderr}");
+    assert!(stderr.contains("the broker's log has the whole reason; ask its operator"), "{stderr}");
+}
+
+/// `users` decides through the broker: of two throwaway users declaring the same role, the
+/// one listed gets the value, the other is denied 77, told which user it is (its own fact)
+/// and neither the value nor the list.
+#[test]
+fn as_root_policy_users_decide_through_the_broker() {
+    if !is_root() {
+        return;
+    }
+    let listed = TestUser::name_for("u");
+    let (f, user, broker) = served_with("u", &format!(", users: [{listed}]"), &["--socket-mode", "0666"]);
+    let other = TestUser::new("v");
+    open_to_all(&broker);
+    user.run(&f, with(via(&broker, "get", "worker"), ["api_key"])).code(0).stdout_is(CANARY);
+    let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied
+        .code(77)
+        .stderr_has(&format!("user {} (uid {}) is not one of the policy's users", other.name, other.uid));
+    says_nothing_more(&denied, &f);
+    assert!(!denied.stderr().contains(&listed), "the denied client learnt who is allowed");
+    // The broker's log has the whole reason, with the list.
+    broker.wait_for(&format!("(allowed: `{listed} (uid {})`)", user.uid));
+    assert!(broker.stop().success());
+}
+
+/// `groups` decides by a supplementary group the kernel reports (`groupadd` here, the user
+/// made a member after it exists, `setpriv --init-groups` takes it up).
+#[test]
+fn as_root_policy_groups_decide_through_a_supplementary_group() {
+    if !is_root() {
+        return;
+    }
+    let group = TestGroup::new("g");
+    let (f, user, broker) = served_with("g", &format!(", groups: [{}]", group.0), &["--socket-mode", "0666"]);
+    let other = TestUser::new("h");
+    open_to_all(&broker);
+    // Before it is a member: denied, naming its own groups.
+    user.run(&f, with(via(&broker, "get", "worker"), ["api_key"]))
+        .code(77)
+        .stderr_has("none of the caller's groups");
+    group.add(&user);
+    user.run(&f, with(via(&broker, "get", "worker"), ["api_key"])).code(0).stdout_is(CANARY);
+    let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied.code(77).stderr_has(&format!("none of the caller's groups ({} (gid {}))", other.name, other.gid));
+    says_nothing_more(&denied, &f);
+    assert!(!denied.stderr().contains(&group.0), "the denied client learnt the allowed group");
+    assert!(broker.stop().success());
+}
+
+/// `units`: this machine runs no systemd as PID 1, so no caller here runs in a unit, and a
+/// policy that names one denies it (the cgroup-to-unit path is unit-tested in
+/// `broker::peer`).
+#[test]
+fn as_root_policy_units_deny_a_caller_in_no_unit() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) = served_with("n", ", units: [feed.service]", &[]);
+    let denied = user.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied.code(77).stderr_has("the caller runs in no systemd unit");
+    says_nothing_more(&denied, &f);
+    assert!(!denied.stderr().contains("feed.service"), "the denied client learnt the allowed unit");
+    assert!(broker.stop().success());
+}
+
+/// A principal rule with `user:` gives its principal through the broker: that user, whatever
+/// role it declares, speaks as `worker`; another user declaring `worker` itself is refused,
+/// since a rule produces that principal.
+#[test]
+fn as_root_a_principal_rule_with_user_gives_the_principal_through_the_broker() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) = served_with("r", "", &["--socket-mode", "0666"]);
+    let other = TestUser::new("q");
+    open_to_all(&broker);
+    let text = fs::read_to_string(f.path("config.yaml")).unwrap();
+    f.config(&format!("{text}principals:\n  - {{principal: worker, user: {}}}\n", user.name));
+    broker.signal(Signal::SIGHUP);
+    broker.wait_for("reloaded ");
+    user.run(&f, with(via(&broker, "get", "guest"), ["api_key"])).code(0).stdout_is(CANARY);
+    user.run(&f, with(via(&broker, "list", "guest"), Vec::<String>::new()))
+        .code(0)
+        .stdout_has("principal  worker (from principals[0] of the config)");
+    let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
+    denied.code(77).stderr_has("denied to principal `worker`");
+    says_nothing_more(&denied, &f);
+    other
+        .run(&f, with(via(&broker, "get", "guest"), ["api_key"]))
+        .code(77)
+        .stderr_has("denied to principal `guest`");
+    assert!(broker.stop().success());
+}
+
+/// A connection held by `user`, stalled (it sends nothing) until the returned child is
+/// killed; it has connected once it printed `held`.
+fn hold_as(user: &TestUser, f: &Fixture, socket: &Path) -> Child {
+    let script = "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                  print('held', flush=True)\ntime.sleep(120)\n";
+    let mut command = user.command(f, "/usr/bin/python3", ["-c", script]);
+    command.arg(socket).stdout(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut line = [0u8; 5];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"held\n");
+    child
+}
+
+/// One allowed user holding its share of connections (a quarter of `--max-connections`)
+/// cannot starve the others: its next connection is told 75, naming its share, while
+/// another user and root are served; once it lets go, it is served again.
+#[test]
+fn as_root_one_uid_holds_at_most_its_share_of_the_connections() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) =
+        served("c", &["--max-connections", "4", "--client-timeout", "60", "--socket-mode", "0666"]);
+    let other = TestUser::new("d");
+    open_to_all(&broker);
+    let mut held = hold_as(&user, &f, &broker.socket);
+    // The broker accepts the held connection in its own time: until then a client may still
+    // be served.
+    let get = with(via(&broker, "get", "worker"), ["api_key"]);
+    let start = Instant::now();
+    let refused = loop {
+        let run = user.command(&f, LAUNCHER, &get).output().unwrap();
+        if run.status.code() == Some(75) {
+            break String::from_utf8_lossy(&run.stderr).into_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never refused: {run:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused.contains(&format!(
+        "uid {} already holds 1 connection(s) to the broker, the most one user may hold at once (a quarter of its 4)",
+        user.uid
+    )), "{refused}");
+    other.run(&f, get.clone()).code(0).stdout_is(CANARY);
+    f.run(["get", "api_key", "--role", "worker", "--broker", &broker.socket.display().to_string()])
+        .code(0)
+        .stdout_is(CANARY);
+    held.kill().unwrap();
+    held.wait().unwrap();
+    let start = Instant::now();
+    while !user.command(&f, LAUNCHER, &get).output().unwrap().status.success() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never served again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(broker.stop().success());
+}
+
+/// What a refused client learns: its names, the decision, its principal, its own facts; never
+/// a policy's lists, a config or store path, a backend's detail, a similar name. The broker's
+/// log has all of it.
+#[test]
+fn as_root_a_refused_client_learns_no_policy_list_and_no_path() {
+    if !is_root() {
+        return;
+    }
+    let (f, user, broker) = served("x", &[]);
+    let text = fs::read_to_string(f.path("config.yaml")).unwrap().replace(
+        "refs:\n",
+        "refs:\n  gone: {store: files, path: gone/away, policy: p}\n  prod_key: {store: files, path: api/key, policy: prod}\n",
+    );
+    f.config(&format!("{text}  prod: {{allowed_principals: [worker, auditor], environments: [prod]}}\n"));
+    broker.signal(Signal::SIGHUP);
+    broker.wait_for("reloaded ");
+    let get = |role: &str, name: &str| user.run(&f, with(via(&broker, "get", role), [name]));
+    let intruder = get("intruder", "api_key");
+    intruder
+        .code(77)
+        .stderr_has("secret `api_key`: denied to principal `intruder`: the principal is not allowed");
+    says_nothing_more(&intruder, &f);
+    let env = get("worker", "prod_key");
+    env.code(77).stderr_has("no environment was declared, and the policy requires one");
+    says_nothing_more(&env, &f);
+    assert!(!env.stderr().contains("auditor") && !env.stderr().contains("[prod]"), "{}", env.stderr());
+    let gone = get("worker", "gone");
+    gone.code(66).stderr_has("secret `gone`: does not exist in store `files`");
+    says_nothing_more(&gone, &f);
+    // A near miss of a defined name is not suggested: that would list the config's names.
+    let typo = get("worker", "api_kye");
+    typo.code(65).stderr_has("secret `api_kye`: not defined in the broker's config");
+    says_nothing_more(&typo, &f);
+    assert!(!typo.stderr().contains("api_key"), "{}", typo.stderr());
+    // check --broker: the same words in its text and JSON.
+    let check = user.run(
+        &f,
+        with(
+            via(&broker, "check", "intruder"),
+            ["--secret", "api_key", "--secret", "gone", "--format", "json"],
+        ),
+    );
+    check.code(77);
+    says_nothing_more(&check, &f);
+    for hidden in ["allowed:", "config.yaml", "gone/away", &f.path("secrets").display().to_string()] {
+        assert!(!check.stdout().contains(hidden), "check told {hidden}: {}", check.stdout());
+    }
+    // The operator's log has the whole of it.
+    let log = broker.log();
+    assert!(log.contains("the principal is not allowed (allowed: `worker`)"), "{log}");
+    assert!(log.contains(&f.path("secrets/gone/away").display().to_string()), "{log}");
+    assert!(broker.stop().success());
+}
+
+/// `list --broker` is the report `list` makes locally, text and JSON (`mxm-secrets/list/1`),
+/// with `broker` where the local one has `config`; a caller that may read nothing is told so
+/// without the local report's hints about other policies.
+#[test]
+fn as_root_list_through_the_broker_looks_like_list_without_it() {
+    if !is_root() {
+        return;
+    }
+    let f = Fixture::new();
+    broker_config(&f, "");
+    let broker = Broker::start(&f, &[]);
+    let socket = broker.socket.display().to_string();
+    for format in ["text", "json"] {
+        let local = f.run(["list", "--config", "config.yaml", "--role", "worker", "--format", format]);
+        let brokered = f.run(["list", "--broker", &socket, "--role", "worker", "--format", format]);
+        local.code(0);
+        brokered.code(0);
+        if format == "text" {
+            assert_eq!(brokered.stdout(), local.stdout());
+            assert!(local.stdout().contains("db_password  store files  policy p"), "{}", local.stdout());
+        } else {
+            let mut local: serde_json::Value = serde_json::from_str(&local.stdout()).unwrap();
+            let mut brokered: serde_json::Value = serde_json::from_str(&brokered.stdout()).unwrap();
+            assert_eq!(brokered["broker"], socket.as_str());
+            local.as_object_mut().unwrap().remove("config");
+            brokered.as_object_mut().unwrap().remove("broker");
+            assert_eq!(brokered, local);
+        }
+    }
+    let nothing = f.run(["list", "--broker", &socket, "--role", "intruder", "--format", "json"]);
+    nothing.code(0);
+    let json: serde_json::Value = serde_json::from_str(&nothing.stdout()).unwrap();
+    assert_eq!(json["schema"], "mxm-secrets/list/1");
+    assert_eq!(json["secrets"], serde_json::json!([]));
+    assert_eq!(json["nothing_readable"]["elsewhere"], serde_json::json!([]));
+    assert!(json["nothing_readable"]["reason"].as_str().unwrap().contains("ask its operator"), "{json}");
     assert!(broker.stop().success());
 }

@@ -539,6 +539,11 @@ fn file_backend_reads_a_kubernetes_mount() {
 }
 
 /// Issue 11 item 7: inputs that once took 20 s and 89 s are refused in well under a second.
+/// A bound, not a timing: these inputs take well under a second, and the quadratic or
+/// exponential work they once caused took minutes. Loose enough for a CI machine whose two
+/// cores are busy compiling (2 s failed there once, under a load of 6).
+const SLOW_INPUT_BOUND: Duration = Duration::from_secs(10);
+
 #[test]
 fn slow_inputs_are_refused_fast() {
     // (a) A no-break space before `#` is not white space to libyaml: `\u{a0}#` is a plain
@@ -572,18 +577,18 @@ fn slow_inputs_are_refused_fast() {
     f.write("m.yaml", format!("secrets:\n  - name: {}\n", "a".repeat(1_000_000)));
     let start = Instant::now();
     let run = f.run(Args::check("worker").manifest("m.yaml"));
-    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+    assert!(start.elapsed() < SLOW_INPUT_BOUND, "took {:?}", start.elapsed());
     run.code(65).stderr_has("not defined in the config");
     assert!(!run.stderr().contains("did you mean"));
 }
 
-/// `check` on `config` must answer with `code` and `message` within 2 s.
+/// `check` on `config` must answer with `code` and `message` within [`SLOW_INPUT_BOUND`].
 fn bounded_case(config: &str, code: i32, message: &str) {
     let f = Fixture::new();
     f.config(config);
     let start = Instant::now();
     let run = f.run(Args::check("worker").secret("api_key"));
-    assert!(start.elapsed() < Duration::from_secs(2), "took {:?} on\n{config:.100}", start.elapsed());
+    assert!(start.elapsed() < SLOW_INPUT_BOUND, "took {:?} on\n{config:.100}", start.elapsed());
     run.code(code).stderr_has(message);
 }
 
