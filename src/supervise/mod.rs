@@ -135,10 +135,10 @@ pub fn supervise(
                     Action::Reap => match signals::reap(program.pid, fetching.is_none()) {
                         ProgramState::Running => {}
                         ProgramState::Stopped => program.stopped(terminal),
-                        ProgramState::Ended(code) => {
+                        ProgramState::Ended(ending) => {
                             program.finish();
                             let Some((_, values)) = stopping.take() else {
-                                return finish(terminal, code, fetching.is_some(), current);
+                                return finish(terminal, ending.code(), fetching.is_some(), current);
                             };
                             let plan = (pipeline.plan)(&values)?;
                             current = watch::lock(values)?;

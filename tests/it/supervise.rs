@@ -544,3 +544,32 @@ sys.stdout.write(seen.decode().replace('\r', ''))
     let run = Run::of(python);
     run.code(0).stdout_is("ready 77\nnow 123\n");
 }
+
+/// Waits for `child` at most `limit`; a launcher still running then is killed and the test
+/// fails (a lost end of the program would otherwise hang the suite).
+#[track_caller]
+fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the launcher did not end within {limit:?}");
+}
+
+/// A program killed by a real-time signal (no name in nix, whose waitpid reported it as an
+/// error after the kernel had reaped the child): its end is seen, and reported.
+#[test]
+fn a_program_killed_by_a_real_time_signal_ends_the_launcher() {
+    let f = env_fixture("v");
+    let realtime = nix::libc::SIGRTMIN() + 6;
+    let script = format!("kill -{realtime} $$; sleep 5");
+    let args = Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", &script]);
+    let mut child = f.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(128 + realtime), "{}", stderr_of(&mut child));
+}
