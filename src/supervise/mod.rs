@@ -35,7 +35,7 @@ use crate::name::Name;
 use crate::secret::SecretValue;
 use mask::Masker;
 use pty::Terminal;
-use signals::{Action, ProgramState, Signals};
+use signals::{Action, Ending, ProgramState, Signals};
 
 /// How often a program's ptys take our terminal's size (see the loop).
 const RESIZE_EVERY: Duration = Duration::from_millis(250);
@@ -138,7 +138,7 @@ pub fn supervise(
                         ProgramState::Ended(ending) => {
                             program.finish();
                             let Some((_, values)) = stopping.take() else {
-                                return finish(terminal, ending.code(), fetching.is_some(), current);
+                                return finish(terminal, ending, fetching.is_some(), current);
                             };
                             let plan = (pipeline.plan)(&values)?;
                             current = watch::lock(values)?;
@@ -213,17 +213,23 @@ pub fn supervise(
 
 /// The program has ended: the terminal back to us, the values wiped, and its code. A
 /// re-fetch still running would hold the exit up for as long as its store takes: its
-/// backends are killed and the process ends here.
-fn finish(terminal: Option<Terminal>, code: u8, fetching: bool, current: LockedValues) -> Result<u8, Error> {
+/// backends are killed and the process ends here. A program killed by a signal: see
+/// [`signals::die_as`].
+fn finish(terminal: Option<Terminal>, ending: Ending, fetching: bool, current: LockedValues) -> Result<u8, Error> {
     if let Some(terminal) = terminal {
         terminal.take_back();
     }
     drop(current);
     if fetching {
         exec::kill_backends();
-        std::process::exit(i32::from(code));
     }
-    Ok(code)
+    if let Ending::Killed(signal) = ending {
+        signals::die_as(signal);
+    }
+    if fetching {
+        std::process::exit(i32::from(ending.code()));
+    }
+    Ok(ending.code())
 }
 
 /// One run of the program: its pid, the values it was given, and the threads copying its

@@ -166,6 +166,50 @@ pub fn reap(program: Pid, orphans: bool) -> ProgramState {
     }
 }
 
+/// Signals whose default action dumps core: a launcher killed by one of them is a core of
+/// the launcher, values and all, should the host dump despite RLIMIT_CORE 0 and
+/// PR_SET_DUMPABLE 0; for these the launcher exits 128+N instead of dying of them.
+const DUMPING: [i32; 10] = [
+    libc::SIGQUIT,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGSYS,
+];
+
+/// The program died of `signal`: the launcher dies of the same signal, so that its parent
+/// sees what it would have seen after an exec (a shell's `$?` is 128+N either way, but
+/// systemd counts a SIGTERM death as a clean stop and exit code 143 as a failure, and bash
+/// ends a script whose child died of SIGINT, not one whose child exited 130). sudo does the
+/// same; tini and dumb-init exit 128+N. Returns (the caller exits 128+N) when that cannot
+/// be: as PID 1, whose own default-action signals the kernel discards, and for signals that
+/// dump core ([`DUMPING`]) or whose default is not to terminate.
+#[allow(unsafe_code)]
+pub fn die_as(signal: i32) {
+    if std::process::id() == 1 || DUMPING.contains(&signal) {
+        return;
+    }
+    // SAFETY: plain calls on this thread's signal state with valid (local) arguments; the
+    // default disposition installs no code of ours.
+    unsafe {
+        if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+            return;
+        }
+        // Pending on this thread while blocked, delivered as soon as it is unblocked.
+        libc::raise(signal);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    // Still here: the signal does not terminate by default (none of the program's deaths).
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! when (and only when) a file-backend secret changes, riding out a failing store.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -58,8 +59,8 @@ fn signal(child: &Child, signal: i32) {
 }
 
 /// TERM, INT, HUP and USR1 sent to the launcher reach the program: a program that traps
-/// them exits with its own code; one that does not dies of them, and the launcher exits
-/// 128+N, as a shell reports it.
+/// them exits with its own code; one that does not dies of them, and so does the launcher
+/// (its parent sees the death by signal an exec would have shown it, not an exit 128+N).
 #[test]
 fn signals_reach_the_program_and_its_code_comes_back() {
     let f = env_fixture("v");
@@ -82,7 +83,7 @@ fn signals_reach_the_program_and_its_code_comes_back() {
                 expect_line(&out, &format!("got-{name}"), Duration::from_secs(2));
                 assert_eq!(status.code(), Some(42), "{name}: {stderr}");
             } else {
-                assert_eq!(status.code(), Some(128 + number), "{name}: {stderr}");
+                assert_eq!(status.signal(), Some(number), "{name}: {status} {stderr}");
             }
             assert_eq!(stderr, "", "the launcher adds no output");
         }
@@ -330,7 +331,7 @@ fn watch_restarts_on_a_changed_value_only_and_rides_out_a_failing_store() {
     signal(&child, 15);
     let status = child.wait().unwrap();
     let stderr = stderr_of(&mut child);
-    assert_eq!(status.code(), Some(128 + 15), "{stderr}");
+    assert_eq!(status.signal(), Some(15), "{status}: {stderr}");
     assert!(stderr.contains("fetching the secrets again failed"), "{stderr}");
     assert_eq!(stderr.matches("audit: rotate").count(), 2, "{stderr}");
     assert!(stderr.contains("audit: rotate secret=token action=restart"), "{stderr}");
@@ -562,7 +563,8 @@ fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 }
 
 /// A program killed by a real-time signal (no name in nix, whose waitpid reported it as an
-/// error after the kernel had reaped the child): its end is seen, and reported.
+/// error after the kernel had reaped the child): its end is seen, and the launcher dies of
+/// the same signal.
 #[test]
 fn a_program_killed_by_a_real_time_signal_ends_the_launcher() {
     let f = env_fixture("v");
@@ -571,5 +573,17 @@ fn a_program_killed_by_a_real_time_signal_ends_the_launcher() {
     let args = Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", &script]);
     let mut child = f.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let status = wait_within(&mut child, Duration::from_secs(5));
-    assert_eq!(status.code(), Some(128 + realtime), "{}", stderr_of(&mut child));
+    assert_eq!(status.signal(), Some(realtime), "{status}: {}", stderr_of(&mut child));
+}
+
+/// A program that dies of a signal whose default dumps core: the launcher exits 128+N
+/// rather than die of it (that would be a core of the launcher, should the host dump one).
+#[test]
+fn a_program_killed_by_a_dumping_signal_is_128_plus_n() {
+    let f = env_fixture("v");
+    let args =
+        Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", "kill -QUIT $$"]);
+    let mut child = f.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(128 + 3), "{status}: {}", stderr_of(&mut child));
 }
