@@ -587,3 +587,37 @@ fn a_program_killed_by_a_dumping_signal_is_128_plus_n() {
     let status = wait_within(&mut child, Duration::from_secs(5));
     assert_eq!(status.code(), Some(128 + 3), "{status}: {}", stderr_of(&mut child));
 }
+
+/// Root only (a broker owning its config, a throwaway user): `run --broker --mask --watch`
+/// masks values the broker served (the canary on a descriptor, a variable), and a re-fetch
+/// asks the broker again: a value rotated in the broker's store restarts the program.
+#[test]
+fn broker_values_are_masked_and_rotated_under_supervise_needs_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a broker owning its config and a throwaway user need root");
+        return;
+    }
+    let (f, user, broker) = crate::broker::served_with("sup", "", &[]);
+    let script = "echo \"start len=${#DB_PASSWORD} $DB_PASSWORD\"; cat <&3; echo; exec sleep 30";
+    let socket = broker.socket.display().to_string();
+    let args = [
+        "run", "--broker", &socket, "--role", "worker", "--manifest", "m.yaml", "--mask", "--watch", "300ms",
+        "--", "sh", "-c", script,
+    ];
+    let mut child = user.command(&f, crate::util::LAUNCHER, args);
+    let mut child = child.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "start len=10 ***", Duration::from_secs(5));
+    expect_line(&out, "***", Duration::from_secs(2));
+    f.write("secrets/db/password", "db-value-two");
+    expect_line(&out, "start len=12 ***", Duration::from_secs(4));
+    expect_line(&out, "***", Duration::from_secs(2));
+    signal(&child, 15);
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.signal(), Some(15), "{status}: {stderr}");
+    for value in [CANARY, "db-value-1", "db-value-two"] {
+        assert!(!stderr.contains(value), "a value reached stderr: {stderr}");
+    }
+    assert!(broker.stop().success());
+}
