@@ -621,3 +621,33 @@ fn broker_values_are_masked_and_rotated_under_supervise_needs_root() {
     }
     assert!(broker.stop().success());
 }
+
+/// A value whose halves come a while apart (a buffered writer flushing mid-value, then
+/// nothing until its buffer fills again) is still masked: the few bytes that could begin a
+/// value are held until the rest decides, never flushed on a timer, since a log read later
+/// joins the halves. What cannot begin one passes at once, a prompt included.
+#[test]
+fn mask_holds_a_split_value_however_long_the_pause_and_nothing_else() {
+    let f = env_fixture(CANARY);
+    let (head, tail) = CANARY.split_at(9);
+    let script = format!(
+        "printf 'prompt> '; sleep 0.8; printf 'key={head}'; sleep 0.6; printf '{tail} end\\n'; sleep 0.3"
+    );
+    let args = Args::run("worker").secret("api_key").arg("--mask").program(["sh", "-c", &script]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 256];
+    // The prompt arrives before the program goes on (it cannot begin the value).
+    while !seen.ends_with(b"prompt> ") {
+        let n = stdout.read(&mut buffer).unwrap();
+        assert!(n > 0, "{:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    assert!(start.elapsed() < Duration::from_millis(700), "the prompt was held");
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert!(status.success(), "{status}: {}", stderr_of(&mut child));
+    assert_eq!(String::from_utf8_lossy(&seen), "prompt> key=*** end\n");
+}
