@@ -97,7 +97,7 @@ pub fn supervise(
     let plan = (pipeline.plan)(&values)?;
     let mut current = watch::lock(values)?;
     if let Some(note) = current.note() {
-        eprintln!("mxm-secrets: warning: {note}");
+        warn(format_args!("{note}"));
     }
     let mut program = Program::start(plan, &hardened, terminal, options.mask.then_some(&current))?;
     let (wake_read, wake_write) =
@@ -178,9 +178,9 @@ pub fn supervise(
                         }
                     }
                     Err(error) => {
-                        eprintln!(
-                            "mxm-secrets: warning: fetching the secrets again failed; the program keeps running with the values it has, and the next interval tries again: {error}"
-                        );
+                        warn(format_args!(
+                            "fetching the secrets again failed; the program keeps running with the values it has, and the next interval tries again: {error}"
+                        ));
                         next_fetch = options.watch.map(|i| watch::next_fetch(Instant::now(), i));
                     }
                 }
@@ -264,10 +264,10 @@ impl Program {
         };
         let (masker, short) = Masker::new(values.iter());
         for name in short {
-            eprintln!(
-                "mxm-secrets: warning: secret `{name}` is shorter than {} bytes and is not masked in the program's output",
+            warn(format_args!(
+                "secret `{name}` is shorter than {} bytes and is not masked in the program's output",
                 mask::MIN_MASKED
-            );
+            ));
         }
         let masker = Arc::new(masker);
         let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -334,6 +334,13 @@ impl Program {
         terminal.give(self.pid);
         signals::send(-self.pid.as_raw(), Signal::SIGCONT as i32);
     }
+}
+
+/// A warning on our stderr. Not `eprintln!`, which panics when stderr is a pipe nobody reads
+/// any more: the launcher stays for the program, whatever became of its own stderr.
+fn warn(message: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "mxm-secrets: warning: {message}");
 }
 
 fn sink(fd: i32) -> BorrowedFd<'static> {

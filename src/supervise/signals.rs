@@ -87,11 +87,17 @@ impl Signals {
         Ok(Signals { fd })
     }
 
-    /// The numbers of the signals received since the last call, in order.
+    /// The numbers of the signals received since the last call, in order; but not a
+    /// SIGPIPE we raised ourselves by writing to a closed pipe (it is about our output, not
+    /// for the program).
     pub fn received(&self) -> Vec<i32> {
+        let us = std::process::id();
         let mut signals = Vec::new();
         while let Ok(Some(info)) = self.fd.read_signal() {
-            signals.push(info.ssi_signo as i32);
+            let ours = info.ssi_pid == us;
+            if !(ours && info.ssi_signo == libc::SIGPIPE as u32) {
+                signals.push(info.ssi_signo as i32);
+            }
         }
         signals
     }

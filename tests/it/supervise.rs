@@ -651,3 +651,36 @@ fn mask_holds_a_split_value_however_long_the_pause_and_nothing_else() {
     assert!(status.success(), "{status}: {}", stderr_of(&mut child));
     assert_eq!(String::from_utf8_lossy(&seen), "prompt> key=*** end\n");
 }
+
+/// SIGPIPE sent to the launcher is forwarded like any other signal (Rust's runtime ignores
+/// it, and an ignored signal was dropped on arrival): the program dies of it, and so does
+/// the launcher.
+#[test]
+fn sigpipe_sent_to_the_launcher_reaches_the_program() {
+    let f = env_fixture("v");
+    let args =
+        Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", "echo ready; exec sleep 10"]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "ready", Duration::from_secs(5));
+    signal(&child, 13);
+    let status = wait_within(&mut child, Duration::from_secs(3));
+    assert_eq!(status.signal(), Some(13), "{status}: {}", stderr_of(&mut child));
+}
+
+/// The launcher's own stderr is a pipe nobody reads any more when it warns (a value too
+/// short to mask): its write fails, and the SIGPIPE that raised in the launcher is its own
+/// business, not forwarded to the program, which runs on as it would after exec.
+#[test]
+fn a_sigpipe_the_launcher_raises_itself_is_not_forwarded() {
+    let f = env_fixture("xyz");
+    let script = "trap 'echo got-PIPE; exit 9' PIPE; sleep 0.5; echo fine";
+    let args = Args::run("worker").secret("api_key").arg("--mask").program(["sh", "-c", script]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(writer).spawn().unwrap();
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!((status.code(), out.as_str()), (Some(0), "fine\n"));
+}
