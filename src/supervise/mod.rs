@@ -215,7 +215,12 @@ pub fn supervise(
 /// re-fetch still running would hold the exit up for as long as its store takes: its
 /// backends are killed and the process ends here. A program killed by a signal: see
 /// [`signals::die_as`].
-fn finish(terminal: Option<Terminal>, ending: Ending, fetching: bool, current: LockedValues) -> Result<u8, Error> {
+fn finish(
+    terminal: Option<Terminal>,
+    ending: Ending,
+    fetching: bool,
+    current: LockedValues,
+) -> Result<u8, Error> {
     if let Some(terminal) = terminal {
         terminal.take_back();
     }

@@ -601,8 +601,20 @@ fn broker_values_are_masked_and_rotated_under_supervise_needs_root() {
     let script = "echo \"start len=${#DB_PASSWORD} $DB_PASSWORD\"; cat <&3; echo; exec sleep 30";
     let socket = broker.socket.display().to_string();
     let args = [
-        "run", "--broker", &socket, "--role", "worker", "--manifest", "m.yaml", "--mask", "--watch", "300ms",
-        "--", "sh", "-c", script,
+        "run",
+        "--broker",
+        &socket,
+        "--role",
+        "worker",
+        "--manifest",
+        "m.yaml",
+        "--mask",
+        "--watch",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        script,
     ];
     let mut child = user.command(&f, crate::util::LAUNCHER, args);
     let mut child = child.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -658,8 +670,11 @@ fn mask_holds_a_split_value_however_long_the_pause_and_nothing_else() {
 #[test]
 fn sigpipe_sent_to_the_launcher_reaches_the_program() {
     let f = env_fixture("v");
-    let args =
-        Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", "echo ready; exec sleep 10"]);
+    let args = Args::run("worker").secret("api_key").arg("--supervise").program([
+        "sh",
+        "-c",
+        "echo ready; exec sleep 10",
+    ]);
     let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let out = lines(child.stdout.take().unwrap());
     expect_line(&out, "ready", Duration::from_secs(5));
