@@ -182,6 +182,15 @@ fn mask_on_a_terminal_gives_the_program_a_terminal() {
     let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--mask"), program, b"");
     run.code(0);
     assert_eq!(run.stdout(), "ready True True ***\nexit 0\n");
+    // Its ptys reach it as 1 and 2 only: no end of either at any other number (openpty's
+    // descriptors are inherited across exec unless told otherwise).
+    let program = "import os\n\
+        ptys = sorted(n for n in os.listdir('/proc/self/fd') if int(n) > 2 and os.path.lexists('/proc/self/fd/' + n) and \
+            os.readlink('/proc/self/fd/' + n).startswith(('/dev/pts', '/dev/ptmx')))\n\
+        print('ready', ptys, flush=True)";
+    let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--mask"), program, b"");
+    run.code(0);
+    assert_eq!(run.stdout(), "ready []\nexit 0\n");
 }
 
 /// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
