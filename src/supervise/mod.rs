@@ -18,8 +18,8 @@ mod watch;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -245,8 +245,10 @@ struct Program {
     pumps: Vec<JoinHandle<()>>,
     /// Closed to tell the pumps the program has ended.
     stop: Option<OwnedFd>,
-    /// The ptys' masters with our descriptor each stands for, for SIGWINCH.
-    ptys: Vec<(Arc<OwnedFd>, i32)>,
+    /// The ptys' masters with our descriptor each stands for, for SIGWINCH. Weak: a pump
+    /// that stops (our terminal went away) closes its master, so the program's writes fail
+    /// as they would on that terminal, rather than block once the pty's buffer is full.
+    ptys: Vec<(Weak<OwnedFd>, i32)>,
 }
 
 impl Program {
@@ -286,7 +288,7 @@ impl Program {
             let (ours, theirs) = match pty::for_output(fd)? {
                 Some(pty) => {
                     let master = Arc::new(pty.master);
-                    ptys.push((Arc::clone(&master), fd));
+                    ptys.push((Arc::downgrade(&master), fd));
                     (master, pty.slave)
                 }
                 None => {
@@ -324,7 +326,9 @@ impl Program {
 
     fn resize(&self) {
         for (master, fd) in &self.ptys {
-            pty::resize(master.as_fd(), *fd);
+            if let Some(master) = master.upgrade() {
+                pty::resize(master.as_fd(), *fd);
+            }
         }
     }
 

@@ -709,3 +709,28 @@ fn a_sigpipe_the_launcher_raises_itself_is_not_forwarded() {
     let status = wait_within(&mut child, Duration::from_secs(5));
     assert_eq!((status.code(), out.as_str()), (Some(0), "fine\n"));
 }
+
+/// `--mask` with our stdout a terminal that goes away (its master closed; not our
+/// controlling one, so no SIGHUP comes): the program's own pty goes with it, so its writes
+/// fail (EIO) as they would on the dead terminal itself, instead of blocking for ever once
+/// the pty's buffer is full.
+#[test]
+fn mask_on_a_terminal_that_goes_away_lets_the_program_see_it() {
+    let f = env_fixture("v");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    // Not inherited by the launcher (nor by what other tests start meanwhile): only we may
+    // hold the master, so that dropping it hangs the terminal up.
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).unwrap();
+    }
+    let args = Args::run("worker").secret("api_key").arg("--mask").program(["yes"]);
+    let mut child =
+        f.command(args).stdin(Stdio::null()).stdout(pty.slave).stderr(Stdio::piped()).spawn().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut buffer = [0u8; 4096];
+    let n = master.read(&mut buffer).unwrap();
+    assert!(n > 0 && buffer[..n].starts_with(b"y"), "{:?}", String::from_utf8_lossy(&buffer[..n]));
+    drop(master);
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{status}: {}", stderr_of(&mut child));
+}
