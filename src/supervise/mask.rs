@@ -241,6 +241,13 @@ impl<'m> Stream<'m> {
 /// read (the program has exited, so all it wrote is there) and the copy ends, even if a
 /// process the program left behind still holds the pipe. When `sink` is closed (EPIPE), the
 /// source is closed too, so the program learns it as it would writing there itself.
+///
+/// There is no flush on idle, by choice: what is held is only a tail that could begin a
+/// form (at most the longest form less a byte; a prompt, which cannot, passes at once),
+/// and a timer that let it go would print half a value whenever a program's buffered
+/// writer flushes mid-value and then stays quiet until its buffer fills again (common on
+/// a pipe); a log read later joins the halves. The tail comes out when more output
+/// decides it, or at the program's end.
 pub fn pump(source: Arc<OwnedFd>, sink: BorrowedFd<'static>, masker: Arc<Masker>, stop: Arc<OwnedFd>) {
     let _ = fcntl(&*source, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     let mut stream = Stream::new(&masker);

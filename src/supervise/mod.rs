@@ -18,8 +18,8 @@ mod watch;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ use crate::name::Name;
 use crate::secret::SecretValue;
 use mask::Masker;
 use pty::Terminal;
-use signals::{Action, ProgramState, Signals};
+use signals::{Action, Ending, ProgramState, Signals};
 
 /// How often a program's ptys take our terminal's size (see the loop).
 const RESIZE_EVERY: Duration = Duration::from_millis(250);
@@ -97,7 +97,7 @@ pub fn supervise(
     let plan = (pipeline.plan)(&values)?;
     let mut current = watch::lock(values)?;
     if let Some(note) = current.note() {
-        eprintln!("mxm-secrets: warning: {note}");
+        warn(format_args!("{note}"));
     }
     let mut program = Program::start(plan, &hardened, terminal, options.mask.then_some(&current))?;
     let (wake_read, wake_write) =
@@ -135,10 +135,10 @@ pub fn supervise(
                     Action::Reap => match signals::reap(program.pid, fetching.is_none()) {
                         ProgramState::Running => {}
                         ProgramState::Stopped => program.stopped(terminal),
-                        ProgramState::Ended(code) => {
+                        ProgramState::Ended(ending) => {
                             program.finish();
                             let Some((_, values)) = stopping.take() else {
-                                return finish(terminal, code, fetching.is_some(), current);
+                                return finish(terminal, ending, fetching.is_some(), current);
                             };
                             let plan = (pipeline.plan)(&values)?;
                             current = watch::lock(values)?;
@@ -178,9 +178,9 @@ pub fn supervise(
                         }
                     }
                     Err(error) => {
-                        eprintln!(
-                            "mxm-secrets: warning: fetching the secrets again failed; the program keeps running with the values it has, and the next interval tries again: {error}"
-                        );
+                        warn(format_args!(
+                            "fetching the secrets again failed; the program keeps running with the values it has, and the next interval tries again: {error}"
+                        ));
                         next_fetch = options.watch.map(|i| watch::next_fetch(Instant::now(), i));
                     }
                 }
@@ -213,17 +213,28 @@ pub fn supervise(
 
 /// The program has ended: the terminal back to us, the values wiped, and its code. A
 /// re-fetch still running would hold the exit up for as long as its store takes: its
-/// backends are killed and the process ends here.
-fn finish(terminal: Option<Terminal>, code: u8, fetching: bool, current: LockedValues) -> Result<u8, Error> {
+/// backends are killed and the process ends here. A program killed by a signal: see
+/// [`signals::die_as`].
+fn finish(
+    terminal: Option<Terminal>,
+    ending: Ending,
+    fetching: bool,
+    current: LockedValues,
+) -> Result<u8, Error> {
     if let Some(terminal) = terminal {
         terminal.take_back();
     }
     drop(current);
     if fetching {
         exec::kill_backends();
-        std::process::exit(i32::from(code));
     }
-    Ok(code)
+    if let Ending::Killed(signal) = ending {
+        signals::die_as(signal);
+    }
+    if fetching {
+        std::process::exit(i32::from(ending.code()));
+    }
+    Ok(ending.code())
 }
 
 /// One run of the program: its pid, the values it was given, and the threads copying its
@@ -234,8 +245,10 @@ struct Program {
     pumps: Vec<JoinHandle<()>>,
     /// Closed to tell the pumps the program has ended.
     stop: Option<OwnedFd>,
-    /// The ptys' masters with our descriptor each stands for, for SIGWINCH.
-    ptys: Vec<(Arc<OwnedFd>, i32)>,
+    /// The ptys' masters with our descriptor each stands for, for SIGWINCH. Weak: a pump
+    /// that stops (our terminal went away) closes its master, so the program's writes fail
+    /// as they would on that terminal, rather than block once the pty's buffer is full.
+    ptys: Vec<(Weak<OwnedFd>, i32)>,
 }
 
 impl Program {
@@ -258,10 +271,10 @@ impl Program {
         };
         let (masker, short) = Masker::new(values.iter());
         for name in short {
-            eprintln!(
-                "mxm-secrets: warning: secret `{name}` is shorter than {} bytes and is not masked in the program's output",
+            warn(format_args!(
+                "secret `{name}` is shorter than {} bytes and is not masked in the program's output",
                 mask::MIN_MASKED
-            );
+            ));
         }
         let masker = Arc::new(masker);
         let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -275,7 +288,7 @@ impl Program {
             let (ours, theirs) = match pty::for_output(fd)? {
                 Some(pty) => {
                     let master = Arc::new(pty.master);
-                    ptys.push((Arc::clone(&master), fd));
+                    ptys.push((Arc::downgrade(&master), fd));
                     (master, pty.slave)
                 }
                 None => {
@@ -313,7 +326,9 @@ impl Program {
 
     fn resize(&self) {
         for (master, fd) in &self.ptys {
-            pty::resize(master.as_fd(), *fd);
+            if let Some(master) = master.upgrade() {
+                pty::resize(master.as_fd(), *fd);
+            }
         }
     }
 
@@ -328,6 +343,13 @@ impl Program {
         terminal.give(self.pid);
         signals::send(-self.pid.as_raw(), Signal::SIGCONT as i32);
     }
+}
+
+/// A warning on our stderr. Not `eprintln!`, which panics when stderr is a pipe nobody reads
+/// any more: the launcher stays for the program, whatever became of its own stderr.
+fn warn(message: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "mxm-secrets: warning: {message}");
 }
 
 fn sink(fd: i32) -> BorrowedFd<'static> {

@@ -10,6 +10,7 @@
 use std::io::IsTerminal;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::pty::{Winsize, openpty};
 use nix::sys::termios::{OutputFlags, SetArg, tcgetattr, tcsetattr};
 use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
@@ -68,6 +69,13 @@ pub fn for_output(fd: RawFd) -> Result<Option<Pty>, Error> {
     }
     let size = window_size(ours);
     let pair = openpty(size.as_ref(), None).map_err(|e| Error::System(format!("openpty: {e}")))?;
+    // openpty's descriptors are inherited across exec: the program (and any backend a
+    // re-fetch starts) would hold both ends of its pty at stray numbers, and a master the
+    // program holds keeps the pty alive after ours closes. Its slave reaches it as 1 or 2
+    // only (dup2 there clears the flag).
+    for fd in [&pair.master, &pair.slave] {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| Error::System(format!("fcntl: {e}")))?;
+    }
     if let Ok(mut settings) = tcgetattr(&pair.slave) {
         settings.output_flags.remove(OutputFlags::OPOST);
         let _ = tcsetattr(&pair.slave, SetArg::TCSANOW, &settings);

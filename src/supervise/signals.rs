@@ -6,10 +6,10 @@
 use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::prctl;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::error::Error;
@@ -87,11 +87,17 @@ impl Signals {
         Ok(Signals { fd })
     }
 
-    /// The numbers of the signals received since the last call, in order.
+    /// The numbers of the signals received since the last call, in order; but not a
+    /// SIGPIPE we raised ourselves by writing to a closed pipe (it is about our output, not
+    /// for the program).
     pub fn received(&self) -> Vec<i32> {
+        let us = std::process::id();
         let mut signals = Vec::new();
         while let Ok(Some(info)) = self.fd.read_signal() {
-            signals.push(info.ssi_signo as i32);
+            let ours = info.ssi_pid == us;
+            if !(ours && info.ssi_signo == libc::SIGPIPE as u32) {
+                signals.push(info.ssi_signo as i32);
+            }
         }
         signals
     }
@@ -109,34 +115,105 @@ pub enum ProgramState {
     Running,
     /// Stopped by a job-control signal.
     Stopped,
-    /// Ended: the launcher's exit code for it (its own, or 128+N for signal N).
-    Ended(u8),
+    /// Ended, with its own code or by a signal.
+    Ended(Ending),
+}
+
+/// How the program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited(u8),
+    /// Killed by this signal number (a real-time one too).
+    Killed(i32),
+}
+
+impl Ending {
+    /// The code a shell reports for it: its own, or 128+N for signal N.
+    pub fn code(self) -> u8 {
+        match self {
+            Ending::Exited(code) => code,
+            Ending::Killed(signal) => 128u8.wrapping_add(signal as u8),
+        }
+    }
 }
 
 /// Reaps after a SIGCHLD: the program's state, and every other child that ended when
 /// `orphans` (false while a re-fetch runs: a backend is a child too, and its runner waits
 /// for it by its own pid, which a `waitpid(-1)` here would steal).
+///
+/// libc's waitpid, not nix's: nix reports a death by a real-time signal (which has no
+/// `Signal`) as an error, after the kernel has already reaped the child, so the program's
+/// end would be lost and the launcher would wait for ever.
+#[allow(unsafe_code)]
 pub fn reap(program: Pid, orphans: bool) -> ProgramState {
-    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED;
+    let flags = libc::WNOHANG | libc::WUNTRACED;
+    let target = if orphans { -1 } else { program.as_raw() };
     let mut state = ProgramState::Running;
     loop {
-        let target = if orphans { None } else { Some(program) };
-        match waitpid(target, Some(flags)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return state,
-            Ok(status) if status.pid() == Some(program) => {
-                state = match status {
-                    WaitStatus::Exited(_, code) => ProgramState::Ended(code as u8),
-                    WaitStatus::Signaled(_, signal, _) => ProgramState::Ended(128 + signal as u8),
-                    WaitStatus::Stopped(..) => ProgramState::Stopped,
-                    _ => state,
-                };
-                if !orphans {
-                    return state;
-                }
-            }
-            Ok(_) => {} // an orphan reaped (or stopped: nothing to do for it)
+        let mut status = 0;
+        // SAFETY: waitpid writes one int to a valid pointer.
+        let pid = unsafe { libc::waitpid(target, &mut status, flags) };
+        if pid <= 0 {
+            return state; // 0: nothing more has ended; -1: no child left (ECHILD) or EINTR
         }
+        if pid == program.as_raw() {
+            if libc::WIFEXITED(status) {
+                state = ProgramState::Ended(Ending::Exited(libc::WEXITSTATUS(status) as u8));
+            } else if libc::WIFSIGNALED(status) {
+                state = ProgramState::Ended(Ending::Killed(libc::WTERMSIG(status)));
+            } else if libc::WIFSTOPPED(status) {
+                state = ProgramState::Stopped;
+            }
+            if !orphans {
+                return state;
+            }
+        }
+        // Otherwise an orphan reaped (or stopped: nothing to do for it).
     }
+}
+
+/// Signals whose default action dumps core: a launcher killed by one of them is a core of
+/// the launcher, values and all, should the host dump despite RLIMIT_CORE 0 and
+/// PR_SET_DUMPABLE 0; for these the launcher exits 128+N instead of dying of them.
+const DUMPING: [i32; 10] = [
+    libc::SIGQUIT,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGSYS,
+];
+
+/// The program died of `signal`: the launcher dies of the same signal, so that its parent
+/// sees what it would have seen after an exec (a shell's `$?` is 128+N either way, but
+/// systemd counts a SIGTERM death as a clean stop and exit code 143 as a failure, and bash
+/// ends a script whose child died of SIGINT, not one whose child exited 130). sudo does the
+/// same; tini and dumb-init exit 128+N. Returns (the caller exits 128+N) when that cannot
+/// be: as PID 1, whose own default-action signals the kernel discards, and for signals that
+/// dump core ([`DUMPING`]) or whose default is not to terminate.
+#[allow(unsafe_code)]
+pub fn die_as(signal: i32) {
+    if std::process::id() == 1 || DUMPING.contains(&signal) {
+        return;
+    }
+    // SAFETY: plain calls on this thread's signal state with valid (local) arguments; the
+    // default disposition installs no code of ours.
+    unsafe {
+        if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+            return;
+        }
+        // Pending on this thread while blocked, delivered as soon as it is unblocked.
+        libc::raise(signal);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    // Still here: the signal does not terminate by default (none of the program's deaths).
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! when (and only when) a file-backend secret changes, riding out a failing store.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -58,8 +59,8 @@ fn signal(child: &Child, signal: i32) {
 }
 
 /// TERM, INT, HUP and USR1 sent to the launcher reach the program: a program that traps
-/// them exits with its own code; one that does not dies of them, and the launcher exits
-/// 128+N, as a shell reports it.
+/// them exits with its own code; one that does not dies of them, and so does the launcher
+/// (its parent sees the death by signal an exec would have shown it, not an exit 128+N).
 #[test]
 fn signals_reach_the_program_and_its_code_comes_back() {
     let f = env_fixture("v");
@@ -82,7 +83,7 @@ fn signals_reach_the_program_and_its_code_comes_back() {
                 expect_line(&out, &format!("got-{name}"), Duration::from_secs(2));
                 assert_eq!(status.code(), Some(42), "{name}: {stderr}");
             } else {
-                assert_eq!(status.code(), Some(128 + number), "{name}: {stderr}");
+                assert_eq!(status.signal(), Some(number), "{name}: {status} {stderr}");
             }
             assert_eq!(stderr, "", "the launcher adds no output");
         }
@@ -90,8 +91,9 @@ fn signals_reach_the_program_and_its_code_comes_back() {
 }
 
 /// Root only (a new PID namespace): with the launcher as PID 1 (supervising by default), an
-/// orphan of the program is reaped; with `--exec` the program is PID 1, does not reap, and
-/// the zombie stays, which shows the count can fail.
+/// orphan of the program is reaped, a dozen ending at once too (their SIGCHLDs coalesce into
+/// one); with `--exec` the program is PID 1, does not reap, and the zombies stay, which
+/// shows the count can fail.
 #[test]
 fn orphans_are_reaped_with_the_launcher_as_pid_1_needs_root() {
     if !nix::unistd::geteuid().is_root() {
@@ -100,12 +102,12 @@ fn orphans_are_reaped_with_the_launcher_as_pid_1_needs_root() {
     }
     let f = env_fixture("v");
     let program = "import os, glob, time\n\
-        os.system('(sleep 0.05 &)')\n\
+        os.system('for i in 1 2 3 4 5 6 7 8 9 10 11 12; do (sleep 0.05 &); done')\n\
         time.sleep(0.5)\n\
         zombies = [p for p in glob.glob('/proc/[0-9]*/status') if '\\nState:\\tZ' in open(p).read()]\n\
         print('pid', os.getpid(), 'zombies', len(zombies), flush=True)\n\
         raise SystemExit(5)";
-    for (mode, expected) in [(None, "pid 2 zombies 0"), (Some("--exec"), "pid 1 zombies 1")] {
+    for (mode, expected) in [(None, "pid 2 zombies 0"), (Some("--exec"), "pid 1 zombies 12")] {
         let mut args = Args::run("worker").secret("api_key");
         if let Some(mode) = mode {
             args = args.arg(mode);
@@ -180,6 +182,15 @@ fn mask_on_a_terminal_gives_the_program_a_terminal() {
     let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--mask"), program, b"");
     run.code(0);
     assert_eq!(run.stdout(), "ready True True ***\nexit 0\n");
+    // Its ptys reach it as 1 and 2 only: no end of either at any other number (openpty's
+    // descriptors are inherited across exec unless told otherwise).
+    let program = "import os\n\
+        ptys = sorted(n for n in os.listdir('/proc/self/fd') if int(n) > 2 and os.path.lexists('/proc/self/fd/' + n) and \
+            os.readlink('/proc/self/fd/' + n).startswith(('/dev/pts', '/dev/ptmx')))\n\
+        print('ready', ptys, flush=True)";
+    let run = on_a_terminal(&f, Args::run("worker").secret("api_key").arg("--mask"), program, b"");
+    run.code(0);
+    assert_eq!(run.stdout(), "ready []\nexit 0\n");
 }
 
 /// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
@@ -330,7 +341,7 @@ fn watch_restarts_on_a_changed_value_only_and_rides_out_a_failing_store() {
     signal(&child, 15);
     let status = child.wait().unwrap();
     let stderr = stderr_of(&mut child);
-    assert_eq!(status.code(), Some(128 + 15), "{stderr}");
+    assert_eq!(status.signal(), Some(15), "{status}: {stderr}");
     assert!(stderr.contains("fetching the secrets again failed"), "{stderr}");
     assert_eq!(stderr.matches("audit: rotate").count(), 2, "{stderr}");
     assert!(stderr.contains("audit: rotate secret=token action=restart"), "{stderr}");
@@ -543,4 +554,183 @@ sys.stdout.write(seen.decode().replace('\r', ''))
         .args(Args::run("worker").secret("api_key").arg("--mask").program(["python3", "-c", program]));
     let run = Run::of(python);
     run.code(0).stdout_is("ready 77\nnow 123\n");
+}
+
+/// Waits for `child` at most `limit`; a launcher still running then is killed and the test
+/// fails (a lost end of the program would otherwise hang the suite).
+#[track_caller]
+fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the launcher did not end within {limit:?}");
+}
+
+/// A program killed by a real-time signal (no name in nix, whose waitpid reported it as an
+/// error after the kernel had reaped the child): its end is seen, and the launcher dies of
+/// the same signal.
+#[test]
+fn a_program_killed_by_a_real_time_signal_ends_the_launcher() {
+    let f = env_fixture("v");
+    let realtime = nix::libc::SIGRTMIN() + 6;
+    let script = format!("kill -{realtime} $$; sleep 5");
+    let args = Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", &script]);
+    let mut child = f.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(realtime), "{status}: {}", stderr_of(&mut child));
+}
+
+/// A program that dies of a signal whose default dumps core: the launcher exits 128+N
+/// rather than die of it (that would be a core of the launcher, should the host dump one).
+#[test]
+fn a_program_killed_by_a_dumping_signal_is_128_plus_n() {
+    let f = env_fixture("v");
+    let args =
+        Args::run("worker").secret("api_key").arg("--supervise").program(["sh", "-c", "kill -QUIT $$"]);
+    let mut child = f.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(128 + 3), "{status}: {}", stderr_of(&mut child));
+}
+
+/// Root only (a broker owning its config, a throwaway user): `run --broker --mask --watch`
+/// masks values the broker served (the canary on a descriptor, a variable), and a re-fetch
+/// asks the broker again: a value rotated in the broker's store restarts the program.
+#[test]
+fn broker_values_are_masked_and_rotated_under_supervise_needs_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: a broker owning its config and a throwaway user need root");
+        return;
+    }
+    let (f, user, broker) = crate::broker::served_with("sup", "", &[]);
+    let script = "echo \"start len=${#DB_PASSWORD} $DB_PASSWORD\"; cat <&3; echo; exec sleep 30";
+    let socket = broker.socket.display().to_string();
+    let args = [
+        "run",
+        "--broker",
+        &socket,
+        "--role",
+        "worker",
+        "--manifest",
+        "m.yaml",
+        "--mask",
+        "--watch",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let mut child = user.command(&f, crate::util::LAUNCHER, args);
+    let mut child = child.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "start len=10 ***", Duration::from_secs(5));
+    expect_line(&out, "***", Duration::from_secs(2));
+    f.write("secrets/db/password", "db-value-two");
+    expect_line(&out, "start len=12 ***", Duration::from_secs(4));
+    expect_line(&out, "***", Duration::from_secs(2));
+    signal(&child, 15);
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.signal(), Some(15), "{status}: {stderr}");
+    for value in [CANARY, "db-value-1", "db-value-two"] {
+        assert!(!stderr.contains(value), "a value reached stderr: {stderr}");
+    }
+    assert!(broker.stop().success());
+}
+
+/// A value whose halves come a while apart (a buffered writer flushing mid-value, then
+/// nothing until its buffer fills again) is still masked: the few bytes that could begin a
+/// value are held until the rest decides, never flushed on a timer, since a log read later
+/// joins the halves. What cannot begin one passes at once, a prompt included.
+#[test]
+fn mask_holds_a_split_value_however_long_the_pause_and_nothing_else() {
+    let f = env_fixture(CANARY);
+    let (head, tail) = CANARY.split_at(9);
+    let script = format!(
+        "printf 'prompt> '; sleep 0.8; printf 'key={head}'; sleep 0.6; printf '{tail} end\\n'; sleep 0.3"
+    );
+    let args = Args::run("worker").secret("api_key").arg("--mask").program(["sh", "-c", &script]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 256];
+    // The prompt arrives before the program goes on (it cannot begin the value).
+    while !seen.ends_with(b"prompt> ") {
+        let n = stdout.read(&mut buffer).unwrap();
+        assert!(n > 0, "{:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    assert!(start.elapsed() < Duration::from_millis(700), "the prompt was held");
+    stdout.read_to_end(&mut seen).unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert!(status.success(), "{status}: {}", stderr_of(&mut child));
+    assert_eq!(String::from_utf8_lossy(&seen), "prompt> key=*** end\n");
+}
+
+/// SIGPIPE sent to the launcher is forwarded like any other signal (Rust's runtime ignores
+/// it, and an ignored signal was dropped on arrival): the program dies of it, and so does
+/// the launcher.
+#[test]
+fn sigpipe_sent_to_the_launcher_reaches_the_program() {
+    let f = env_fixture("v");
+    let args = Args::run("worker").secret("api_key").arg("--supervise").program([
+        "sh",
+        "-c",
+        "echo ready; exec sleep 10",
+    ]);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    expect_line(&out, "ready", Duration::from_secs(5));
+    signal(&child, 13);
+    let status = wait_within(&mut child, Duration::from_secs(3));
+    assert_eq!(status.signal(), Some(13), "{status}: {}", stderr_of(&mut child));
+}
+
+/// The launcher's own stderr is a pipe nobody reads any more when it warns (a value too
+/// short to mask): its write fails, and the SIGPIPE that raised in the launcher is its own
+/// business, not forwarded to the program, which runs on as it would after exec.
+#[test]
+fn a_sigpipe_the_launcher_raises_itself_is_not_forwarded() {
+    let f = env_fixture("xyz");
+    let script = "trap 'echo got-PIPE; exit 9' PIPE; sleep 0.5; echo fine";
+    let args = Args::run("worker").secret("api_key").arg("--mask").program(["sh", "-c", script]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = f.command(args).stdout(Stdio::piped()).stderr(writer).spawn().unwrap();
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!((status.code(), out.as_str()), (Some(0), "fine\n"));
+}
+
+/// `--mask` with our stdout a terminal that goes away (its master closed; not our
+/// controlling one, so no SIGHUP comes): the program's own pty goes with it, so its writes
+/// fail (EIO) as they would on the dead terminal itself, instead of blocking for ever once
+/// the pty's buffer is full.
+#[test]
+fn mask_on_a_terminal_that_goes_away_lets_the_program_see_it() {
+    let f = env_fixture("v");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    // Not inherited by the launcher (nor by what other tests start meanwhile): only we may
+    // hold the master, so that dropping it hangs the terminal up.
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).unwrap();
+    }
+    let args = Args::run("worker").secret("api_key").arg("--mask").program(["yes"]);
+    let mut child =
+        f.command(args).stdin(Stdio::null()).stdout(pty.slave).stderr(Stdio::piped()).spawn().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut buffer = [0u8; 4096];
+    let n = master.read(&mut buffer).unwrap();
+    assert!(n > 0 && buffer[..n].starts_with(b"y"), "{:?}", String::from_utf8_lossy(&buffer[..n]));
+    drop(master);
+    let status = wait_within(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{status}: {}", stderr_of(&mut child));
 }
