@@ -29,6 +29,7 @@ pub mod account;
 pub mod api;
 pub mod audit;
 pub mod backend;
+pub(crate) mod broker;
 pub mod cli;
 pub(crate) mod complete;
 pub mod config;
