@@ -344,5 +344,7 @@ mod tests {
         }
         let long = format!("{}.service", "a".repeat(250));
         assert!(check_unit("unit", &long).unwrap_err().contains("255 bytes"));
+        // Exactly systemd's most is a unit name.
+        check_unit("unit", &format!("{}.service", "a".repeat(247))).unwrap();
     }
 }

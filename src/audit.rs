@@ -163,6 +163,31 @@ impl Audit {
         }
     }
 
+    /// One record per systemd credential request (`--credentials-socket`), beside the
+    /// pipeline's own decision and fetch records: the peer's pid, the unit and secret its
+    /// address names, and the answer: `ok` (the value was written), `refused` (the over-limit
+    /// answer systemd fails the unit on) or `closed` (nothing: the peer is not root).
+    pub(crate) fn credential(
+        &self,
+        peer_pid: i32,
+        unit: Option<&str>,
+        secret: Option<&str>,
+        outcome: &str,
+        reason: Option<&str>,
+    ) {
+        self.emit(
+            json!({
+                "event": "credential",
+                "unit": unit,
+                "secret": secret,
+                "outcome": outcome,
+                "reason": reason,
+                "peer_pid": peer_pid,
+            }),
+            None,
+        );
+    }
+
     /// The same audit for records about `identity` (and the program, when one is launched).
     pub fn about(self, identity: &RuntimeIdentity, program: Option<&std::ffi::OsStr>) -> Audit {
         let program = program.map(|p| p.to_string_lossy().into_owned());

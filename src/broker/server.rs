@@ -281,9 +281,12 @@ fn dispatch(stream: UnixStream, kind: Kind, shared: &Arc<Shared>) -> Option<Join
                 &stream,
                 &format!("the broker is serving its maximum of {limit} connections; try again shortly"),
             ),
-            // systemd would take any bytes we wrote as the credential: it only gets closed.
+            // A close would be an empty credential to systemd: it gets the over-limit answer,
+            // which fails the unit (root peers only; anyone else is closed on).
             Kind::Credentials => {
-                log(format!("a credentials request was dropped: {limit} connections are being served"))
+                let reason = format!("the broker is serving its maximum of {limit} connections");
+                log(format!("a credentials request was refused: {reason}"));
+                super::credentials::turn_away(stream, &shared.audit, &reason);
             }
         }
         return None;

@@ -10,6 +10,7 @@ mod broker;
 mod catalogue;
 mod completions;
 mod config;
+mod credentials;
 mod diagnose;
 mod env_backend;
 mod facts;
