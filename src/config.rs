@@ -34,7 +34,7 @@ pub struct SecretRef {
     pub policy: Name,
     pub field: Option<Field>,
     pub trim: Trim,
-    /// A pinned version, for stores that keep versions (`vault`).
+    /// A pinned version, for stores that keep versions (`vault`, `aws_ssm`).
     pub version: Option<u64>,
 }
 
@@ -350,7 +350,7 @@ impl Config {
             };
             if secret.version.is_some() && !store.keeps_versions() {
                 return fail(format!(
-                    "refs.{name}: `version` is for stores that keep versions (vault); store `{}` is {}",
+                    "refs.{name}: `version` is for stores that keep versions (vault, aws_ssm); store `{}` is {}",
                     secret.store,
                     store.backend.name()
                 ));
@@ -762,7 +762,7 @@ policies:
         assert_eq!(config.stores.get("v").unwrap().locate("db").unwrap(), "secret/data/mxm/db");
         let message = error(&text.replace("store: v,", "store: f,"));
         assert!(
-            message.contains("refs.a: `version` is for stores that keep versions (vault); store `f` is file"),
+            message.contains("refs.a: `version` is for stores that keep versions (vault, aws_ssm); store `f` is file"),
             "{message}"
         );
         let message = error(&text.replace("'https://vault:8200'", "'http://vault:8200'"));
