@@ -267,7 +267,7 @@ struct IdentityArgs {
     substrate: Option<String>,
 }
 
-/// Staying as the program's parent instead of exec (DESIGN section 11).
+/// Staying as the program's parent instead of exec.
 #[derive(Args)]
 struct SuperviseArgs {
     /// Stay as the program's parent: forward signals, reap orphans, exit with its code

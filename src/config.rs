@@ -762,7 +762,9 @@ policies:
         assert_eq!(config.stores.get("v").unwrap().locate("db").unwrap(), "secret/data/mxm/db");
         let message = error(&text.replace("store: v,", "store: f,"));
         assert!(
-            message.contains("refs.a: `version` is for stores that keep versions (vault, aws_ssm); store `f` is file"),
+            message.contains(
+                "refs.a: `version` is for stores that keep versions (vault, aws_ssm); store `f` is file"
+            ),
             "{message}"
         );
         let message = error(&text.replace("'https://vault:8200'", "'http://vault:8200'"));

@@ -1,4 +1,4 @@
-//! Durations as people write them (DESIGN section 11): a number of seconds (`10`, `0.5`), or
+//! Durations as people write them: a number of seconds (`10`, `0.5`), or
 //! a number with a unit (`500ms`, `30s`, `5m`, `1h`). One parser for `--watch`,
 //! `--stop-timeout` and a store's `timeout`, so the three accept the same words.
 

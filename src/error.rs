@@ -1,5 +1,5 @@
 //! The library's error: every sentence a user reads, and the exit code that goes with it
-//! (DESIGN.md section 8, sysexits so systemd can be told what not to restart). Identity,
+//! (docs/design.md, sysexits so systemd can be told what not to restart). Identity,
 //! config and manifest say theirs in their own types, converted with `From`; this module
 //! depends on them, none of them on it.
 

@@ -30,7 +30,7 @@ const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// Variables a secret may not be injected as: each makes a program load or run code, or
 /// changes how it starts, so a secret there would be code, or a path code is loaded from
-/// (DESIGN section 7; the list is a floor). A name ending in `*` is a prefix. Matched without
+/// (the list is a floor). A name ending in `*` is a prefix. Matched without
 /// regard to case: some runtimes fold case (Windows' environment, a few tools' lower-case
 /// twins), and a lower-case spelling must not slip past a list that means the upper-case one.
 ///

@@ -477,8 +477,8 @@ impl<'de, T: Deserialize<'de> + Eq + std::hash::Hash + Clone + fmt::Debug> Deser
                 }
                 Ok(UniqueList(items))
             }
-            // `allowed_principals:` with every item commented out: null, which DESIGN
-            // section 2 makes an error, where asking for a sequence read it as empty.
+            // `allowed_principals:` with every item commented out: null, which is an error
+            // (it must not loosen a policy), where asking for a sequence read it as empty.
             fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
                 Err(E::custom(
                     "is null (nothing after the key, `~`, or a list whose items are all commented \

@@ -1,5 +1,5 @@
 //! systemd's `LoadCredential=ID:PATH` client, answered on the broker's credentials socket
-//! (DESIGN section 13; what systemd does, read from its source, is in docs/credentials.md).
+//! (what systemd does, read from its source, is in docs/credentials.md).
 //!
 //! systemd (PID 1, uid 0) binds its socket to the abstract address
 //! `\0<hex>/unit/<UNIT>/<ID>`, connects, shuts down its write side and reads to EOF, refusing

@@ -1,4 +1,4 @@
-//! The broker (DESIGN section 12): `mxm-secrets serve` runs as its own user, alone able to
+//! The broker: `mxm-secrets serve` runs as its own user, alone able to
 //! read the config and the stores' keys, and answers clients over a unix socket, so the
 //! policy becomes a boundary a caller cannot talk its way around. [`server`] listens and
 //! serves (sockets from the command line or from systemd, [`activation`]), [`peer`] asks the

@@ -135,12 +135,16 @@ fn field(status: &str, key: &str) -> Option<Vec<u32>> {
 }
 
 /// The systemd unit in a cgroup v2 path (`0::/system.slice/foo.service` -> `foo.service`):
-/// the deepest component that is a service or scope, so a service's own sub-cgroups
-/// (`foo.service/payload`) still name it, and a user manager's services are theirs
-/// (`.../user@1000.service/app.slice/bar.service` -> `bar.service`).
+/// the first component below the slices, as systemd's own `cg_path_get_unit` reads it. Only
+/// the system manager makes cgroups there; below a unit, whoever the unit delegates to may
+/// make cgroups of any name, so a deeper component proves nothing. A user manager's services
+/// are therefore the manager's unit (`.../user@1000.service/app.slice/feed.service` ->
+/// `user@1000.service`): a user who names a cgroup of theirs `feed.service` is not the
+/// system's `feed.service`.
 pub fn unit(cgroup: &str) -> Option<String> {
     let path = cgroup.lines().find_map(|line| line.strip_prefix("0::"))?;
-    path.split('/').rev().find(|c| c.ends_with(".service") || c.ends_with(".scope")).map(str::to_owned)
+    let first = path.split('/').filter(|c| !c.is_empty()).find(|c| !c.ends_with(".slice"))?;
+    (first.ends_with(".service") || first.ends_with(".scope")).then(|| first.to_owned())
 }
 
 #[cfg(test)]
@@ -148,18 +152,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_unit_is_the_deepest_service_or_scope_of_the_v2_cgroup() {
+    fn the_unit_is_the_first_component_below_the_slices() {
         assert_eq!(unit("0::/system.slice/foo.service\n").as_deref(), Some("foo.service"));
         assert_eq!(unit("0::/system.slice/foo.service/payload\n").as_deref(), Some("foo.service"));
         assert_eq!(
-            unit("0::/user.slice/user-1000.slice/user@1000.service/app.slice/bar.service\n").as_deref(),
-            Some("bar.service")
+            unit("0::/system.slice/system-getty.slice/getty@tty1.service\n").as_deref(),
+            Some("getty@tty1.service")
         );
+        // A user's delegated subtree may hold cgroups of any name: they are the manager's.
+        assert_eq!(
+            unit("0::/user.slice/user-1000.slice/user@1000.service/app.slice/feed.service\n").as_deref(),
+            Some("user@1000.service")
+        );
+        assert_eq!(unit("0::/system.slice/foo.service/feed.service\n").as_deref(), Some("foo.service"));
         assert_eq!(
             unit("0::/user.slice/user-1000.slice/session-3.scope\n").as_deref(),
             Some("session-3.scope")
         );
         assert_eq!(unit("0::/\n"), None);
+        assert_eq!(unit("0::/init.scope\n").as_deref(), Some("init.scope"));
+        assert_eq!(unit("0::/mygroup/feed.service\n"), None);
         assert_eq!(unit("1:name=systemd:/system.slice/foo.service\n"), None);
     }
 

@@ -1,4 +1,4 @@
-//! Values a parent that stays keeps while the program runs (DESIGN section 11: masking its
+//! Values a parent that stays keeps while the program runs (masking its
 //! output, comparing a re-fetch): copied into one private mapping of their own, locked so
 //! that they are never swapped out, left out of core dumps, zeroed in any process forked
 //! from us (a backend started while the program runs), and wiped when dropped. Their own

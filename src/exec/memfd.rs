@@ -1,4 +1,4 @@
-//! Sealed in-memory files: how a descriptor secret reaches the program (DESIGN section 7).
+//! Sealed in-memory files: how a descriptor secret reaches the program.
 //! `memfd_secret` would keep the bytes out of the kernel's direct map, but cannot be read
 //! with `read()` nor opened by path, so it does not serve.
 

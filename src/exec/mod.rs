@@ -2,7 +2,7 @@
 //! poor place to find secrets in, [`backend`] starts each backend with nothing it should not
 //! have and makes it die with us, [`memfd`] holds descriptor secrets in sealed in-memory
 //! files, and the program starts either in our place ([`replace::exec`], the default) or as
-//! our child ([`spawn::spawn`], for a parent that stays: DESIGN section 11). Both apply the
+//! our child ([`spawn::spawn`], for a parent that stays). Both apply the
 //! same [`LaunchPlan`] through [`prepare`]: one `pre_exec` hook places the descriptors and
 //! gives back the signal state and core limit, whether it runs in a forked child or in this
 //! process just before execve. [`locked`] keeps values a staying parent still needs.

@@ -1,4 +1,4 @@
-//! Exec in our own place, the default (DESIGN section 7): same PID, signals go straight to
+//! Exec in our own place, the default: same PID, signals go straight to
 //! the program, and our memory, secrets included, is gone.
 
 use std::convert::Infallible;

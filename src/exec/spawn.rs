@@ -1,4 +1,4 @@
-//! Starting the program as our child, for a parent that stays (DESIGN section 11): the same
+//! Starting the program as our child, for a parent that stays: the same
 //! placement as [`super::exec`], done in `pre_exec` of the child, so that this process never
 //! holds the program's descriptors at their numbers and, once the child has started, holds
 //! no memfd at all (a backend started later cannot inherit one). The values move into

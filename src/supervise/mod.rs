@@ -1,4 +1,4 @@
-//! `run --supervise` (DESIGN section 11): the launcher stays as the program's parent, to do
+//! `run --supervise`: the launcher stays as the program's parent, to do
 //! what an init does ([`signals`]: forward every signal, reap orphans, exit with the
 //! program's code), to mask values in its output ([`mask`], on a [`pty`] when the output is
 //! a terminal), and to restart it when a secret rotates ([`watch`]). Everything happens in

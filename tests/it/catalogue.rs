@@ -865,7 +865,7 @@ fn manifest_names_follow_the_configs_yaml_rule() {
 }
 
 /// Issue 11 item 10, second review: `allowed_principals:` with its items all commented out
-/// is null, an error like every other null list (DESIGN section 2), not an empty list.
+/// is null, an error like every other null list, not an empty list.
 #[test]
 fn a_null_principal_list_is_refused() {
     let commented = GOOD.replace(
