@@ -226,7 +226,10 @@ impl<'m> Stream<'m> {
             hold
         };
         out.extend_from_slice(&buffer[written..hold]);
-        self.held.extend_from_slice(&buffer[hold..]);
+        // The tail moves to the front of the same buffer: no allocation, and no 128 KiB wipe
+        // per chunk (the buffer is wiped, whole, when the stream drops).
+        buffer.drain(..hold);
+        self.held = buffer;
     }
 
     /// At the end: what is still held can no longer become a value; it is written as is.
