@@ -312,7 +312,9 @@ fn main() {
     results.compare(
         &format!("(h) {} MiB through run --mask, 10 secrets  vs  through cat", bytes >> 20),
         1.5,
-        2.0,
+        // 1 GiB measures 1.0 to 1.3; the guard's 128 MiB in 5 rounds swings more (1.81 once
+        // on a quiet CI run): the guard catches a matcher gone quadratic, not noise.
+        3.0,
         || c.shell(&piped),
         || c.launch("env", SECRETS, &["--mask"], &["sh", "-c", &writer]),
     );
