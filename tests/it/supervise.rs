@@ -146,15 +146,23 @@ fn ctrl_c_on_a_terminal_reaches_the_program_once() {
 /// pty, as a shell's foreground job; once the program prints `ready`, types `keys`. Its
 /// stdout: everything the terminal showed, then `exit N`.
 fn on_a_terminal(f: &Fixture, args: Args, program: &str, keys: &[u8]) -> Run {
+    on_a_terminal_with(f, args, program, "", &format!("os.write(fd, bytes({keys:?}))"))
+}
+
+/// As [`on_a_terminal`], with Python statements to run (`fd` the terminal's end, `pid` the
+/// launcher's): `setup` before anything is read, `at_ready` once the program prints
+/// `ready`. Its stdout: what they print, everything the terminal showed, then `exit N`.
+fn on_a_terminal_with(f: &Fixture, args: Args, program: &str, setup: &str, at_ready: &str) -> Run {
     let harness = r#"
-import os, pty, sys
+import fcntl, os, pty, signal, struct, sys, termios
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[2], sys.argv[2:])
+    os.execv(sys.argv[3], sys.argv[3:])
+exec(sys.argv[1])
 seen = b''
 while b'ready' not in seen:
     seen += os.read(fd, 1024)
-os.write(fd, sys.argv[1].encode('latin-1'))
+exec(sys.argv[2])
 while True:
     try:
         chunk = os.read(fd, 1024)
@@ -166,9 +174,10 @@ while True:
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(seen.decode().replace('\r', '') + 'exit %d\n' % os.waitstatus_to_exitcode(status))
 "#;
-    let keys: String = keys.iter().map(|b| char::from(*b)).collect();
     let mut python = f.tool("python3");
-    python.args(["-c", harness, &keys, crate::util::LAUNCHER]).args(args.program(["python3", "-c", program]));
+    python
+        .args(["-c", harness, setup, at_ready, crate::util::LAUNCHER])
+        .args(args.program(["python3", "-c", program]));
     Run::of(python)
 }
 
@@ -371,34 +380,12 @@ fn mask_does_not_wait_for_a_leftover_process_holding_the_output() {
 fn ctrl_z_stops_the_job_and_fg_continues_it() {
     let f = env_fixture("v");
     let program = "import time\nprint('ready', flush=True)\ntime.sleep(0.5)\nprint('done', flush=True)";
-    let harness = r#"
-import os, pty, signal, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-seen = b''
-while b'ready' not in seen:
-    seen += os.read(fd, 1024)
-os.write(fd, b'\x1a')
-_, status = os.waitpid(pid, os.WUNTRACED)
-print('launcher stopped' if os.WIFSTOPPED(status) else 'launcher not stopped: %d' % status)
-os.kill(pid, signal.SIGCONT)
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:
-        break
-    if not chunk:
-        break
-    seen += chunk
-_, status = os.waitpid(pid, 0)
-print(seen.decode().replace('\r', '').replace('\n', ' ') + 'exit %d' % os.waitstatus_to_exitcode(status))
-"#;
-    let mut python = f.tool("python3");
-    python
-        .args(["-c", harness, crate::util::LAUNCHER])
-        .args(Args::run("worker").secret("api_key").arg("--supervise").program(["python3", "-c", program]));
-    let run = Run::of(python);
+    let at_ready = "os.write(fd, b'\\x1a')\n\
+        _, status = os.waitpid(pid, os.WUNTRACED)\n\
+        print('launcher stopped' if os.WIFSTOPPED(status) else 'launcher not stopped: %d' % status, flush=True)\n\
+        os.kill(pid, signal.SIGCONT)";
+    let args = Args::run("worker").secret("api_key").arg("--supervise");
+    let run = on_a_terminal_with(&f, args, program, "", at_ready);
     run.code(0);
     let out = run.stdout();
     assert!(
@@ -527,33 +514,12 @@ fn mask_on_a_terminal_follows_its_size() {
         print('ready', os.get_terminal_size(1).columns, flush=True)\n\
         time.sleep(0.8)\n\
         print('now', os.get_terminal_size(1).columns, flush=True)";
-    let harness = r#"
-import fcntl, os, pty, struct, sys, termios
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 77, 0, 0))
-seen = b''
-while b'ready' not in seen:
-    seen += os.read(fd, 1024)
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 123, 0, 0))
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:
-        break
-    if not chunk:
-        break
-    seen += chunk
-os.waitpid(pid, 0)
-sys.stdout.write(seen.decode().replace('\r', ''))
-"#;
-    let mut python = f.tool("python3");
-    python
-        .args(["-c", harness, crate::util::LAUNCHER])
-        .args(Args::run("worker").secret("api_key").arg("--mask").program(["python3", "-c", program]));
-    let run = Run::of(python);
-    run.code(0).stdout_is("ready 77\nnow 123\n");
+    let size = |rows: u16, columns: u16| {
+        format!("fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', {rows}, {columns}, 0, 0))")
+    };
+    let args = Args::run("worker").secret("api_key").arg("--mask");
+    let run = on_a_terminal_with(&f, args, program, &size(30, 77), &size(40, 123));
+    run.code(0).stdout_is("ready 77\nnow 123\nexit 0\n");
 }
 
 /// Waits for `child` at most `limit`; a launcher still running then is killed and the test
