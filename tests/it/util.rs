@@ -411,3 +411,24 @@ pub fn root_or_skip(what: &str) -> bool {
     }
     root
 }
+
+/// A loopback port that was free a moment ago, for a daemon the test starts there.
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `command` as a test's daemon: HOME a temp dir of its own (`home`, so it reads no
+/// user config), stdin and output discarded.
+pub fn spawn_daemon(mut command: Command, home: &std::path::Path) -> std::process::Child {
+    command.env("HOME", home).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command.spawn().unwrap()
+}
+
+/// Waits up to 30 s for a daemon the test started to answer `ready`; fails naming `what`.
+pub fn wait_until_up(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
