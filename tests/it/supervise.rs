@@ -202,9 +202,9 @@ fn mask_on_a_terminal_gives_the_program_a_terminal() {
     assert_eq!(run.stdout(), "ready []\nexit 0\n");
 }
 
-/// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
-#[test]
-fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
+/// A fixture with one secret, `token`, in a file store whose directory (returned) a test
+/// writes and rewrites, for the tests that watch a value change.
+fn token_fixture() -> (Fixture, std::path::PathBuf) {
     let f = Fixture::new();
     let secrets = f.path("secrets");
     std::fs::create_dir(&secrets).unwrap();
@@ -212,6 +212,13 @@ fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
         "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
         secrets.display()
     ));
+    (f, secrets)
+}
+
+/// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
+#[test]
+fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
+    let (f, secrets) = token_fixture();
     std::fs::write(secrets.join("token"), "stubborn-one").unwrap();
     let args = Args::run("worker")
         .secret("token")
@@ -315,13 +322,7 @@ fn a_value_too_short_to_mask_is_named_in_a_warning() {
 /// names what changed, never the value.
 #[test]
 fn watch_restarts_on_a_changed_value_only_and_rides_out_a_failing_store() {
-    let f = Fixture::new();
-    let secrets = f.path("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    f.config(&format!(
-        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
-        secrets.display()
-    ));
+    let (f, secrets) = token_fixture();
     let token = secrets.join("token");
     std::fs::write(&token, "rotation-one").unwrap();
     let args = Args::run("worker")
@@ -477,13 +478,7 @@ fn sigterm_reaches_the_program_through_the_launcher_as_pid_1_needs_root() {
 /// values, the old run's output is all through before the new one starts.
 #[test]
 fn watch_and_mask_together_mask_each_run_with_its_own_values() {
-    let f = Fixture::new();
-    let secrets = f.path("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    f.config(&format!(
-        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
-        secrets.display()
-    ));
+    let (f, secrets) = token_fixture();
     std::fs::write(secrets.join("token"), format!("{CANARY}-one")).unwrap();
     let args = Args::run("worker").secret("token").args(["--watch", "300ms", "--mask"]).program([
         "sh",
