@@ -317,6 +317,39 @@ pub fn explain(
     Report { text: table(&lines, ""), json, outcome }
 }
 
+/// The `list` report's text and JSON (schema `mxm-secrets/list/1`) for `principal` and the
+/// `[name, store, policy]` of each secret it may read; `source` and `where_from` name where
+/// the answer came from (`config`, or `broker` for `list --broker`). One builder, so the
+/// local and the broker's answers keep one shape.
+pub(crate) fn list_report(
+    principal: &Principal,
+    readable: &[[&str; 3]],
+    source: &str,
+    where_from: Value,
+) -> (String, Value) {
+    let rows: Vec<Vec<String>> = readable
+        .iter()
+        .map(|[name, store, policy]| {
+            vec![name.to_string(), format!("store {store}"), format!("policy {policy}")]
+        })
+        .collect();
+    let text = format!("principal  {}\n{}", describe_principal(principal), table(&rows, "  "));
+    let mut json = serde_json::Map::new();
+    json.insert("schema".to_owned(), json!("mxm-secrets/list/1"));
+    json.insert("ok".to_owned(), json!(true));
+    json.insert("exit_code".to_owned(), json!(0));
+    json.insert(source.to_owned(), where_from);
+    json.insert("principal".to_owned(), principal_json(principal));
+    json.insert(
+        "secrets".to_owned(),
+        readable
+            .iter()
+            .map(|[name, store, policy]| json!({"name": name, "store": store, "policy": policy}))
+            .collect(),
+    );
+    (text, Value::Object(json))
+}
+
 /// `list`: every secret this identity may read, with its store and policy. When it may read
 /// nothing, the answer says why, and which policies would allow this principal with another
 /// environment or machine.
@@ -325,22 +358,11 @@ pub fn list(config: &Config, identity: &RuntimeIdentity, caller: &Caller) -> Rep
     let names: Vec<&Name> = config.refs.names().collect();
     let judged: Vec<Judged> = resolve::judge_all(config, &names, &principal, identity, caller);
     let readable: Vec<_> = judged.iter().filter_map(|(n, r)| r.as_ref().ok().map(|a| (n, a))).collect();
-    let rows: Vec<Vec<String>> = readable
+    let rows: Vec<[&str; 3]> = readable
         .iter()
-        .map(|(n, a)| {
-            vec![n.to_string(), format!("store {}", a.location.store), format!("policy {}", a.secret.policy)]
-        })
+        .map(|(n, a)| [n.as_str(), a.location.store.as_str(), a.secret.policy.as_str()])
         .collect();
-    let mut text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
-    let mut json = json!({
-        "schema": "mxm-secrets/list/1",
-        "ok": true,
-        "exit_code": 0,
-        "config": config.source,
-        "principal": principal_json(&principal),
-        "secrets": readable.iter().map(|(n, a)| json!({"name": n.as_str(), "store": a.location.store.as_str(),
-            "policy": a.secret.policy.as_str()})).collect::<Vec<_>>(),
-    });
+    let (mut text, mut json) = list_report(&principal, &rows, "config", json!(config.source));
     if readable.is_empty() {
         let (why, elsewhere) = nothing_readable(config, &principal, identity, &judged);
         text.push_str(&format!("nothing    {why}\n"));

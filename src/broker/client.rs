@@ -15,7 +15,7 @@ use nix::sys::uio::pread;
 use serde_json::{Value, json};
 
 use super::protocol::{self, ClientRequest, MAX_ANSWER, Op, VERSION};
-use crate::diagnose::{Report, describe_principal, principal_json, table};
+use crate::diagnose::{Report, list_report};
 use crate::error::{EX_UNAVAILABLE, Error};
 use crate::identity::{Principal, RuntimeIdentity};
 use crate::manifest::Manifest;
@@ -182,32 +182,16 @@ pub fn list(socket: &Path, identity: &RuntimeIdentity) -> Result<Report, Error> 
     };
     let rule = answer["principal_rule"].as_u64().map(|i| i as usize);
     let principal = Principal { name, rule, reserved: None };
-    let field = |secret: &Value, key: &str| secret[key].as_str().unwrap_or("?").to_owned();
-    let secrets: Vec<Value> = answer["secrets"]
+    fn field<'a>(secret: &'a Value, key: &str) -> &'a str {
+        secret[key].as_str().unwrap_or("?")
+    }
+    let secrets: Vec<[&str; 3]> = answer["secrets"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|s| json!({"name": field(s, "name"), "store": field(s, "store"), "policy": field(s, "policy")}))
+        .map(|s| [field(s, "name"), field(s, "store"), field(s, "policy")])
         .collect();
-    let rows: Vec<Vec<String>> = secrets
-        .iter()
-        .map(|s| {
-            vec![
-                field(s, "name"),
-                format!("store {}", field(s, "store")),
-                format!("policy {}", field(s, "policy")),
-            ]
-        })
-        .collect();
-    let mut text = format!("principal  {}\n{}", describe_principal(&principal), table(&rows, "  "));
-    let mut json = json!({
-        "schema": "mxm-secrets/list/1",
-        "ok": true,
-        "exit_code": 0,
-        "broker": socket,
-        "principal": principal_json(&principal),
-        "secrets": secrets,
-    });
+    let (mut text, mut json) = list_report(&principal, &secrets, "broker", json!(socket));
     if secrets.is_empty() {
         let why =
             "the broker allows this caller no secret; the broker's log has each decision (ask its operator)";

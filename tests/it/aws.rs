@@ -15,9 +15,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use crate::util::{Args, CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture, free_loopback_port, spawn_daemon, wait_until_up};
 
 struct Moto {
     server: Child,
@@ -42,24 +41,14 @@ impl Moto {
             eprintln!("skipped: no moto_server (pip install 'moto[server]==5.2.5', and set MXM_MOTO)");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_loopback_port();
         let home = tempfile::tempdir().unwrap();
-        let server = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("HOME", home.path())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut command = Command::new(&binary);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]).envs(env.iter().copied());
+        let server = spawn_daemon(command, home.path());
         let moto = Moto { server, python, url: format!("http://127.0.0.1:{port}"), port, home };
         // A connection, not a request: with IAM on, moto counts every request it answers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not come up at {}", moto.url);
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_up(&format!("moto at {}", moto.url), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         Some(moto)
     }
 

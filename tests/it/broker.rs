@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
 use nix::unistd::Pid;
 
-use crate::util::{Args, CANARY, Fixture, LAUNCHER};
+use crate::util::{Args, CANARY, Fixture, LAUNCHER, TestGroup, TestUser};
 
 /// A config with a file-backend store under `secrets/` (the canary is `api_key`, a second
 /// value `db_password`) allowed to role `worker`, plus whatever `extra_policy` adds to
@@ -118,72 +118,6 @@ impl Drop for Broker {
     }
 }
 
-/// A throwaway local user for the length of a test: `useradd` here, `userdel` on drop.
-pub struct TestUser {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl TestUser {
-    /// The name [`TestUser::new`] gives for `tag`, for a config written before the user exists.
-    pub fn name_for(tag: &str) -> String {
-        format!("mxmb{tag}{}", std::process::id() % 100_000)
-    }
-
-    pub fn new(tag: &str) -> TestUser {
-        let name = TestUser::name_for(tag);
-        // useradd locks /etc/passwd; tests running at once may find it locked for a moment.
-        for _ in 0..50 {
-            let made = Command::new("useradd")
-                .args(["--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", &name])
-                .output()
-                .expect("useradd is installed");
-            if made.status.success() {
-                let user = nix::unistd::User::from_name(&name).unwrap().expect("the new user");
-                return TestUser { name, uid: user.uid.as_raw(), gid: user.gid.as_raw() };
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("useradd {name} kept failing");
-    }
-
-    /// `setpriv` to this user (its own groups), then `program` with `args`, in the fixture.
-    pub fn command<S: AsRef<std::ffi::OsStr>>(
-        &self,
-        f: &Fixture,
-        program: &str,
-        args: impl IntoIterator<Item = S>,
-    ) -> Command {
-        let mut command = f.tool("setpriv");
-        command
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--init-groups")
-            .arg(program)
-            .args(args);
-        command
-    }
-
-    /// The launcher as this user.
-    pub fn run(&self, f: &Fixture, args: impl IntoIterator<Item = String>) -> crate::util::Run {
-        crate::util::Run::of(self.command(f, LAUNCHER, args))
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            let removed = Command::new("userdel").arg(&self.name).output();
-            // 6: no such user. Either way it is gone.
-            if removed.is_ok_and(|r| matches!(r.status.code(), Some(0 | 6))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// A fixture whose dir other users may pass through (not list), with the broker config
 /// (policy `p` plus `extra_policy`, see [`broker_config`]), a broker started with `extra`
 /// whose socket group is `user`'s, and a root-owned manifest they may read.
@@ -191,7 +125,7 @@ pub fn served_with(tag: &str, extra_policy: &str, extra: &[&str]) -> (Fixture, T
     let f = Fixture::new();
     fs::set_permissions(f.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
     broker_config(&f, extra_policy);
-    let user = TestUser::new(tag);
+    let user = TestUser::new(&format!("b{tag}"));
     let manifest = f.write("m.yaml", "secrets:\n  - {name: api_key, fd: 3}\n  - {name: db_password}\n");
     fs::set_permissions(&manifest, fs::Permissions::from_mode(0o644)).unwrap();
     let group = user.gid.to_string();
@@ -729,40 +663,6 @@ os._exit(0)
     assert!(broker.stop().success());
 }
 
-/// A throwaway group for the length of a test: `groupadd` here, `groupdel` on drop.
-struct TestGroup(String);
-
-impl TestGroup {
-    fn new(tag: &str) -> TestGroup {
-        let name = format!("mxmg{tag}{}", std::process::id() % 100_000);
-        for _ in 0..50 {
-            if Command::new("groupadd").arg(&name).status().is_ok_and(|s| s.success()) {
-                return TestGroup(name);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("groupadd {name} kept failing");
-    }
-
-    /// Makes `user` a member (a supplementary group, as `useradd -G` would).
-    fn add(&self, user: &TestUser) {
-        let added = Command::new("usermod").args(["-a", "-G", &self.0, &user.name]).status().unwrap();
-        assert!(added.success(), "usermod -a -G {} {}", self.0, user.name);
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            let removed = Command::new("groupdel").arg(&self.0).output();
-            if removed.is_ok_and(|r| matches!(r.status.code(), Some(0 | 6))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// The socket's directory opened to everyone, for tests whose second user is outside the
 /// socket's group: the policy, not the file mode, must be what stops it.
 fn open_to_all(broker: &Broker) {
@@ -787,9 +687,9 @@ fn as_root_policy_users_decide_through_the_broker() {
     if !is_root() {
         return;
     }
-    let listed = TestUser::name_for("u");
+    let listed = TestUser::name_for("bu");
     let (f, user, broker) = served_with("u", &format!(", users: [{listed}]"), &["--socket-mode", "0666"]);
-    let other = TestUser::new("v");
+    let other = TestUser::new("bv");
     open_to_all(&broker);
     user.run(&f, with(via(&broker, "get", "worker"), ["api_key"])).code(0).stdout_is(CANARY);
     let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
@@ -811,8 +711,9 @@ fn as_root_policy_groups_decide_through_a_supplementary_group() {
         return;
     }
     let group = TestGroup::new("g");
-    let (f, user, broker) = served_with("g", &format!(", groups: [{}]", group.0), &["--socket-mode", "0666"]);
-    let other = TestUser::new("h");
+    let (f, user, broker) =
+        served_with("g", &format!(", groups: [{}]", group.name), &["--socket-mode", "0666"]);
+    let other = TestUser::new("bh");
     open_to_all(&broker);
     // Before it is a member: denied, naming its own groups.
     user.run(&f, with(via(&broker, "get", "worker"), ["api_key"]))
@@ -823,7 +724,7 @@ fn as_root_policy_groups_decide_through_a_supplementary_group() {
     let denied = other.run(&f, with(via(&broker, "get", "worker"), ["api_key"]));
     denied.code(77).stderr_has(&format!("none of the caller's groups ({} (gid {}))", other.name, other.gid));
     says_nothing_more(&denied, &f);
-    assert!(!denied.stderr().contains(&group.0), "the denied client learnt the allowed group");
+    assert!(!denied.stderr().contains(&group.name), "the denied client learnt the allowed group");
     assert!(broker.stop().success());
 }
 
@@ -852,7 +753,7 @@ fn as_root_a_principal_rule_with_user_gives_the_principal_through_the_broker() {
         return;
     }
     let (f, user, broker) = served_with("r", "", &["--socket-mode", "0666"]);
-    let other = TestUser::new("q");
+    let other = TestUser::new("bq");
     open_to_all(&broker);
     let text = fs::read_to_string(f.path("config.yaml")).unwrap();
     f.config(&format!("{text}principals:\n  - {{principal: worker, user: {}}}\n", user.name));
@@ -896,7 +797,7 @@ fn as_root_one_uid_holds_at_most_its_share_of_the_connections() {
     }
     let (f, user, broker) =
         served("c", &["--max-connections", "4", "--client-timeout", "60", "--socket-mode", "0666"]);
-    let other = TestUser::new("d");
+    let other = TestUser::new("bd");
     open_to_all(&broker);
     let mut held = hold_as(&user, &f, &broker.socket);
     // The broker accepts the held connection in its own time: until then a client may still

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use crate::util::{Args, CANARY, ENV_CONFIG, Fixture};
+use crate::util::{Args, CANARY, ENV_CONFIG, Fixture, TestUser, root_or_skip};
 
 const GOOD: &str = ENV_CONFIG;
 
@@ -304,57 +304,14 @@ fn manifest_targets_that_load_code_are_refused_in_any_case() {
     }
 }
 
-/// A second local user for the length of a test: made with `useradd`, removed on drop. None
-/// (with the reason printed) when not root; CI runs as root.
-struct OtherUser {
-    name: String,
-    uid: u32,
-}
-
-impl OtherUser {
-    fn new(tag: &str) -> Option<OtherUser> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to create a second user with useradd; CI runs as root");
-            return None;
-        }
-        let name = format!("mxm{tag}{}", std::process::id() % 100_000);
-        // useradd locks /etc/passwd; tests running at once may find it locked for a moment.
-        for _ in 0..50 {
-            let made = std::process::Command::new("useradd")
-                .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
-                .output()
-                .expect("useradd is installed");
-            if made.status.success() {
-                let uid = nix::unistd::User::from_name(&name).unwrap().expect("the new user").uid.as_raw();
-                return Some(OtherUser { name, uid });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("useradd {name} kept failing");
-    }
-
-    /// `uid N (name)`, as messages name an owner.
-    fn shown(&self) -> String {
-        format!("uid {} ({})", self.uid, self.name)
-    }
-}
-
-impl Drop for OtherUser {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            let removed = std::process::Command::new("userdel").args(["-r", &self.name]).output();
-            // 6: no such user; 12: no home to remove (we made none). Either way it is gone.
-            if removed.is_ok_and(|r| matches!(r.status.code(), Some(0 | 6 | 12))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 #[test]
 fn a_manifest_owned_by_another_user_is_refused() {
-    let Some(other) = OtherUser::new("m") else { return };
+    if !root_or_skip("a_manifest_owned_by_another_user_is_refused") {
+        return;
+    }
+    let other = TestUser::new("m");
+    // As messages name an owner.
+    let owner = format!("uid {} ({})", other.uid, other.name);
     let mut f = Fixture::new();
     f.env("SRC_API_KEY", CANARY);
     f.config(GOOD);
@@ -364,7 +321,7 @@ fn a_manifest_owned_by_another_user_is_refused() {
     std::os::unix::fs::chown(&manifest, Some(other.uid), None).unwrap();
     check(&f)
         .code(65)
-        .stderr_has(&format!("/m.yaml: the file is owned by {}, neither root nor you (uid 0)", other.shown()))
+        .stderr_has(&format!("/m.yaml: the file is owned by {}, neither root nor you (uid 0)", owner))
         .stderr_has("whoever owns the manifest decides where the secrets go")
         .stderr_has("/m.yaml (or to yourself)");
     // Its group may write it (a deploy group), nobody else.
@@ -377,7 +334,12 @@ fn a_manifest_owned_by_another_user_is_refused() {
 /// the manifest (65) alike: whoever owns any of them can repoint the file.
 #[test]
 fn every_link_and_directory_on_the_way_is_checked() {
-    let Some(other) = OtherUser::new("c") else { return };
+    if !root_or_skip("every_link_and_directory_on_the_way_is_checked") {
+        return;
+    }
+    let other = TestUser::new("c");
+    // As messages name an owner.
+    let owner = format!("uid {} ({})", other.uid, other.name);
     let mut f = Fixture::new();
     f.env("SRC_API_KEY", CANARY);
     let dir = f.path("conf");
@@ -400,14 +362,14 @@ fn every_link_and_directory_on_the_way_is_checked() {
     check(&f, "first.yaml", "conf/m.yaml").code(78).stderr_has(&format!(
         "/first.yaml: the symlink {} on the way to it is owned by {}, neither root nor you (uid 0)",
         middle.display(),
-        other.shown()
+        owner
     ));
     check(&f, "first.yaml", "conf/m.yaml").stderr_has(&format!("Fix: chown -h root {}", middle.display()));
     std::os::unix::fs::lchown(f.path("middle-m.yaml"), Some(other.uid), None).unwrap();
     check(&f, "conf/config.yaml", "first-m.yaml")
         .code(65)
         .stderr_has("/first-m.yaml: the symlink ")
-        .stderr_has(&format!("middle-m.yaml on the way to it is owned by {}", other.shown()));
+        .stderr_has(&format!("middle-m.yaml on the way to it is owned by {}", owner));
     std::os::unix::fs::lchown(f.path("middle.yaml"), Some(0), None).unwrap();
     std::os::unix::fs::lchown(f.path("middle-m.yaml"), Some(0), None).unwrap();
     check(&f, "first.yaml", "first-m.yaml").code(0);
@@ -418,7 +380,7 @@ fn every_link_and_directory_on_the_way_is_checked() {
     check(&f, "first.yaml", "first-m.yaml").code(78).stderr_has(&format!(
         "the directory {} on the way to it is owned by {}, neither root nor you (uid 0)",
         real.display(),
-        other.shown()
+        owner
     ));
     check(&f, "first.yaml", "first-m.yaml").stderr_has(&format!("Fix: chown root {}", real.display()));
     std::os::unix::fs::chown(&dir, Some(0), None).unwrap();

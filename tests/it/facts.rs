@@ -6,95 +6,10 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Args, CANARY, Fixture, LAUNCHER, Run};
-
-/// Who runs the tests: root can make users and become them.
-fn root_or_skip(what: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: {what} needs root (useradd, setpriv); CI runs as root");
-    }
-    root
-}
-
-/// Runs `program` with `args`, retrying while `/etc/passwd` or `/etc/group` is locked by
-/// another test's useradd; `ok` are the exit codes that count as done.
-fn admin(program: &str, args: &[&str], ok: &[i32]) {
-    let mut last = String::new();
-    for _ in 0..50 {
-        let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-        if out.status.code().is_some_and(|c| ok.contains(&c)) {
-            return;
-        }
-        last = String::from_utf8_lossy(&out.stderr).into_owned();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{program} {args:?} kept failing: {last}");
-}
-
-/// A throwaway group: `groupadd` here, `groupdel` on drop.
-struct TestGroup {
-    name: String,
-    gid: u32,
-}
-
-impl TestGroup {
-    fn new(tag: &str) -> TestGroup {
-        let name = format!("mxmfg{tag}{}", std::process::id() % 100_000);
-        admin("groupadd", &[&name], &[0]);
-        let gid = nix::unistd::Group::from_name(&name).unwrap().expect("the new group").gid.as_raw();
-        TestGroup { name, gid }
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        // 6: no such group; it is gone either way.
-        admin("groupdel", &[&self.name], &[0, 6]);
-    }
-}
-
-/// A throwaway user with a group of its own (and `extra` supplementary groups): `useradd`
-/// here, `userdel` on drop, so a failing test leaves no user behind.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn new(tag: &str, extra: &[&TestGroup]) -> TestUser {
-        let name = format!("mxmf{tag}{}", std::process::id() % 100_000);
-        let groups: Vec<&str> = extra.iter().map(|g| g.name.as_str()).collect();
-        let mut args = vec!["--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin"];
-        let joined = groups.join(",");
-        if !groups.is_empty() {
-            args.extend(["--groups", &joined]);
-        }
-        args.push(&name);
-        admin("useradd", &args, &[0]);
-        let user = nix::unistd::User::from_name(&name).unwrap().expect("the new user");
-        TestUser { name, uid: user.uid.as_raw(), gid: user.gid.as_raw() }
-    }
-
-    /// `user NAME (uid N)`, as denials name a caller.
-    fn shown(&self) -> String {
-        format!("user {} (uid {})", self.name, self.uid)
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        // 6: no such user; 12: no home to remove (we made none). Gone either way. Its own
-        // group goes with it (`--user-group`).
-        admin("userdel", &[&self.name], &[0, 6, 12]);
-    }
-}
+use crate::util::{Args, CANARY, Fixture, LAUNCHER, Run, TestGroup, TestUser, root_or_skip};
 
 /// A fixture the test users can read: its directory 0755 and the config and manifest 0644,
 /// owned by root (the trusted-file rules accept root's files that only root can write).
@@ -111,19 +26,10 @@ fn shared_fixture(config: &str) -> Fixture {
     f
 }
 
-/// The launcher run as `user` through `setpriv`: real and effective uid and gid become the
-/// user's; `groups` is `--init-groups` (its groups from /etc/group) or `--clear-groups`.
+/// The launcher run as `user` through `setpriv`; `groups` is `--init-groups` (its groups
+/// from /etc/group) or `--clear-groups`.
 fn run_as(f: &Fixture, user: &TestUser, groups: &str, args: Args) -> Run {
-    let mut command = f.tool("setpriv");
-    command.args([
-        &format!("--reuid={}", user.uid),
-        &format!("--regid={}", user.gid),
-        groups,
-        "--",
-        LAUNCHER,
-    ]);
-    command.args(args);
-    Run::of(command)
+    Run::of(user.command_with(f, groups, LAUNCHER, args))
 }
 
 fn config(users: &str, group: &str) -> String {
@@ -149,8 +55,8 @@ fn users_decide_by_the_real_uid_as_root() {
     if !root_or_skip("users_decide_by_the_real_uid_as_root") {
         return;
     }
-    let alice = TestUser::new("a", &[]);
-    let bob = TestUser::new("b", &[]);
+    let alice = TestUser::new("fa");
+    let bob = TestUser::new("fb");
     let f = shared_fixture(&config(&format!("{}, 4000000", alice.name), "4000001"));
     let run = |user: &TestUser| {
         run_as(
@@ -224,9 +130,9 @@ fn groups_decide_by_the_processs_groups_as_root() {
     if !root_or_skip("groups_decide_by_the_processs_groups_as_root") {
         return;
     }
-    let readers = TestGroup::new("r");
-    let alice = TestUser::new("ga", &[]);
-    let bob = TestUser::new("gb", &[&readers]);
+    let readers = TestGroup::new("fr");
+    let alice = TestUser::new("fga");
+    let bob = TestUser::with_groups("fgb", &[&readers]);
     let f = shared_fixture(&config("4000000", &readers.name));
     let run = |user: &TestUser, groups: &str| {
         run_as(&f, user, groups, Args::run("worker").manifest("by_group.yaml").program(["printenv", "VALUE"]))
@@ -265,8 +171,8 @@ fn a_user_rule_gives_and_reserves_its_principal_as_root() {
     if !root_or_skip("a_user_rule_gives_and_reserves_its_principal_as_root") {
         return;
     }
-    let alice = TestUser::new("ra", &[]);
-    let bob = TestUser::new("rb", &[]);
+    let alice = TestUser::new("fra");
+    let bob = TestUser::new("frb");
     let text = format!(
         "{}principals:\n  - {{principal: deployer, user: {}}}\n",
         config(&format!("{}, {}", alice.name, bob.name), "4000001"),

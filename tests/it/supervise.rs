@@ -146,15 +146,23 @@ fn ctrl_c_on_a_terminal_reaches_the_program_once() {
 /// pty, as a shell's foreground job; once the program prints `ready`, types `keys`. Its
 /// stdout: everything the terminal showed, then `exit N`.
 fn on_a_terminal(f: &Fixture, args: Args, program: &str, keys: &[u8]) -> Run {
+    on_a_terminal_with(f, args, program, "", &format!("os.write(fd, bytes({keys:?}))"))
+}
+
+/// As [`on_a_terminal`], with Python statements to run (`fd` the terminal's end, `pid` the
+/// launcher's): `setup` before anything is read, `at_ready` once the program prints
+/// `ready`. Its stdout: what they print, everything the terminal showed, then `exit N`.
+fn on_a_terminal_with(f: &Fixture, args: Args, program: &str, setup: &str, at_ready: &str) -> Run {
     let harness = r#"
-import os, pty, sys
+import fcntl, os, pty, signal, struct, sys, termios
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[2], sys.argv[2:])
+    os.execv(sys.argv[3], sys.argv[3:])
+exec(sys.argv[1])
 seen = b''
 while b'ready' not in seen:
     seen += os.read(fd, 1024)
-os.write(fd, sys.argv[1].encode('latin-1'))
+exec(sys.argv[2])
 while True:
     try:
         chunk = os.read(fd, 1024)
@@ -166,9 +174,10 @@ while True:
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(seen.decode().replace('\r', '') + 'exit %d\n' % os.waitstatus_to_exitcode(status))
 "#;
-    let keys: String = keys.iter().map(|b| char::from(*b)).collect();
     let mut python = f.tool("python3");
-    python.args(["-c", harness, &keys, crate::util::LAUNCHER]).args(args.program(["python3", "-c", program]));
+    python
+        .args(["-c", harness, setup, at_ready, crate::util::LAUNCHER])
+        .args(args.program(["python3", "-c", program]));
     Run::of(python)
 }
 
@@ -193,9 +202,9 @@ fn mask_on_a_terminal_gives_the_program_a_terminal() {
     assert_eq!(run.stdout(), "ready []\nexit 0\n");
 }
 
-/// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
-#[test]
-fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
+/// A fixture with one secret, `token`, in a file store whose directory (returned) a test
+/// writes and rewrites, for the tests that watch a value change.
+fn token_fixture() -> (Fixture, std::path::PathBuf) {
     let f = Fixture::new();
     let secrets = f.path("secrets");
     std::fs::create_dir(&secrets).unwrap();
@@ -203,6 +212,13 @@ fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
         "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
         secrets.display()
     ));
+    (f, secrets)
+}
+
+/// A program that ignores the stop signal is killed after `--stop-timeout` and restarted.
+#[test]
+fn watch_kills_a_program_that_ignores_the_stop_signal_after_the_stop_timeout() {
+    let (f, secrets) = token_fixture();
     std::fs::write(secrets.join("token"), "stubborn-one").unwrap();
     let args = Args::run("worker")
         .secret("token")
@@ -306,13 +322,7 @@ fn a_value_too_short_to_mask_is_named_in_a_warning() {
 /// names what changed, never the value.
 #[test]
 fn watch_restarts_on_a_changed_value_only_and_rides_out_a_failing_store() {
-    let f = Fixture::new();
-    let secrets = f.path("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    f.config(&format!(
-        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
-        secrets.display()
-    ));
+    let (f, secrets) = token_fixture();
     let token = secrets.join("token");
     std::fs::write(&token, "rotation-one").unwrap();
     let args = Args::run("worker")
@@ -371,34 +381,12 @@ fn mask_does_not_wait_for_a_leftover_process_holding_the_output() {
 fn ctrl_z_stops_the_job_and_fg_continues_it() {
     let f = env_fixture("v");
     let program = "import time\nprint('ready', flush=True)\ntime.sleep(0.5)\nprint('done', flush=True)";
-    let harness = r#"
-import os, pty, signal, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-seen = b''
-while b'ready' not in seen:
-    seen += os.read(fd, 1024)
-os.write(fd, b'\x1a')
-_, status = os.waitpid(pid, os.WUNTRACED)
-print('launcher stopped' if os.WIFSTOPPED(status) else 'launcher not stopped: %d' % status)
-os.kill(pid, signal.SIGCONT)
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:
-        break
-    if not chunk:
-        break
-    seen += chunk
-_, status = os.waitpid(pid, 0)
-print(seen.decode().replace('\r', '').replace('\n', ' ') + 'exit %d' % os.waitstatus_to_exitcode(status))
-"#;
-    let mut python = f.tool("python3");
-    python
-        .args(["-c", harness, crate::util::LAUNCHER])
-        .args(Args::run("worker").secret("api_key").arg("--supervise").program(["python3", "-c", program]));
-    let run = Run::of(python);
+    let at_ready = "os.write(fd, b'\\x1a')\n\
+        _, status = os.waitpid(pid, os.WUNTRACED)\n\
+        print('launcher stopped' if os.WIFSTOPPED(status) else 'launcher not stopped: %d' % status, flush=True)\n\
+        os.kill(pid, signal.SIGCONT)";
+    let args = Args::run("worker").secret("api_key").arg("--supervise");
+    let run = on_a_terminal_with(&f, args, program, "", at_ready);
     run.code(0);
     let out = run.stdout();
     assert!(
@@ -490,13 +478,7 @@ fn sigterm_reaches_the_program_through_the_launcher_as_pid_1_needs_root() {
 /// values, the old run's output is all through before the new one starts.
 #[test]
 fn watch_and_mask_together_mask_each_run_with_its_own_values() {
-    let f = Fixture::new();
-    let secrets = f.path("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    f.config(&format!(
-        "stores:\n  files: {{backend: file, root: '{}'}}\nrefs:\n  token: {{store: files, path: token, policy: p}}\npolicies:\n  p: {{allowed_principals: [worker]}}\n",
-        secrets.display()
-    ));
+    let (f, secrets) = token_fixture();
     std::fs::write(secrets.join("token"), format!("{CANARY}-one")).unwrap();
     let args = Args::run("worker").secret("token").args(["--watch", "300ms", "--mask"]).program([
         "sh",
@@ -527,33 +509,12 @@ fn mask_on_a_terminal_follows_its_size() {
         print('ready', os.get_terminal_size(1).columns, flush=True)\n\
         time.sleep(0.8)\n\
         print('now', os.get_terminal_size(1).columns, flush=True)";
-    let harness = r#"
-import fcntl, os, pty, struct, sys, termios
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 77, 0, 0))
-seen = b''
-while b'ready' not in seen:
-    seen += os.read(fd, 1024)
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 123, 0, 0))
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:
-        break
-    if not chunk:
-        break
-    seen += chunk
-os.waitpid(pid, 0)
-sys.stdout.write(seen.decode().replace('\r', ''))
-"#;
-    let mut python = f.tool("python3");
-    python
-        .args(["-c", harness, crate::util::LAUNCHER])
-        .args(Args::run("worker").secret("api_key").arg("--mask").program(["python3", "-c", program]));
-    let run = Run::of(python);
-    run.code(0).stdout_is("ready 77\nnow 123\n");
+    let size = |rows: u16, columns: u16| {
+        format!("fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', {rows}, {columns}, 0, 0))")
+    };
+    let args = Args::run("worker").secret("api_key").arg("--mask");
+    let run = on_a_terminal_with(&f, args, program, &size(30, 77), &size(40, 123));
+    run.code(0).stdout_is("ready 77\nnow 123\nexit 0\n");
 }
 
 /// Waits for `child` at most `limit`; a launcher still running then is killed and the test

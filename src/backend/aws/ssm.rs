@@ -24,7 +24,7 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{Endpoint, Lazy, Profile, Region, Settings, call_error};
-use crate::backend::{Backend, FetchError, FetchRequest, join};
+use crate::backend::{Backend, FetchError, FetchRequest};
 use crate::name::given;
 use crate::secret::SecretValue;
 
@@ -165,15 +165,11 @@ impl Ssm {
 
 impl Backend for Ssm {
     fn locate(&self, root: &str, path: &str) -> Result<String, String> {
-        let name = join(root, path);
-        check_name("path", &name)?;
-        Ok(name)
+        super::locate(root, path, check_name)
     }
 
     fn fetch(&self, request: &FetchRequest) -> Result<SecretValue, FetchError> {
-        self.fetch_many(std::slice::from_ref(request))
-            .pop()
-            .unwrap_or(Err(FetchError::Failed("the backend gave no answer for this secret".to_owned())))
+        super::only_answer(self.fetch_many(std::slice::from_ref(request)))
     }
 
     fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretValue, FetchError>> {
