@@ -56,7 +56,12 @@ fn exchange(socket: &Path, request: &ClientRequest) -> Result<(Value, Vec<OwnedF
     let body = serde_json::to_value(request).map_err(|e| unavailable(socket, e))?;
     // A broker that answered at once (75 when overloaded) may have closed already: read on.
     let sent = protocol::send(&stream, &body, &[]);
-    let (answer, fds) = match protocol::receive(&stream, MAX_ANSWER, Instant::now() + ANSWER_WAIT) {
+    let (answer, fds) = match protocol::receive(
+        &stream,
+        MAX_ANSWER,
+        Instant::now() + ANSWER_WAIT,
+        protocol::Descriptors::Take,
+    ) {
         Ok(answer) => answer,
         Err(e) => {
             let why = match sent {

@@ -124,23 +124,38 @@ pub fn send(stream: &UnixStream, body: &Value, fds: &[RawFd]) -> io::Result<()> 
     Ok(())
 }
 
+/// The most descriptors one message can carry (the kernel's `SCM_MAX_FD`): room for all of
+/// them, so that a list is never cut short (the kernel would install what fits, and a cut
+/// list cannot be read back to close them).
+const SCM_MAX_FD: usize = 253;
+
+/// Whether descriptors sent with a frame are taken (the client: one memfd per value) or
+/// refused (the broker: a client has none to send; with no room for them the kernel closes
+/// them, so a client cannot fill the broker's descriptor table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Descriptors {
+    Take,
+    Refuse,
+}
+
 /// Reads one frame of at most `max` bytes by `deadline`, with any descriptors that came with
-/// it (close-on-exec). Each read waits only for what is left of the deadline, so a peer that
-/// sends half a frame and stalls is dropped on time.
+/// it (close-on-exec) when `descriptors` takes them. Each read waits only for what is left of
+/// the deadline, so a peer that sends half a frame and stalls is dropped on time.
 pub fn receive(
     stream: &UnixStream,
     max: usize,
     deadline: Instant,
+    descriptors: Descriptors,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), FrameError> {
     let mut fds = Vec::new();
     let mut header = [0u8; 4];
-    read_exact(stream, &mut header, deadline, &mut fds, 0)?;
+    read_exact(stream, &mut header, deadline, descriptors, &mut fds, 0)?;
     let length = u32::from_be_bytes(header) as usize;
     if length > max {
         return Err(FrameError::TooLarge(length));
     }
     let mut body = vec![0u8; length];
-    read_exact(stream, &mut body, deadline, &mut fds, 4)?;
+    read_exact(stream, &mut body, deadline, descriptors, &mut fds, 4)?;
     Ok((body, fds))
 }
 
@@ -148,11 +163,12 @@ fn read_exact(
     stream: &UnixStream,
     buffer: &mut [u8],
     deadline: Instant,
+    descriptors: Descriptors,
     fds: &mut Vec<OwnedFd>,
     before: usize,
 ) -> Result<(), FrameError> {
     let mut filled = 0;
-    let mut space = nix::cmsg_space!([RawFd; MAX_NAMES]);
+    let mut space = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     while filled < buffer.len() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -160,8 +176,12 @@ fn read_exact(
         }
         stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).map_err(FrameError::Io)?;
         let mut iov = [IoSliceMut::new(&mut buffer[filled..])];
-        let received =
-            recvmsg::<UnixAddr>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC);
+        let received = recvmsg::<UnixAddr>(
+            stream.as_raw_fd(),
+            &mut iov,
+            (descriptors == Descriptors::Take).then_some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        );
         let (bytes, passed) = match received {
             Ok(message) => {
                 let mut passed = Vec::new();
@@ -204,6 +224,27 @@ mod tests {
         Instant::now() + Duration::from_millis(ms)
     }
 
+    /// Descriptors sent to a side that refuses them are closed by the kernel, not left open
+    /// in the receiver: a client could otherwise fill the broker's descriptor table.
+    #[test]
+    fn refused_descriptors_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marker");
+        let file = std::fs::File::create(&path).unwrap();
+        let open_copies = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter(|target| *target == path)
+                .count()
+        };
+        let (a, b) = UnixStream::pair().unwrap();
+        send(&a, &serde_json::json!({"version": 1}), &[file.as_raw_fd(); 200]).unwrap();
+        let (_, fds) = receive(&b, MAX_REQUEST, later(5000), Descriptors::Refuse).unwrap();
+        assert!(fds.is_empty());
+        assert_eq!(open_copies(), 1, "only our own descriptor of the file is open");
+    }
+
     /// A frame and its descriptors arrive together, the descriptors close-on-exec.
     #[test]
     fn a_frame_carries_its_descriptors() {
@@ -211,7 +252,7 @@ mod tests {
         let file = std::fs::File::open("/dev/null").unwrap();
         send(&a, &serde_json::json!({"version": 1, "ok": true}), &[file.as_raw_fd(), file.as_raw_fd()])
             .unwrap();
-        let (body, fds) = receive(&b, MAX_ANSWER, later(5000)).unwrap();
+        let (body, fds) = receive(&b, MAX_ANSWER, later(5000), Descriptors::Take).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["ok"], true);
         assert_eq!(fds.len(), 2);
         let flags = nix::fcntl::fcntl(&fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
@@ -225,18 +266,27 @@ mod tests {
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&(MAX_REQUEST as u32 + 1).to_be_bytes()).unwrap();
         assert!(
-            matches!(receive(&b, MAX_REQUEST, later(5000)), Err(FrameError::TooLarge(n)) if n == MAX_REQUEST + 1)
+            matches!(receive(&b, MAX_REQUEST, later(5000), Descriptors::Refuse), Err(FrameError::TooLarge(n)) if n == MAX_REQUEST + 1)
         );
 
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&[0, 0, 0, 9, b'{']).unwrap();
-        assert!(matches!(receive(&b, MAX_REQUEST, later(50)), Err(FrameError::TimedOut)));
+        assert!(matches!(
+            receive(&b, MAX_REQUEST, later(50), Descriptors::Refuse),
+            Err(FrameError::TimedOut)
+        ));
         drop(a);
-        assert!(matches!(receive(&b, MAX_REQUEST, later(5000)), Err(FrameError::Closed(0))));
+        assert!(matches!(
+            receive(&b, MAX_REQUEST, later(5000), Descriptors::Refuse),
+            Err(FrameError::Closed(0))
+        ));
 
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&[0, 0, 0, 9, b'{', b'"']).unwrap();
         drop(a);
-        assert!(matches!(receive(&b, MAX_REQUEST, later(5000)), Err(FrameError::Closed(6))));
+        assert!(matches!(
+            receive(&b, MAX_REQUEST, later(5000), Descriptors::Refuse),
+            Err(FrameError::Closed(6))
+        ));
     }
 }

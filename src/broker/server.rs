@@ -347,7 +347,7 @@ fn connection(stream: UnixStream, shared: &Shared) {
         Err(why) => return refuse(&stream, &why),
     };
     let who = pinned.who();
-    let body = match protocol::receive(&stream, MAX_REQUEST, deadline) {
+    let body = match protocol::receive(&stream, MAX_REQUEST, deadline, protocol::Descriptors::Refuse) {
         Ok((body, _descriptors)) => body,
         Err(FrameError::Closed(0)) => return,
         Err(FrameError::TooLarge(n)) => {
