@@ -131,7 +131,8 @@ fn base64_inside(value: &[u8], offset: usize, alphabet: &[u8; 64]) -> Zeroizing<
 /// as `\/` (PHP, some Java); with `ascii`, everything beyond ASCII as `\uXXXX` (Python's
 /// default). A value that is not UTF-8 is escaped byte by byte where it is ASCII.
 fn json_escaped(value: &[u8], slash: bool, ascii: bool) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(value.len() + 8));
+    // `\\uXXXX` per byte at worst: never a reallocation that leaves an unwiped copy.
+    let mut out = Zeroizing::new(Vec::with_capacity(value.len() * 12 + 8));
     let push_unit = |out: &mut Vec<u8>, unit: u32| out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
     let text = if ascii { std::str::from_utf8(value).ok() } else { None };
     let escape = |out: &mut Vec<u8>, c: char, bytes: &[u8]| match c {
@@ -194,7 +195,10 @@ pub struct Stream<'m> {
 
 impl<'m> Stream<'m> {
     pub fn new(masker: &'m Masker) -> Stream<'m> {
-        Stream { masker, held: Zeroizing::new(Vec::new()), longest: masker.longest() }
+        // Room for a whole read and a held tail from the start: a buffer that grew would leave
+        // its old, unwiped copy of the program's output (values included) in freed memory.
+        let longest = masker.longest();
+        Stream { masker, held: Zeroizing::new(Vec::with_capacity(CHUNK + longest)), longest }
     }
 
     /// Masks `chunk` (after what is held), appending what can be written to `out`.
@@ -255,7 +259,7 @@ pub fn pump(source: Arc<OwnedFd>, sink: BorrowedFd<'static>, masker: Arc<Masker>
     let _ = fcntl(&*source, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     let mut stream = Stream::new(&masker);
     let mut input = Zeroizing::new(vec![0u8; CHUNK]);
-    let mut output: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(CHUNK + 64));
+    let mut output: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(CHUNK + masker.longest()));
     let mut stopping = false;
     loop {
         if stopping {

@@ -140,10 +140,19 @@ pub fn supervise(
                             let Some((_, values)) = stopping.take() else {
                                 return finish(terminal, ending, fetching.is_some(), current);
                             };
-                            let plan = (pipeline.plan)(&values)?;
-                            current = watch::lock(values)?;
+                            // A restart that cannot start the program ends us: the terminal
+                            // goes back to our group first, not left with the ended one.
+                            let give_back = |error: Error| {
+                                if let Some(terminal) = terminal {
+                                    terminal.take_back();
+                                }
+                                error
+                            };
+                            let plan = (pipeline.plan)(&values).map_err(give_back)?;
+                            current = watch::lock(values).map_err(give_back)?;
                             program =
-                                Program::start(plan, &hardened, terminal, options.mask.then_some(&current))?;
+                                Program::start(plan, &hardened, terminal, options.mask.then_some(&current))
+                                    .map_err(give_back)?;
                             next_fetch = options.watch.map(|i| watch::next_fetch(Instant::now(), i));
                         }
                     },

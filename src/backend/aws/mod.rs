@@ -97,9 +97,10 @@ impl Settings {
 /// `https://` anywhere; plain `http://` only to loopback (moto or LocalStack in tests): the
 /// request is signed, not encrypted, and the answer is the secret.
 fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let (scheme, rest) = endpoint
-        .split_once("://")
-        .ok_or_else(|| format!("endpoint `{endpoint}` must start with https://"))?;
+    // `user:password@` in an endpoint is a credential: no message quotes such an endpoint.
+    let shown = if endpoint.contains('@') { "(it holds user information, not shown)" } else { endpoint };
+    let (scheme, rest) =
+        endpoint.split_once("://").ok_or_else(|| format!("endpoint `{shown}` must start with https://"))?;
     let authority = rest.split('/').next().unwrap_or_default();
     let host = if let Some(bracketed) = authority.strip_prefix('[') {
         bracketed.split(']').next().unwrap_or_default()
@@ -107,17 +108,17 @@ fn check_endpoint(endpoint: &str) -> Result<(), String> {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
     if host.is_empty() || authority.contains('@') {
-        return Err(format!("endpoint `{endpoint}` must name a host (and no user)"));
+        return Err(format!("endpoint `{shown}` must name a host (and no user)"));
     }
     let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match scheme {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
         "http" => Err(format!(
-            "endpoint `{endpoint}` is plain http to another machine: secrets would cross the network \
+            "endpoint `{shown}` is plain http to another machine: secrets would cross the network \
              unencrypted; use https (plain http is only for a loopback emulator)"
         )),
-        other => Err(format!("endpoint `{endpoint}`: scheme `{other}` is neither https nor http")),
+        other => Err(format!("endpoint `{shown}`: scheme `{other}` is neither https nor http")),
     }
 }
 
@@ -126,7 +127,17 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, FetchError> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())
+            // Signals are for the main thread (its handlers, a supervisor's signalfd): a
+            // runtime thread that took a SIGCHLD would lose the program's exit, one that took a
+            // SIGTERM would run the handler in the wrong place. The SDK's DNS lookups run on
+            // blocking-pool threads that outlive the fetch by seconds.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .on_thread_start(|| {
+                    let _ = nix::sys::signal::SigSet::all().thread_block();
+                })
+                .build()
+                .map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| FetchError::Failed(format!("cannot start the AWS SDK's runtime: {e}")))
@@ -391,6 +402,11 @@ mod tests {
             "http://u@127.0.0.1",
         ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+        // A password in an endpoint is never quoted back.
+        for with_password in ["https://alice:hunter2canary@[::1", "http://alice:hunter2canary@10.0.0.1"] {
+            let message = check_endpoint(with_password).unwrap_err();
+            assert!(!message.contains("hunter2canary"), "{message}");
         }
     }
 
