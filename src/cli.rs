@@ -426,6 +426,16 @@ fn audit(cli: &Cli, format: LogFormat) -> Audit {
     Audit { verbosity, format, sink, context: Default::default() }
 }
 
+/// `get`'s answer: the value as it is, and a newline only for a person at a terminal (a
+/// script's `$(...)` gets the exact bytes).
+fn print_value(value: &crate::secret::SecretValue) -> Result<(), Error> {
+    write_stdout(value.expose())?;
+    if std::io::stdout().is_terminal() {
+        write_stdout(b"\n")?;
+    }
+    Ok(())
+}
+
 fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(), Error> {
     let command = with_env_broker(command);
     let style = Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() };
@@ -471,23 +481,13 @@ fn dispatch(command: Command, audit: Audit, argv0: &std::ffi::OsStr) -> Result<(
             if let Some(socket) = &broker.broker {
                 let _hardened = crate::exec::harden()?;
                 let manifest = crate::manifest::Manifest::requested(None, std::slice::from_ref(&name))?;
+                // One name asked, so one value back.
                 let values = crate::broker::client::fetch(socket, &identity, &manifest)?;
-                for (_, value) in &values {
-                    write_stdout(value.expose())?;
-                }
-                if std::io::stdout().is_terminal() {
-                    write_stdout(b"\n")?;
-                }
-                return Ok(());
+                return values.iter().try_for_each(|(_, value)| print_value(value));
             }
             let api = SecretsApi::from_config(load_config(&config)?).with_audit(audit.about(&identity, None));
             let _hardened = crate::exec::harden()?;
-            let value = api.get_secret(&name, &identity)?;
-            write_stdout(value.expose())?;
-            if std::io::stdout().is_terminal() {
-                write_stdout(b"\n")?;
-            }
-            Ok(())
+            print_value(&api.get_secret(&name, &identity)?)
         }
         Command::Check { config, manifest, identity, fetch: false, jobs, format, broker: BrokerArg { broker: Some(socket) } } => {
             let _ = config;
